@@ -1,0 +1,65 @@
+"""Fixtures: synthetic TNEWS data in every supported layout, a tiny BERT, a trained tiny run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synthetic import build_tiny_bert, synthetic_splits, write_clue, write_hf_jsonl
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED_TNEWS = SHARED / "data" / "tnews"
+
+
+@pytest.fixture(scope="session")
+def synthetic_rows():
+    return synthetic_splits()
+
+
+@pytest.fixture(scope="session")
+def hf_data(tmp_path_factory, synthetic_rows) -> Path:
+    return write_hf_jsonl(tmp_path_factory.mktemp("hf"), synthetic_rows)
+
+
+@pytest.fixture(scope="session")
+def clue_data(tmp_path_factory, synthetic_rows) -> Path:
+    return write_clue(tmp_path_factory.mktemp("clue"), synthetic_rows)
+
+
+@pytest.fixture(scope="session")
+def clue_tsv_data(tmp_path_factory, synthetic_rows) -> Path:
+    return write_clue(tmp_path_factory.mktemp("clue_tsv"), synthetic_rows, train_as_tsv=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def tiny_train_config(tiny_model: Path, hf_data: Path, **overrides):
+    """A few-second run that learns the synthetic task."""
+    from tnews_deploy.training import resolve_config
+
+    settings = dict(
+        model=str(tiny_model), data=str(hf_data), train_size=300, eval_size=150, selection_size=90,
+        epochs=1.0, min_steps=200, lr=3e-3, batch_size=16, max_length=32, evaluations=4,
+        early_stopping_patience=0,
+    )
+    settings.update(overrides)
+    variant = settings.pop("variant", "full")
+    return resolve_config("default", variant, **settings)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_model, hf_data):
+    """One finished tiny run, shared by tests that need a checkpoint."""
+    from tnews_deploy.training import train_run
+
+    return train_run(tiny_train_config(tiny_model, hf_data), tmp_path_factory.mktemp("run") / "full-300",
+                     quiet=True)
+
+
+def requires_shared_tnews():
+    return pytest.mark.skipif(not (SHARED_TNEWS / "hf" / "train.jsonl").is_file(),
+                              reason="../shared/data/tnews is not present")

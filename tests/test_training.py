@@ -1,0 +1,167 @@
+"""Variants, configs, a short real training run, the grid and its resumption."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import tiny_train_config
+from tnews_deploy.errors import ConfigError, ModelError
+from tnews_deploy.training import resolve_config
+from tnews_deploy.training.config import VARIANTS
+
+
+@pytest.fixture()
+def tiny_classifier(tiny_model):
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=15)
+
+
+def test_full_variant_trains_everything(tiny_classifier):
+    from tnews_deploy.training.variants import apply_variant, trainable_parameter_names
+
+    apply_variant(tiny_classifier, "full")
+    assert trainable_parameter_names(tiny_classifier) == [n for n, _ in tiny_classifier.named_parameters()]
+
+
+def test_freeze_embeddings_freezes_exactly_the_embedding_layer(tiny_classifier):
+    from tnews_deploy.training.variants import apply_variant
+
+    apply_variant(tiny_classifier, "freeze-embeddings")
+    for name, param in tiny_classifier.named_parameters():
+        assert param.requires_grad == (not name.startswith("bert.embeddings.")), name
+
+
+def test_freeze_encoder_trains_only_pooler_and_classifier(tiny_classifier):
+    from tnews_deploy.training.variants import apply_variant, trainable_parameter_names
+
+    apply_variant(tiny_classifier, "freeze-encoder")
+    trainable = trainable_parameter_names(tiny_classifier)
+    assert trainable and all(n.startswith(("bert.pooler.", "classifier.")) for n in trainable)
+    assert {"classifier.weight", "classifier.bias", "bert.pooler.dense.weight"} <= set(trainable)
+
+
+def test_variant_switch_resets_previous_freezing(tiny_classifier):
+    from tnews_deploy.training.variants import apply_variant, count_parameters
+
+    apply_variant(tiny_classifier, "freeze-encoder")
+    apply_variant(tiny_classifier, "full")
+    trainable, total = count_parameters(tiny_classifier)
+    assert trainable == total
+
+
+def test_presets_and_overrides():
+    paper = resolve_config("paper", "full", train_size=1000)
+    assert (paper.batch_size, paper.lr, paper.epochs, paper.max_length) == (8, 1e-5, 30.0, 40)
+    assert paper.total_steps() == 30 * 125
+    default = resolve_config("default", "full", train_size=500)
+    assert default.total_steps() >= default.min_steps  # the step floor lifts small sets
+    assert default.effective_epochs() > default.epochs
+    big = resolve_config("default", "full", train_size=5000)
+    assert big.effective_epochs() == big.epochs
+    assert resolve_config("default", "freeze-encoder").lr > default.lr  # a head needs a larger lr
+    assert resolve_config("default", "full", lr=1e-4, batch_size=8).lr == 1e-4
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(variant="freeze-all"), "unknown variant"),
+        (dict(preset="fast"), "unknown preset"),
+        (dict(train_size=0), "--train-size must be positive"),
+        (dict(lr=-1.0), "--lr must be positive"),
+    ],
+)
+def test_bad_config_values_are_clear_errors(kwargs, message):
+    preset = kwargs.pop("preset", "default")
+    variant = kwargs.pop("variant", "full")
+    with pytest.raises(ConfigError, match=message):
+        resolve_config(preset, variant, **kwargs)
+
+
+def test_short_run_learns_and_writes_documented_files(trained_run):
+    m = trained_run.metrics
+    assert m["last_loss"] < m["first_loss"] * 0.8
+    assert m["macro_f1"] > 0.5 and m["accuracy"] > 0.5  # chance is 1/15
+    assert set(m) >= {"macro_f1", "micro_f1", "accuracy", "per_class", "confusion_matrix", "train_seconds"}
+    assert len(m["confusion_matrix"]) == 15 and sum(map(sum, m["confusion_matrix"])) == 150
+    assert set(m["per_class"]) == set(m["label_names"])
+    run_dir = trained_run.run_dir
+    saved = json.loads((run_dir / "run_config.json").read_text())
+    assert saved["variant"] == "full" and saved["total_steps"] >= 200
+    config = json.loads((trained_run.checkpoint / "config.json").read_text())
+    assert config["id2label"]["7"] == "news_edu"
+    assert (trained_run.checkpoint / "tokenizer.json").is_file()
+    assert not (run_dir / "trainer").exists()  # intermediate checkpoints are cleaned up
+
+
+def test_finished_run_is_reused(trained_run):
+    from tnews_deploy.training import train_run
+
+    again = train_run(trained_run.config, trained_run.run_dir, quiet=True)
+    assert again.metrics == trained_run.metrics
+
+
+def test_frozen_encoder_run_updates_only_the_head(tiny_model, hf_data, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from tnews_deploy.training import train_run
+
+    config = tiny_train_config(tiny_model, hf_data, variant="freeze-encoder", min_steps=20, lr=1e-2)
+    result = train_run(config, tmp_path / "run", quiet=True)
+    before = load_file(tiny_model / "model.safetensors")
+    after = load_file(result.checkpoint / "model.safetensors")
+    for name, tensor in before.items():
+        if name.startswith("pooler."):
+            continue
+        assert torch.equal(tensor, after[f"bert.{name}"]), name
+    assert not torch.equal(before["pooler.dense.weight"], after["bert.pooler.dense.weight"])
+
+
+def test_model_folder_without_weights_is_a_clear_error(tmp_path, tiny_model, hf_data):
+    from tnews_deploy.training import train_run
+
+    folder = tmp_path / "tokenizer-only"
+    folder.mkdir()
+    for name in ("config.json", "vocab.txt", "tokenizer_config.json"):
+        shutil.copy(tiny_model / name, folder / name)
+    with pytest.raises(ModelError, match="has no weights"):
+        train_run(tiny_train_config(folder, hf_data), tmp_path / "run", quiet=True)
+
+
+def test_grid_writes_results_and_resumes(tiny_model, hf_data, tmp_path):
+    from tnews_deploy.training.grid import GridConfig, run_grid
+
+    overrides = dict(eval_size=150, selection_size=90, epochs=1.0, min_steps=30, lr=3e-3, batch_size=16,
+                     max_length=32, early_stopping_patience=2)
+    grid = GridConfig(model=str(tiny_model), data=str(hf_data), output=tmp_path / "grid",
+                      variants=("full", "freeze-encoder"), train_sizes=(60, 120), overrides=overrides)
+    results = run_grid(grid, quiet=True)
+    assert results["finished_runs"] == results["planned_runs"] == 4
+    assert {(r["variant"], r["train_size"]) for r in results["runs"]} == {
+        ("full", 60), ("full", 120), ("freeze-encoder", 60), ("freeze-encoder", 120)}
+    for row in results["runs"]:
+        assert set(row) >= {"variant", "train_size", "macro_f1", "micro_f1", "accuracy", "train_seconds",
+                            "checkpoint"}
+        assert 0 <= row["macro_f1"] <= 1 and (tmp_path / "grid" / row["checkpoint"] / "config.json").is_file()
+    assert results["best"]["macro_f1"] == max(r["macro_f1"] for r in results["runs"])
+    md = (tmp_path / "grid" / "results.md").read_text()
+    assert "| full |" in md and "Best run" in md
+    assert (tmp_path / "grid" / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Simulate a kill: one run loses its metrics (half-written), another is untouched.
+    half = tmp_path / "grid" / "freeze-encoder-120"
+    (half / "metrics.json").unlink()
+    untouched = (tmp_path / "grid" / "full-60" / "metrics.json").stat().st_mtime_ns
+    resumed = run_grid(grid, quiet=True)
+    assert resumed["finished_runs"] == 4
+    assert (half / "metrics.json").is_file()
+    assert (tmp_path / "grid" / "full-60" / "metrics.json").stat().st_mtime_ns == untouched
+
+
+def test_every_variant_is_known():
+    assert VARIANTS == ("full", "freeze-embeddings", "freeze-encoder")

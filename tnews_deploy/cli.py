@@ -1,0 +1,236 @@
+"""The `tnews-deploy` command line: a thin click layer over the Python API.
+
+Heavy libraries (torch, transformers, datasets) are imported inside the
+commands that need them, so `tnews-deploy --help` and the runtime commands stay
+fast and work on a runtime-only install.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from .errors import UserError
+
+DEFAULT_MODEL = "bert-base-chinese"
+DEFAULT_DATA = "clue/tnews"
+VARIANT_NAMES = ("full", "freeze-embeddings", "freeze-encoder")
+PRESET_NAMES = ("default", "paper")
+
+
+def user_errors(func: Callable) -> Callable:
+    """Print a `UserError` as one line and exit 2, instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(2)
+        except ImportError as exc:
+            click.secho(
+                f"error: {exc}. This command needs the training extra: "
+                'pip install "tnews-deploy[train]"',
+                fg="red",
+                err=True,
+            )
+            sys.exit(2)
+
+    return wrapper
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        sizes = tuple(int(v.replace("_", "")) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers like 500,1000,5000, got {value!r}")
+    if not sizes or any(n <= 0 for n in sizes):
+        raise click.BadParameter("sizes must be positive integers")
+    return sizes
+
+
+def _variant_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    variants = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [v for v in variants if v not in VARIANT_NAMES]
+    if unknown:
+        raise click.BadParameter(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANT_NAMES)}")
+    return variants
+
+
+def hyperparameter_options(func: Callable) -> Callable:
+    """Options shared by `train` and `grid`; None means "take the preset's value"."""
+    options = [
+        click.option("--model", default=DEFAULT_MODEL, show_default=True,
+                     help="Hub id or local folder of a pretrained encoder (any HF encoder)."),
+        click.option("--data", default=DEFAULT_DATA, show_default=True,
+                     help="'clue/tnews' (hub), or a folder of HF-style JSONL or original CLUE files."),
+        click.option("--preset", type=click.Choice(PRESET_NAMES), default="default", show_default=True,
+                     help="'default': a recipe that works at every size (step floor, warmup, early "
+                          "stopping). 'paper': the study's batch 8, lr 1e-5, 30 epochs, max_length 40."),
+        click.option("--eval-size", type=int, default=2000, show_default=True,
+                     help="Evaluation sentences drawn from validation."),
+        click.option("--selection-size", type=int, default=1000, show_default=True,
+                     help="Validation sentences for model selection, disjoint from the evaluation set."),
+        click.option("--epochs", type=float, help="Minimum epochs (small sets get more, see --min-steps)."),
+        click.option("--min-steps", type=int, help="Optimiser-step floor; 0 turns it off."),
+        click.option("--lr", type=float, help="Peak learning rate of AdamW."),
+        click.option("--batch-size", type=int, help="Training batch size."),
+        click.option("--max-length", type=int, help="Token cap; see `tnews-deploy data-stats`."),
+        click.option("--patience", "early_stopping_patience", type=int,
+                     help="Early stopping after this many selection evaluations without gain; 0 = off."),
+        click.option("--seed", type=int, default=42, show_default=True, help="Seed for subsets and training."),
+        click.option("--stratify/--no-stratify", default=True, show_default=True,
+                     help="Draw subsets class-proportionally."),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
+    keys = ("eval_size", "selection_size", "epochs", "min_steps", "lr", "batch_size", "max_length",
+            "early_stopping_patience", "seed", "stratify")
+    return {k: kwargs[k] for k in keys}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="tnews-deploy")
+def main() -> None:
+    """Fine-tune a Chinese BERT classifier on CLUE TNEWS and ship it as a verified ONNX model.
+
+    \b
+    Typical path:
+      tnews-deploy data-stats --data clue/tnews --output runs/stats
+      tnews-deploy grid --model bert-base-chinese --data clue/tnews --output runs/grid
+      tnews-deploy train --variant full --train-size 5000 --output runs/full-5000
+
+    Every command takes --help. Without hub access, pass local folders to --model and --data.
+    """
+
+
+@main.command("data-stats")
+@click.option("--data", default=DEFAULT_DATA, show_default=True,
+              help="'clue/tnews' (hub), or a folder of HF-style JSONL or original CLUE files.")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True,
+              help="Tokenizer to count tokens with (hub id or local folder).")
+@click.option("--split", default="train", show_default=True, help="Split whose lengths are measured.")
+@click.option("--percentile", type=float, default=99.0, show_default=True,
+              help="Token-length percentile that max_length must cover.")
+@click.option("--output", type=click.Path(path_type=Path), default=Path("runs/data-stats"), show_default=True,
+              help="Folder for lengths.png and stats.json.")
+@user_errors
+def data_stats(data: str, model: str, split: str, percentile: float, output: Path) -> None:
+    """Sentence-length histograms, percentiles, a suggested max_length, class counts."""
+    from transformers import AutoTokenizer
+
+    from .data import length_stats, load_tnews, plot_length_histograms
+    from .training.run import write_json_atomic
+
+    dsd = load_tnews(data)
+    if split not in dsd:
+        raise UserError(f"no split {split!r} in {data}; it has {', '.join(dsd)}.")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"could not load a tokenizer from {model!r}: {str(exc).splitlines()[0]}") from exc
+    stats = length_stats(dsd, tokenizer, split=split, percentile=percentile)
+    output.mkdir(parents=True, exist_ok=True)
+    png = plot_length_histograms(stats, output / "lengths.png")
+    payload = {"data": data, "tokenizer": model, "split": split, "percentile": percentile, **stats.to_json()}
+    write_json_atomic(output / "stats.json", payload)
+
+    click.echo(f"{split}: {len(stats.char_lengths):,} sentences")
+    header = "        " + "".join(f"{k:>8}" for k in stats.char_percentiles)
+    click.echo(header)
+    click.echo("chars   " + "".join(f"{v:>8.0f}" for v in stats.char_percentiles.values()))
+    click.echo("tokens  " + "".join(f"{v:>8.0f}" for v in stats.token_percentiles.values()))
+    click.echo(
+        f"suggested max_length: {stats.suggested_max_length} (covers the p{percentile:g} of token lengths; "
+        f"{stats.truncated_share:.2%} of sentences would be truncated)"
+    )
+    click.echo("class counts:")
+    splits = list(stats.class_counts)
+    click.echo(f"  {'class':<20}" + "".join(f"{s:>12}" for s in splits))
+    for name in next(iter(stats.class_counts.values())):
+        click.echo(f"  {name:<20}" + "".join(f"{stats.class_counts[s].get(name, 0):>12,}" for s in splits))
+    click.echo(f"wrote {png} and {output / 'stats.json'}")
+
+
+@main.command()
+@hyperparameter_options
+@click.option("--variant", type=click.Choice(VARIANT_NAMES), default="full", show_default=True,
+              help="full: all layers train; freeze-embeddings: embedding layer frozen; "
+                   "freeze-encoder: only pooler + classifier train.")
+@click.option("--train-size", type=int, default=1000, show_default=True,
+              help="Training sentences drawn (seeded) from the train split.")
+@click.option("--output", type=click.Path(path_type=Path), required=True,
+              help="Run folder: checkpoint/, metrics.json, run_config.json.")
+@user_errors
+def train(variant: str, train_size: int, output: Path, model: str, data: str, preset: str,
+          quiet: bool, **kwargs: Any) -> None:
+    """Fine-tune one run (one variant on one training-set size) and score it.
+
+    The run folder is reused as is when it already holds a finished run.
+    """
+    from .training import resolve_config, train_run
+
+    config = resolve_config(preset, variant, model=model, data=data, train_size=train_size,
+                            **_overrides(kwargs))
+    click.echo(
+        f"training {variant} × {train_size:,} on {model}: lr {config.lr:g}, batch {config.batch_size}, "
+        f"{config.effective_epochs():g} epochs ({config.total_steps():,} steps), max_length {config.max_length}"
+    )
+    result = train_run(config, output, quiet=quiet)
+    m = result.metrics
+    click.echo(
+        f"macro-F1 {m['macro_f1']:.4f}  micro-F1 {m['micro_f1']:.4f}  accuracy {m['accuracy']:.4f}  "
+        f"({m['train_seconds']:.0f} s); checkpoint: {result.checkpoint}"
+    )
+
+
+@main.command()
+@hyperparameter_options
+@click.option("--variants", callback=_variant_list, default=",".join(VARIANT_NAMES), show_default=True,
+              help="Comma-separated variants.")
+@click.option("--train-sizes", callback=_int_list, default="500,1000,5000", show_default=True,
+              help="Comma-separated training-set sizes.")
+@click.option("--output", type=click.Path(path_type=Path), required=True,
+              help="Grid folder: one run folder each, results.json/.md/.png.")
+@user_errors
+def grid(variants: tuple[str, ...], train_sizes: tuple[int, ...], output: Path, model: str, data: str,
+         preset: str, quiet: bool, **kwargs: Any) -> None:
+    """Train variants × sizes (3 × 3 by default) and report macro/micro-F1.
+
+    Finished runs are skipped, so rerunning a killed grid resumes it. Writes
+    results.json, results.md (a table) and results.png (bars) into --output
+    and names the best run by macro-F1.
+    """
+    from .training.grid import GridConfig, record_command, run_grid
+
+    config = GridConfig(model=model, data=data, output=output, variants=variants, train_sizes=train_sizes,
+                        preset=preset, overrides=_overrides(kwargs))
+    record_command(output, "tnews-deploy " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    results = run_grid(config, quiet=quiet)
+    click.echo((output / "results.md").read_text(encoding="utf-8"))
+    best = results["best"]
+    click.echo(f"best run: {best['variant']} × {best['train_size']:,} -> {output / best['checkpoint']}")
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

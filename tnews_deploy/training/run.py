@@ -1,0 +1,249 @@
+"""One training run: fine-tune a sequence classifier, select, evaluate, save.
+
+A run folder holds:
+
+* `checkpoint/`: model + tokenizer (`save_pretrained`), `id2label` = class names;
+* `run_config.json`: the resolved `TrainConfig`;
+* `metrics.json`: evaluation-set macro/micro-F1, accuracy, per-class report,
+  confusion matrix, timings. It is written last and atomically, so its presence
+  is what marks a run as finished; a folder without it is a half-done run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import SplitConfig, TnewsSplits, load_tnews, make_splits
+from ..errors import ModelError
+from .config import TrainConfig
+from .metrics import classification_metrics, selection_metrics
+
+CHECKPOINT_DIR = "checkpoint"
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "run_config.json"
+WEIGHT_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    config: TrainConfig
+    metrics: dict[str, Any]
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run_dir / CHECKPOINT_DIR
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def is_finished(run_dir: Path) -> bool:
+    """A run is finished when its metrics and a complete checkpoint are both there."""
+    checkpoint = run_dir / CHECKPOINT_DIR
+    return (
+        (run_dir / METRICS_FILE).is_file()
+        and (checkpoint / "config.json").is_file()
+        and any((checkpoint / name).is_file() for name in WEIGHT_FILES)
+    )
+
+
+def load_finished(run_dir: Path) -> RunResult:
+    metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    config = TrainConfig.from_json(json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8")))
+    return RunResult(run_dir=run_dir, config=config, metrics=metrics)
+
+
+def check_model_source(model: str) -> None:
+    """Fail early, with a clear message, on a local model folder that cannot work."""
+    path = Path(model).expanduser()
+    looks_local = path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
+    if not looks_local:
+        return  # a hub id: transformers resolves it
+    if not path.is_dir():
+        raise ModelError(f"{model}: no such model folder. Pass a hub id or a folder saved with save_pretrained.")
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path}: no config.json; this is not a transformers model folder.")
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise ModelError(
+            f"{path}: has no weights ({' or '.join(WEIGHT_FILES[:2])}). A tokenizer-only folder cannot "
+            "be fine-tuned: point --model at a folder with pretrained weights."
+        )
+
+
+def load_model_and_tokenizer(model: str, label_names: list[str]):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    check_model_source(model)
+    id2label = dict(enumerate(label_names))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        net = AutoModelForSequenceClassification.from_pretrained(
+            model,
+            num_labels=len(label_names),
+            id2label=id2label,
+            label2id={name: i for i, name in id2label.items()},
+            ignore_mismatched_sizes=True,  # a checkpoint with another head gets a fresh one
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"could not load model {model!r}: {str(exc).splitlines()[0]} "
+            "Without network access, pass a local model folder with --model."
+        ) from exc
+    return net, tokenizer
+
+
+def tokenize(dataset, tokenizer, max_length: int):
+    def encode(batch):
+        return tokenizer(batch["sentence"], truncation=True, max_length=max_length)
+
+    keep = {"label"}
+    drop = [c for c in dataset.column_names if c not in keep]
+    return dataset.map(encode, batched=True, remove_columns=drop, desc="tokenizing")
+
+
+def train_run(
+    config: TrainConfig,
+    run_dir: Path,
+    splits: TnewsSplits | None = None,
+    *,
+    quiet: bool = False,
+) -> RunResult:
+    """Train one run into `run_dir` (reused as is when already finished)."""
+    import torch
+    from transformers import (
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+
+    from .variants import apply_variant, count_parameters
+
+    run_dir = Path(run_dir)
+    if is_finished(run_dir):
+        return load_finished(run_dir)
+    if run_dir.exists():  # a half-done run: start it again from scratch
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    write_json_atomic(run_dir / CONFIG_FILE, config.to_json())
+
+    if splits is None:
+        splits = make_splits(
+            load_tnews(config.data),
+            SplitConfig(
+                train_sizes=(config.train_size,),
+                eval_size=config.eval_size,
+                selection_size=config.selection_size,
+                seed=config.seed,
+                stratify=config.stratify,
+            ),
+        )
+    set_seed(config.seed)
+    model, tokenizer = load_model_and_tokenizer(config.model, splits.label_names)
+    apply_variant(model, config.variant)
+    trainable, total = count_parameters(model)
+
+    train_ds = tokenize(splits.train[config.train_size], tokenizer, config.max_length)
+    selection_ds = tokenize(splits.selection, tokenizer, config.max_length) if len(splits.selection) else None
+    eval_ds = tokenize(splits.evaluation, tokenizer, config.max_length)
+
+    use_selection = selection_ds is not None and (config.select_best or config.early_stopping_patience > 0)
+    cuda = torch.cuda.is_available()
+    work_dir = run_dir / "trainer"
+    args = TrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=config.effective_epochs(),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_ratio=config.warmup_ratio,
+        lr_scheduler_type="linear",
+        eval_strategy="steps" if use_selection else "no",
+        eval_steps=config.eval_every(),
+        save_strategy="steps" if use_selection and config.select_best else "no",
+        save_steps=config.eval_every(),
+        save_total_limit=1,
+        save_only_model=True,
+        load_best_model_at_end=use_selection and config.select_best,
+        metric_for_best_model="macro_f1",
+        greater_is_better=True,
+        logging_steps=max(1, min(50, config.eval_every())),
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to=[],
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        dataloader_num_workers=0,
+        disable_tqdm=quiet,
+        use_cpu=not cuda,
+    )
+    callbacks = []
+    if use_selection and config.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=selection_ds if use_selection else None,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=selection_metrics,
+        callbacks=callbacks,
+    )
+    started = time.perf_counter()
+    train_output = trainer.train()
+    train_seconds = time.perf_counter() - started
+
+    prediction = trainer.predict(eval_ds, metric_key_prefix="eval")
+    predictions = np.asarray(prediction.predictions).argmax(-1)
+    metrics = classification_metrics(np.asarray(prediction.label_ids), predictions, splits.label_names)
+    history = trainer.state.log_history
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    metrics.update(
+        variant=config.variant,
+        train_size=config.train_size,
+        eval_size=len(eval_ds),
+        selection_size=len(selection_ds) if selection_ds is not None else 0,
+        train_seconds=round(train_seconds, 1),
+        steps=int(train_output.global_step),
+        best_selection_macro_f1=trainer.state.best_metric,
+        best_step=_best_step(trainer.state),
+        first_loss=losses[0] if losses else None,
+        last_loss=losses[-1] if losses else None,
+        trainable_parameters=trainable,
+        total_parameters=total,
+        device="cuda:" + torch.cuda.get_device_name(0) if cuda else "cpu",
+    )
+    checkpoint = run_dir / CHECKPOINT_DIR
+    trainer.save_model(str(checkpoint))  # model + tokenizer (processing_class)
+    (run_dir / "log_history.json").write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    write_json_atomic(run_dir / METRICS_FILE, metrics)  # last: marks the run finished
+    return RunResult(run_dir=run_dir, config=config, metrics=metrics)
+
+
+def _best_step(state) -> int | None:
+    if not state.best_model_checkpoint:
+        return None
+    try:
+        return int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return None
