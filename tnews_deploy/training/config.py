@@ -88,7 +88,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         ),
         "full": dict(lr=5e-5),
         "freeze-embeddings": dict(lr=5e-5),
-        "freeze-encoder": dict(lr=2e-3),
+        # Head-only steps are cheap (no backward through the encoder) and a fresh
+        # head needs many of them: a higher step floor and more epochs.
+        "freeze-encoder": dict(lr=2e-3, min_steps=1500, epochs=10.0),
     },
     # The study's settings: batch 8, AdamW lr 1e-5, 30 epochs, max_length 40,
     # no step floor, no early stopping, the last model is the one scored.

@@ -25,6 +25,7 @@ from ..data import SplitConfig, TnewsSplits, load_tnews, make_splits
 from ..errors import ModelError
 from .config import TrainConfig
 from .metrics import classification_metrics, selection_metrics
+from .selection import SelectBestCallback
 
 CHECKPOINT_DIR = "checkpoint"
 METRICS_FILE = "metrics.json"
@@ -127,13 +128,7 @@ def train_run(
 ) -> RunResult:
     """Train one run into `run_dir` (reused as is when already finished)."""
     import torch
-    from transformers import (
-        DataCollatorWithPadding,
-        EarlyStoppingCallback,
-        Trainer,
-        TrainingArguments,
-        set_seed,
-    )
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
     from .variants import apply_variant, count_parameters
 
@@ -179,13 +174,9 @@ def train_run(
         lr_scheduler_type="linear",
         eval_strategy="steps" if use_selection else "no",
         eval_steps=config.eval_every(),
-        save_strategy="steps" if use_selection and config.select_best else "no",
-        save_steps=config.eval_every(),
-        save_total_limit=1,
-        save_only_model=True,
-        load_best_model_at_end=use_selection and config.select_best,
-        metric_for_best_model="macro_f1",
-        greater_is_better=True,
+        # The best weights are kept in memory by SelectBestCallback: no checkpoint
+        # of ~0.5 GB is written to disk at every evaluation.
+        save_strategy="no",
         logging_steps=max(1, min(50, config.eval_every())),
         seed=config.seed,
         data_seed=config.seed,
@@ -195,9 +186,9 @@ def train_run(
         disable_tqdm=quiet,
         use_cpu=not cuda,
     )
-    callbacks = []
-    if use_selection and config.early_stopping_patience > 0:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    selector = SelectBestCallback(
+        patience=config.early_stopping_patience, keep_best=config.select_best
+    ) if use_selection else None
     trainer = Trainer(
         model=model,
         args=args,
@@ -206,11 +197,13 @@ def train_run(
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=selection_metrics,
-        callbacks=callbacks,
+        callbacks=[selector] if selector else [],
     )
     started = time.perf_counter()
     train_output = trainer.train()
     train_seconds = time.perf_counter() - started
+    if selector is not None:
+        selector.restore_best(trainer.model)
 
     prediction = trainer.predict(eval_ds, metric_key_prefix="eval")
     predictions = np.asarray(prediction.predictions).argmax(-1)
@@ -224,8 +217,9 @@ def train_run(
         selection_size=len(selection_ds) if selection_ds is not None else 0,
         train_seconds=round(train_seconds, 1),
         steps=int(train_output.global_step),
-        best_selection_macro_f1=trainer.state.best_metric,
-        best_step=_best_step(trainer.state),
+        best_selection_macro_f1=selector.best_metric if selector else None,
+        best_step=selector.best_step if selector else None,
+        stopped_early=bool(selector and selector.stopped_early),
         first_loss=losses[0] if losses else None,
         last_loss=losses[-1] if losses else None,
         trainable_parameters=trainable,
@@ -238,12 +232,3 @@ def train_run(
     shutil.rmtree(work_dir, ignore_errors=True)
     write_json_atomic(run_dir / METRICS_FILE, metrics)  # last: marks the run finished
     return RunResult(run_dir=run_dir, config=config, metrics=metrics)
-
-
-def _best_step(state) -> int | None:
-    if not state.best_model_checkpoint:
-        return None
-    try:
-        return int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[1])
-    except (IndexError, ValueError):
-        return None
