@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 from ..data import SplitConfig, load_tnews, make_splits
 from ..errors import ConfigError
 from .config import VARIANTS, TrainConfig, resolve_config
-from .run import RunResult, is_finished, load_finished, train_run, write_json_atomic
+from .run import RunResult, check_model_source, is_finished, load_finished, train_run, write_json_atomic
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -63,6 +63,7 @@ def run_grid(
     todo = [(v, n, c) for v, n, c in planned if not is_finished(output / config.run_name(v, n))]
     splits = None
     if todo:
+        check_model_source(config.model)
         first = todo[0][2]
         splits = make_splits(
             load_tnews(config.data),

@@ -135,6 +135,7 @@ def train_run(
     run_dir = Path(run_dir)
     if is_finished(run_dir):
         return load_finished(run_dir)
+    check_model_source(config.model)  # cheap checks first: fail before loading data
     if run_dir.exists():  # a half-done run: start it again from scratch
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
