@@ -63,3 +63,11 @@ def trained_run(tmp_path_factory, tiny_model, hf_data):
 def requires_shared_tnews():
     return pytest.mark.skipif(not (SHARED_TNEWS / "hf" / "train.jsonl").is_file(),
                               reason="../shared/data/tnews is not present")
+
+
+@pytest.fixture(scope="session")
+def exported(trained_run, tmp_path_factory):
+    """An fp32 export of the trained tiny run (verified)."""
+    from tnews_deploy.export import export_model
+
+    return export_model(trained_run.run_dir, tmp_path_factory.mktemp("exported") / "fp32", log=lambda m: None)

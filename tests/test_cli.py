@@ -77,3 +77,62 @@ def test_train_command_end_to_end(hf_data, tiny_model, tmp_path):
     assert "macro-F1" in result.output
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["variant"] == "freeze-embeddings" and metrics["eval_size"] == 100
+
+
+def test_export_command_and_refusal(trained_run, tmp_path):
+    result = run("export", str(trained_run.run_dir), "--output", str(tmp_path / "fp32"))
+    assert result.exit_code == 0, result.output
+    assert "agreement 100.00%" in result.output
+    refused = CliRunner().invoke(main, ["export", str(trained_run.run_dir), "--quantize", "int8",
+                                        "--max-f1-drop", "-1", "--output", str(tmp_path / "int8")])
+    assert refused.exit_code == 2 and "export refused" in refused.output
+    assert not (tmp_path / "int8").exists()
+
+
+def test_predict_arguments_jsonl(exported):
+    result = run("predict", str(exported.output), "\u9f00的人", "今天新闻", "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["line"] for r in rows] == [1, 2] and all(r["label"].startswith("news_") for r in rows)
+
+
+def test_predict_table_and_top_k(exported):
+    result = run("predict", str(exported.output), "\u9f00的人", "--format", "table", "--top-k", "3")
+    assert result.exit_code == 0 and result.output.count("news_") == 3
+
+
+def test_predict_file_with_bad_lines_keeps_the_good_ones(exported, tmp_path):
+    lines = [
+        json.dumps({"sentence": "\u9f00的人"}, ensure_ascii=False).encode(),
+        b"",
+        b"{not json",
+        json.dumps({"title": "no text field"}).encode(),
+        b'{"text": "\xff\xfe bad utf-8"}',
+        json.dumps({"text": "今天新闻"}, ensure_ascii=False).encode(),
+        json.dumps({"text": 5}).encode(),
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(main, ["predict", str(exported.output), "--input", str(source), "--output", str(out)])
+    assert result.exit_code == 1
+    assert "5 of 7 input(s) failed" in result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in rows] == list(range(1, 8))
+    assert "label" in rows[0] and "label" in rows[5]
+    errors = {r["line"]: r["error"] for r in rows if "error" in r}
+    assert "empty" in errors[2] and "invalid JSON" in errors[3] and "no 'sentence' or 'text'" in errors[4]
+    assert "UTF-8" in errors[5] and "not a string" in errors[7]
+
+
+def test_predict_txt_from_stdin(exported):
+    result = CliRunner().invoke(main, ["predict", str(exported.output), "--input", "-"],
+                                input="\u9f00的人\n\n今天新闻\n".encode())
+    assert result.exit_code == 1
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [("label" in r, r["line"]) for r in rows] == [(True, 1), (False, 2), (True, 3)]
+
+
+def test_predict_bad_model_dir_is_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["predict", str(tmp_path / "none"), "x"])
+    assert result.exit_code == 2 and "no such model folder" in result.output

@@ -1,7 +1,25 @@
 """tnews-deploy: a Chinese BERT classifier for CLUE TNEWS, from fine-tuning to a verified ONNX model.
 
-The base install is the runtime; training and export need the `train` extra.
-Importing this package imports neither torch nor transformers.
+`from tnews_deploy import Predictor` is the runtime (onnxruntime + tokenizers +
+numpy). Training and export need the `train` extra. Importing this package
+imports neither torch nor transformers; the predictor module itself is loaded
+on first use, so the CLI starts fast.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+__all__ = ["ModelLoadError", "Prediction", "Predictor", "__version__"]
+
+if TYPE_CHECKING:
+    from .predictor import ModelLoadError, Prediction, Predictor
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Predictor", "Prediction", "ModelLoadError"):
+        from . import predictor
+
+        return getattr(predictor, name)
+    raise AttributeError(f"module 'tnews_deploy' has no attribute {name!r}")

@@ -227,9 +227,170 @@ def grid(variants: tuple[str, ...], train_sizes: tuple[int, ...], output: Path, 
     best = results["best"]
     click.echo(f"best run: {best['variant']} × {best['train_size']:,} -> {output / best['checkpoint']}")
 
+# --------------------------------------------------------------------------- export
 
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False))
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path), required=True,
+              help="Folder to create: model.onnx, tokenizer, config.json, manifest.json.")
+@click.option("--optimize", type=click.Choice(["none", "O1", "O2", "O3"]), default="none", show_default=True,
+              help="Optimum graph optimisation. O1/O2 are exact; O3 approximates GELU.")
+@click.option("--quantize", type=click.Choice(["none", "int8"]), default="none", show_default=True,
+              help="Dynamic int8 quantisation (Optimum's ORTQuantizer).")
+@click.option("--quantize-for", type=click.Choice(["avx512_vnni", "avx512", "avx2", "arm64"]),
+              help="Quantisation config; default: picked from this CPU's flags.")
+@click.option("--per-channel/--per-tensor", default=True, show_default=True,
+              help="Per-channel or per-tensor int8 weight scales.")
+@click.option("--data", help="Verification data; default: the data the run was evaluated on.")
+@click.option("--eval-size", type=int, help="Verification sentences; default: the run's evaluation set.")
+@click.option("--max-length", type=int, help="Token cap baked into the export; default: the run's.")
+@click.option("--min-agreement", type=float, default=0.999, show_default=True,
+              help="Exact exports (fp32, O1, O2) must agree with PyTorch on this share of sentences.")
+@click.option("--max-f1-drop", type=float, default=0.01, show_default=True,
+              help="Approximate exports (O3, int8) may lose at most this much macro-F1.")
+@click.option("--force", is_flag=True, help="Replace --output if it exists.")
+@user_errors
+def export(source: Path, output: Path, optimize: str, quantize: str, quantize_for: str | None,
+           per_channel: bool, data: str | None, eval_size: int | None, max_length: int | None,
+           min_agreement: float, max_f1_drop: float, force: bool) -> None:
+    """Export a checkpoint to ONNX with Optimum, verified against PyTorch.
+
+    \b
+    SOURCE is a checkpoint folder, a training-run folder, or a grid folder
+    (then the grid's best run by macro-F1 is exported).
+
+    The evaluation set is run through PyTorch and through the new ONNX model.
+    The export is refused (exit 2, nothing written) when an exact export
+    agrees with PyTorch on fewer than --min-agreement of the sentences, or
+    when an approximate one loses more than --max-f1-drop macro-F1. The
+    folder appears only when accepted (built aside, then renamed).
+
+    \b
+    Examples:
+      tnews-deploy export runs/grid --output exports/fp32
+      tnews-deploy export runs/grid --optimize O2 --output exports/o2
+      tnews-deploy export runs/grid --quantize int8 --output exports/int8
+    """
+    from .export import ExportConfig, GatePolicy, export_model
+
+    config = ExportConfig(
+        optimize=optimize, quantize=quantize, quantize_for=quantize_for, per_channel=per_channel, data=data,
+        eval_size=eval_size, max_length=max_length,
+        policy=GatePolicy(min_agreement=min_agreement, max_f1_drop=max_f1_drop), force=force,
+    )
+    result = export_model(source, output, config, log=lambda m: click.echo(m, err=True))
+    m = result.manifest
+    click.echo(f"{output}: {m['model']['bytes'] / 1e6:.1f} MB, sha256 {m['model']['sha256'][:12]}…, "
+               f"agreement {result.report.agreement:.2%}, ONNX macro-F1 {result.report.onnx['macro_f1']:.4f} "
+               f"(PyTorch {result.report.pytorch['macro_f1']:.4f})")
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def _prediction_fields(result: Any) -> dict[str, Any]:
+    if isinstance(result, list):
+        return {"predictions": [r.to_dict() for r in result]}
+    return result.to_dict()
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("texts", nargs=-1)
+@click.option("--input", "input_path", help="File of texts: .txt (one a line) or .jsonl ('sentence'/'text'); - for stdin.")
+@click.option("--input-format", type=click.Choice(["auto", "txt", "jsonl"]), default="auto", show_default=True,
+              help="auto: by extension; stdin is sniffed.")
+@click.option("--output", "output_path", type=click.Path(path_type=Path),
+              help="Write JSONL here instead of stdout.")
+@click.option("--top-k", type=int, default=1, show_default=True, help="Best classes per text.")
+@click.option("--format", "out_format", type=click.Choice(["auto", "table", "jsonl"]), default="auto",
+              show_default=True, help="auto: a table on a terminal, JSONL in a pipe or file.")
+@click.option("--threads", type=int, help="onnxruntime intra-op threads (default: all cores).")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@user_errors
+def predict(model_dir: Path, texts: tuple[str, ...], input_path: str | None, input_format: str,
+            output_path: Path | None, top_k: int, out_format: str, threads: int | None, batch_size: int) -> None:
+    """Classify texts with an exported model (runtime only: no torch).
+
+    \b
+    Texts come as arguments or from --input. A bad line in a file (empty,
+    invalid JSON, bad UTF-8, no text field) gets an "error" record with its
+    line number; the good lines are still predicted, and the command exits 1
+    at the end, saying how many failed.
+
+    \b
+    Examples:
+      tnews-deploy predict exports/int8 "北京大学举行毕业典礼" "国足备战世界杯预选赛"
+      tnews-deploy predict exports/int8 --input titles.txt --output predictions.jsonl
+      cat titles.jsonl | tnews-deploy predict exports/int8 --input - --top-k 3
+    """
+    from .inputs import InputRecord, read_records
+    from .predictor import Predictor
+
+    if texts and input_path:
+        raise UserError("give texts as arguments or --input, not both.")
+    if not texts and not input_path:
+        raise UserError("nothing to classify: pass texts as arguments or --input FILE (- for stdin).")
+    predictor = Predictor(model_dir, threads=threads, batch_size=batch_size)
+    if not 1 <= top_k <= len(predictor.labels):
+        raise UserError(f"--top-k must be in 1..{len(predictor.labels)}.")
+
+    if texts:
+        records = [InputRecord(i + 1, text=t) if t.strip() else InputRecord(i + 1, error=f"argument {i + 1}: empty text")
+                   for i, t in enumerate(texts)]
+    elif input_path == "-":
+        records = list(read_records(sys.stdin.buffer, "-", input_format))
+    else:
+        path = Path(input_path)
+        if not path.is_file():
+            raise UserError(f"{path}: no such file.")
+        with path.open("rb") as fh:
+            records = list(read_records(fh, path.name, input_format))
+
+    good = [r for r in records if r.error is None]
+    results = iter(predictor.predict([r.text for r in good], top_k=top_k) if good else [])
+    rows: list[dict[str, Any]] = []
+    for record in records:
+        if record.error is not None:
+            rows.append({"line": record.line, "error": record.error})
+        else:
+            rows.append({"line": record.line, "text": record.text, **_prediction_fields(next(results))})
+
+    sink = output_path.open("w", encoding="utf-8") if output_path else None
+    try:
+        as_table = out_format == "table" or (out_format == "auto" and sink is None and sys.stdout.isatty())
+        if as_table:
+            _print_table(rows, top_k)
+        else:
+            for row in rows:
+                line = json.dumps(row, ensure_ascii=False)
+                if sink:
+                    sink.write(line + "\n")
+                else:
+                    click.echo(line)
+    finally:
+        if sink:
+            sink.close()
+    failed = sum(1 for r in rows if "error" in r)
+    if output_path:
+        click.echo(f"wrote {len(rows) - failed:,} predictions to {output_path}", err=True)
+    if failed:
+        click.secho(f"{failed:,} of {len(rows):,} input(s) failed; see their 'error' fields.", fg="red", err=True)
+        sys.exit(1)
+
+
+def _print_table(rows: list[dict[str, Any]], top_k: int) -> None:
+    for row in rows:
+        if "error" in row:
+            click.secho(f"{row['line']:>5}  ERROR  {row['error']}", fg="red")
+            continue
+        text = row["text"] if len(row["text"]) <= 40 else row["text"][:39] + "…"
+        if top_k == 1:
+            click.echo(f"{row['line']:>5}  {row['label']:<19} {row['score']:.3f}  {text}")
+        else:
+            ranked = ", ".join(f"{p['label']} {p['score']:.3f}" for p in row["predictions"])
+            click.echo(f"{row['line']:>5}  {text}\n       {ranked}")
 
 
 if __name__ == "__main__":

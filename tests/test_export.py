@@ -1,0 +1,143 @@
+"""Verified export through Optimum: manifest, parity, gate, atomicity, Optimum loading."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tnews_deploy.errors import UserError
+from tnews_deploy.export import ExportConfig, ExportRefused, GatePolicy, export_model, resolve_source
+
+
+@pytest.fixture(scope="session")
+def fp32_export(exported):
+    return exported
+
+
+def test_fp32_export_folder_and_manifest(fp32_export, trained_run):
+    out = fp32_export.output
+    assert {"model.onnx", "tokenizer.json", "config.json", "manifest.json"} <= {p.name for p in out.iterdir()}
+    manifest = json.loads((out / "manifest.json").read_text())
+    from tnews_deploy.predictor import sha256_of
+
+    assert manifest["model"]["sha256"] == sha256_of(out / "model.onnx")
+    assert manifest["max_length"] == trained_run.config.max_length
+    assert manifest["opset"] >= 14
+    assert manifest["optimization"] is None and manifest["quantization"] is None
+    assert manifest["labels"]["7"] == "news_edu"
+    assert set(manifest["versions"]) >= {"torch", "transformers", "optimum", "onnxruntime"}
+    v = manifest["verification"]
+    assert v["passed"] is True and v["exact"] is True
+    assert v["evaluation"]["same_as_training_run"] is True
+    assert v["sentences"] == trained_run.config.eval_size
+
+
+def test_fp32_parity_with_pytorch(fp32_export, trained_run):
+    report = fp32_export.report
+    assert report.agreement == 1.0
+    assert report.max_abs_logit_diff < 1e-3
+    # same evaluation set as the run: PyTorch F1 here equals the run's recorded F1
+    assert report.pytorch["macro_f1"] == pytest.approx(trained_run.metrics["macro_f1"], abs=1e-6)
+    assert report.onnx["macro_f1"] == pytest.approx(report.pytorch["macro_f1"], abs=1e-9)
+
+
+def test_optimum_loads_the_exported_folder(fp32_export):
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from transformers import AutoTokenizer
+
+    model = ORTModelForSequenceClassification.from_pretrained(fp32_export.output)
+    tokenizer = AutoTokenizer.from_pretrained(fp32_export.output)
+    logits = model(**tokenizer(["\u9f00\u9f01的人"], return_tensors="pt")).logits
+    assert tuple(logits.shape) == (1, 15)
+
+
+def test_grid_source_picks_the_best_run(trained_run, tmp_path):
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    best = {"variant": "full", "train_size": 300, "macro_f1": 0.9, "checkpoint": "r/checkpoint"}
+    (grid / "results.json").write_text(json.dumps({"best": best}))
+    (grid / "r").symlink_to(trained_run.run_dir, target_is_directory=True)
+    source = resolve_source(grid)
+    assert source.kind == "grid" and source.checkpoint == grid / "r" / "checkpoint"
+    assert source.run_config["variant"] == "full"
+    assert "best grid run full × 300" in source.describe()
+
+
+def test_bad_sources_are_clear_errors(tmp_path, trained_run):
+    with pytest.raises(UserError, match="no such folder"):
+        resolve_source(tmp_path / "missing")
+    with pytest.raises(UserError, match="neither a checkpoint"):
+        resolve_source(tmp_path)
+    with pytest.raises(UserError, match="already exists"):
+        export_model(trained_run.run_dir, tmp_path, log=lambda m: None)
+
+
+def test_int8_and_optimised_exports_pass_with_tolerances(trained_run, tmp_path):
+    int8 = export_model(trained_run.run_dir, tmp_path / "int8-o2",
+                        ExportConfig(quantize="int8", optimize="O2", policy=GatePolicy(max_f1_drop=0.2)),
+                        log=lambda m: None)
+    m = int8.manifest
+    assert m["quantization"]["mode"] == "int8" and m["quantization"]["target"] in (
+        "avx512_vnni", "avx512", "avx2", "arm64")
+    assert m["optimization"]["level"] == "O2" and m["verification"]["exact"] is False
+    assert int8.report.macro_f1_drop <= 0.2
+    o2 = export_model(trained_run.run_dir, tmp_path / "o2", ExportConfig(optimize="O2"), log=lambda m: None)
+    assert o2.report.agreement >= 0.999
+
+
+def test_gate_refuses_a_broken_model_and_leaves_nothing(trained_run, tmp_path, monkeypatch):
+    """An ONNX model that does not match its checkpoint must be refused, with no folder left behind."""
+    import tnews_deploy.export.exporter as exporter
+
+    real_build = exporter.build_onnx
+
+    def build_then_break(checkpoint, folder, config, log):
+        steps = real_build(checkpoint, folder, config, log)
+        import onnx
+        from onnx import numpy_helper
+
+        model = onnx.load(str(folder / "model.onnx"))
+        for init in model.graph.initializer:  # scramble the classifier: a wrong model
+            if "classifier" in init.name and "weight" in init.name:
+                w = numpy_helper.to_array(init)
+                init.CopyFrom(numpy_helper.from_array(np.random.default_rng(0).permutation(w.T).T.copy(), init.name))
+        onnx.save(model, str(folder / "model.onnx"))
+        return steps
+
+    monkeypatch.setattr(exporter, "build_onnx", build_then_break)
+    with pytest.raises(ExportRefused, match="agreement with PyTorch") as info:
+        export_model(trained_run.run_dir, tmp_path / "broken", log=lambda m: None)
+    assert info.value.report.agreement < 0.999
+    assert list(tmp_path.iterdir()) == []  # neither the output nor a staging folder
+
+
+def test_impossible_f1_gate_refuses_int8(trained_run, tmp_path):
+    with pytest.raises(ExportRefused, match="macro-F1 drops"):
+        export_model(trained_run.run_dir, tmp_path / "int8",
+                     ExportConfig(quantize="int8", policy=GatePolicy(max_f1_drop=-1.0)), log=lambda m: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_export_leaves_no_folder(trained_run, tmp_path, monkeypatch):
+    import tnews_deploy.export.exporter as exporter
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(exporter, "pytorch_logits", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_model(trained_run.run_dir, tmp_path / "out", log=lambda m: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_force_replaces_an_existing_export(trained_run, fp32_export, tmp_path):
+    import shutil
+
+    target = tmp_path / "target"
+    shutil.copytree(fp32_export.output, target)
+    (target / "stale.txt").write_text("old")
+    export_model(trained_run.run_dir, target, ExportConfig(force=True), log=lambda m: None)
+    assert not (target / "stale.txt").exists() and (target / "manifest.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["target"]

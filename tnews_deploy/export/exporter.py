@@ -1,0 +1,293 @@
+"""Verified ONNX export through Hugging Face Optimum.
+
+`export_model(source, output, config)`:
+
+1. resolves SOURCE (checkpoint, run or grid -> best run) and the evaluation set;
+2. exports with Optimum (`ORTModelForSequenceClassification(export=True)`),
+   optionally int8-quantises it (Optimum's `ORTQuantizer`, dynamic, with the
+   config for this CPU) and graph-optimises it (Optimum's `ORTOptimizer`);
+3. verifies the result against PyTorch through the runtime `Predictor` and
+   applies the gate;
+4. writes `manifest.json` and moves the folder into place atomically.
+
+Everything is built in a hidden sibling folder that is renamed to OUTPUT only
+when the export is accepted; a refused or interrupted export leaves no folder
+that could pass for a finished one.
+
+Quantisation runs on the plain export and graph optimisation after it: Optimum's
+quantizer fails on an O2-optimised graph under onnxruntime 1.32 ("Unable to find
+data type for weight_name"), while optimising a quantised graph works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import __version__
+from ..errors import UserError
+from ..predictor import CONFIG_FILE, MANIFEST_FILE, MODEL_FILE, Predictor, sha256_of
+from .source import ExportSource, resolve_source
+from .verify import GatePolicy, ParityReport, apply_gate, compare, pytorch_logits
+
+OPTIMIZE_LEVELS = ("none", "O1", "O2", "O3")
+QUANTIZE_MODES = ("none", "int8")
+QUANTIZE_TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")
+MANIFEST_VERSION = 1
+
+
+class ExportRefused(UserError):
+    """The export did not pass verification; nothing was written."""
+
+    def __init__(self, message: str, report: ParityReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    optimize: str = "none"
+    quantize: str = "none"
+    quantize_for: str | None = None  # None: picked from this CPU's flags
+    per_channel: bool = True
+    data: str | None = None  # None: the data the run was evaluated on
+    eval_size: int | None = None  # None: the run's evaluation-set size
+    max_length: int | None = None  # None: the run's max_length
+    policy: GatePolicy = GatePolicy()
+    force: bool = False  # replace an existing OUTPUT
+
+    @property
+    def exact(self) -> bool:
+        """fp32, O1 and O2 are exact rewrites; O3 (approximate GELU) and int8 are not."""
+        return self.quantize == "none" and self.optimize in ("none", "O1", "O2")
+
+    def validate(self) -> None:
+        if self.optimize not in OPTIMIZE_LEVELS:
+            raise UserError(f"--optimize must be one of {', '.join(OPTIMIZE_LEVELS)}, got {self.optimize!r}.")
+        if self.quantize not in QUANTIZE_MODES:
+            raise UserError(f"--quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}.")
+        if self.quantize_for is not None and self.quantize_for not in QUANTIZE_TARGETS:
+            raise UserError(f"--quantize-for must be one of {', '.join(QUANTIZE_TARGETS)}.")
+
+
+@dataclass
+class ExportResult:
+    output: Path
+    source: ExportSource
+    manifest: dict[str, Any]
+    report: ParityReport
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def detect_quantize_target() -> str:
+    """The Optimum quantization config that fits this CPU."""
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        return "arm64"
+    flags = cpu_flags()
+    if "avx512_vnni" in flags or "avx512vnni" in flags:
+        return "avx512_vnni"
+    if "avx512f" in flags:
+        return "avx512"
+    return "avx2"
+
+
+# --------------------------------------------------------------------------- data
+
+
+def evaluation_set(source: ExportSource, config: ExportConfig) -> tuple[list[str], np.ndarray, dict[str, Any]]:
+    """The evaluation sentences and labels the export is verified on, and where they came from."""
+    from ..data import SplitConfig, load_tnews, make_splits
+
+    run = source.run_config or {}
+    data = config.data or run.get("data")
+    if not data:
+        raise UserError(f"{source.checkpoint}: no training-run config beside it says which data it was "
+                        "evaluated on; pass --data.")
+    split = SplitConfig(
+        train_sizes=(),
+        eval_size=config.eval_size or int(run.get("eval_size", 2000)),
+        selection_size=0,  # the evaluation set is drawn first: it does not depend on the selection slice
+        seed=int(run.get("seed", 42)),
+        stratify=bool(run.get("stratify", True)),
+    )
+    try:
+        dataset = load_tnews(data)
+    except UserError as exc:
+        if config.data is None:
+            raise UserError(f"the run was evaluated on {data!r}, which cannot be loaded here ({exc}); "
+                            "pass --data.") from exc
+        raise
+    evaluation = make_splits(dataset, split).evaluation
+    origin = {"data": data, "eval_size": len(evaluation), "seed": split.seed,
+              "same_as_training_run": config.data is None and config.eval_size is None and bool(run)}
+    return list(evaluation["sentence"]), np.asarray(evaluation["label"]), origin
+
+
+# --------------------------------------------------------------------------- build
+
+
+def _onnx_opset(path: Path) -> int | None:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig, log: Callable[[str], None]) -> dict[str, Any]:
+    """Export (+ quantise, + optimise) into `folder`; returns what was done, for the manifest."""
+    from optimum.onnxruntime import ORTModelForSequenceClassification, ORTOptimizer, ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoOptimizationConfig, AutoQuantizationConfig
+    from transformers import AutoTokenizer
+
+    work = folder / "_work"
+    steps: dict[str, Any] = {}
+    log("exporting to ONNX with Optimum ...")
+    ort_model = ORTModelForSequenceClassification.from_pretrained(checkpoint, export=True)
+    ort_model.save_pretrained(work / "fp32")
+    current = work / "fp32" / MODEL_FILE
+    if list((work / "fp32").glob("*.onnx_data")):
+        raise UserError("the model is over 2 GB and was exported with external data; not supported yet.")
+    steps["opset"] = _onnx_opset(current)
+
+    if config.quantize == "int8":
+        target = config.quantize_for or detect_quantize_target()
+        log(f"quantising to int8 (dynamic, {target}{', per channel' if config.per_channel else ''}) ...")
+        qconfig = getattr(AutoQuantizationConfig, target)(is_static=False, per_channel=config.per_channel)
+        quantizer = ORTQuantizer.from_pretrained(current.parent, file_name=current.name)
+        quantizer.quantize(quantization_config=qconfig, save_dir=work / "int8")
+        current = work / "int8" / "model_quantized.onnx"
+        steps["quantization"] = {"mode": "int8", "dynamic": True, "target": target,
+                                 "per_channel": config.per_channel,
+                                 "weights": str(qconfig.weights_dtype), "activations": str(qconfig.activations_dtype)}
+    else:
+        steps["quantization"] = None
+
+    if config.optimize != "none":
+        log(f"graph-optimising ({config.optimize}) ...")
+        optimizer = ORTOptimizer.from_pretrained(current.parent, file_names=[current.name])
+        opt_config = AutoOptimizationConfig.with_optimization_level(config.optimize, for_gpu=False)
+        optimizer.optimize(optimization_config=opt_config, save_dir=work / "optimized")
+        current = next((work / "optimized").glob("*.onnx"))
+        steps["optimization"] = {"level": config.optimize, "order": "after quantisation" if steps["quantization"]
+                                 else "on the fp32 export"}
+    else:
+        steps["optimization"] = None
+
+    os.replace(current, folder / MODEL_FILE)
+    shutil.copy2(work / "fp32" / CONFIG_FILE, folder / CONFIG_FILE)
+    AutoTokenizer.from_pretrained(checkpoint).save_pretrained(folder)
+    shutil.rmtree(work)
+    if not (folder / "tokenizer.json").is_file():
+        raise UserError(f"{checkpoint}: its tokenizer has no fast (Rust) version; the runtime needs tokenizer.json.")
+    return steps
+
+
+def library_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import optimum.version
+    import tokenizers
+    import torch
+    import transformers
+
+    return {
+        "tnews_deploy": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "optimum": optimum.version.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "tokenizers": tokenizers.__version__,
+    }
+
+
+# --------------------------------------------------------------------------- main entry
+
+
+def export_model(
+    source: str | Path,
+    output: str | Path,
+    config: ExportConfig = ExportConfig(),
+    log: Callable[[str], None] = print,
+) -> ExportResult:
+    """Export, verify and (only if accepted) write OUTPUT atomically."""
+    config.validate()
+    output = Path(output)
+    resolved = resolve_source(source)
+    if output.exists() and not config.force:
+        raise UserError(f"{output}: already exists. Choose another --output or pass --force to replace it.")
+    log(f"source: {resolved.describe()}")
+    texts, labels, origin = evaluation_set(resolved, config)
+    run = resolved.run_config or {}
+    max_length = int(config.max_length or run.get("max_length") or 128)
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = output.parent / f".{output.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    started = time.perf_counter()
+    try:
+        steps = build_onnx(resolved.checkpoint, staging, config, log)
+        # A provisional manifest lets the Predictor read max_length while verifying.
+        (staging / MANIFEST_FILE).write_text(json.dumps({"max_length": max_length}), encoding="utf-8")
+        log(f"verifying on {len(texts):,} evaluation sentences (PyTorch vs ONNX) ...")
+        reference = pytorch_logits(resolved.checkpoint, texts, max_length)
+        candidate = Predictor(staging, verify_checksum=False).logits(texts)
+        report = apply_gate(compare(labels, reference, candidate, exact=config.exact), config.policy)
+        log(report.summary())
+        if not report.passed:
+            raise ExportRefused("export refused: " + "; ".join(report.reasons) + ". Nothing was written.", report)
+
+        model_path = staging / MODEL_FILE
+        manifest = {
+            "format_version": MANIFEST_VERSION,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "source": resolved.to_json(),
+            "model": {"file": MODEL_FILE, "sha256": sha256_of(model_path), "bytes": model_path.stat().st_size},
+            "opset": steps["opset"],
+            "optimization": steps["optimization"],
+            "quantization": steps["quantization"],
+            "max_length": max_length,
+            "labels": json.loads((staging / CONFIG_FILE).read_text(encoding="utf-8")).get("id2label"),
+            "verification": {**report.to_json(), "evaluation": origin, "policy": asdict(config.policy)},
+            "export_seconds": round(time.perf_counter() - started, 1),
+            "versions": library_versions(),
+        }
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
+                                             encoding="utf-8")
+        _move_into_place(staging, output)
+    except BaseException:  # refused, failed or interrupted: leave nothing behind
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log(f"accepted: {output} ({manifest['model']['bytes'] / 1e6:.1f} MB)")
+    return ExportResult(output=output, source=resolved, manifest=manifest, report=report)
+
+
+def _move_into_place(staging: Path, output: Path) -> None:
+    """Rename `staging` to `output`; an existing `output` (with --force) is replaced."""
+    if output.exists():
+        backup = output.parent / f".{output.name}.old-{os.getpid()}"
+        os.replace(output, backup)
+        os.replace(staging, output)
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        os.replace(staging, output)
