@@ -198,15 +198,12 @@ class Predictor:
 
     # ------------------------------------------------------------------ inference
 
-    def _run(self, encodings: list) -> np.ndarray:
+    def _run(self, encodings: list, batch_size: int | None = None) -> np.ndarray:
         """Logits for already-encoded texts, in their order, with length bucketing."""
-        n = len(encodings)
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=n)
-        order = np.argsort(lengths, kind="stable")
-        logits = np.empty((n, len(self.labels)), dtype=np.float32)
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        logits = np.empty((len(encodings), len(self.labels)), dtype=np.float32)
         want_types = "token_type_ids" in self.input_names
-        for start in range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size]
+        for idx in self.batches(lengths, batch_size):
             width = int(lengths[idx[-1]])  # sorted: the last is the longest of the batch
             ids = np.full((len(idx), width), self.pad_token_id, dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
@@ -224,13 +221,22 @@ class Predictor:
             logits[idx] = self.session.run(None, feeds)[0]
         return logits
 
+    def batches(self, lengths: np.ndarray, batch_size: int | None = None) -> list[np.ndarray]:
+        """Length bucketing: indices sorted by token length, cut into batches.
+
+        Each batch then pads only to its own longest text.
+        """
+        size = batch_size or self.batch_size
+        order = np.argsort(lengths, kind="stable")
+        return [order[i:i + size] for i in range(0, len(order), size)]
+
     def encode(self, texts: Sequence[str]) -> list:
         return self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
 
-    def logits(self, texts: str | Sequence[str]) -> np.ndarray:
+    def logits(self, texts: str | Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Raw logits, shape (n, num_labels) (or (num_labels,) for one string)."""
         items, single = validate_texts(texts)
-        out = self._run(self.encode(items)) if items else np.zeros((0, len(self.labels)), np.float32)
+        out = self._run(self.encode(items), batch_size) if items else np.zeros((0, len(self.labels)), np.float32)
         return out[0] if single else out
 
     def predict_proba(self, texts: str | Sequence[str]) -> np.ndarray:
