@@ -291,12 +291,18 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
 
 
 def _cold_start(backend: Backend, texts: Sequence[str]) -> dict[str, float]:
-    """Import + load + first prediction in a fresh interpreter; its peak RSS after a batch pass."""
+    """Import + load + first prediction in a fresh interpreter; its peak RSS after a batch pass.
+
+    Peak RSS is VmHWM of the child's own address space: ru_maxrss would carry the
+    parent's high-water mark across fork + exec on Linux.
+    """
     program = "import time, json, resource\nT0 = time.perf_counter()\n" \
               f"TEXTS = {json.dumps(list(texts), ensure_ascii=False)}\n" \
               "FIRST = []\ndef mark_first():\n    FIRST.append(time.perf_counter() - T0)\n" \
               + backend.cold_start_code(texts) + \
-              "\nprint(json.dumps({'first': FIRST[0], 'rss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n"
+              "\nHWM = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n" \
+              "rss_kb = int(HWM[0].split()[1]) if HWM else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n" \
+              "print(json.dumps({'first': FIRST[0], 'rss_kb': rss_kb}))\n"
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=600, env=env)
     if result.returncode != 0:
