@@ -447,6 +447,52 @@ def benchmark(pytorch_path: Path | None, onnx_dirs: tuple[Path, ...], data: str 
     click.echo(f"wrote {output / 'results.json'}, latency.png, throughput.png "
                f"({len(report['backends'])} backends)")
 
+# --------------------------------------------------------------------------- serve
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind; the default is reachable from this machine only.")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Worker processes, each with its own model copy.")
+@click.option("--threads", type=int, help="onnxruntime threads per worker (default: usable cores / workers).")
+@click.option("--max-batch", type=int, default=256, show_default=True, help="Most texts in one request.")
+@click.option("--max-chars", type=int, default=2000, show_default=True, help="Longest text accepted, in characters.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
+              show_default=True)
+@user_errors
+def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | None, max_batch: int,
+          max_chars: int, log_level: str) -> None:
+    """Serve an exported model over HTTP (FastAPI + uvicorn).
+
+    \b
+    POST /v1/classify  {"texts": ["…"], "top_k": 1}
+    GET  /healthz
+    GET  /v1/model     labels, max_length, limits, manifest (source, parity, sha256)
+
+    \b
+    Example:
+      tnews-deploy serve exports/int8 --port 8000
+      curl -s localhost:8000/v1/classify -d '{"texts": ["北京大学举行毕业典礼"]}'
+    """
+    try:
+        from .service import ServiceConfig, serve as run_service
+    except ImportError as exc:
+        raise UserError(f'{exc}. The service needs the serve extra: pip install "tnews-deploy[serve]"') from exc
+    from .predictor import Predictor, default_threads
+
+    if workers < 1 or max_batch < 1 or max_chars < 1:
+        raise UserError("--workers, --max-batch and --max-chars must be positive.")
+    threads = threads or max(1, default_threads() // workers)
+    config = ServiceConfig(model_dir=model_dir, max_batch=max_batch, max_chars=max_chars, threads=threads)
+    if workers > 1:
+        Predictor(model_dir, threads=1)  # fail here, with one clear line, before workers start
+    click.echo(f"serving {model_dir} on http://{host}:{port} ({workers} worker(s), {threads} thread(s) each)",
+               err=True)
+    run_service(config, host=host, port=port, workers=workers, log_level=log_level)
+
 
 if __name__ == "__main__":
     main()

@@ -241,6 +241,7 @@ def export_model(
     max_length = int(config.max_length or run.get("max_length") or 128)
 
     output.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(output)
     staging = output.parent / f".{output.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -280,6 +281,27 @@ def export_model(
         raise
     log(f"accepted: {output} ({manifest['model']['bytes'] / 1e6:.1f} MB)")
     return ExportResult(output=output, source=resolved, manifest=manifest, report=report)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_staging(output: Path) -> list[Path]:
+    """Delete hidden staging folders of exports to `output` whose process is gone (killed mid-export)."""
+    removed = []
+    for folder in output.parent.glob(f".{output.name}.partial-*"):
+        pid = folder.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def _move_into_place(staging: Path, output: Path) -> None:

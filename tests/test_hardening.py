@@ -1,0 +1,157 @@
+"""Faults, kills, concurrency and volume: the toolkit keeps working and loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from synthetic import make_rows
+from tnews_deploy import Predictor
+from tnews_deploy.training.run import is_finished
+
+CLI = [sys.executable, "-m", "tnews_deploy.cli"]
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kill_9_during_grid_then_resume_finishes_only_the_rest(tiny_model, hf_data, tmp_path):
+    out = tmp_path / "grid"
+    args = CLI + ["grid", "--model", str(tiny_model), "--data", str(hf_data), "--variants", "full",
+                  "--train-sizes", "60,90,120", "--eval-size", "100", "--selection-size", "60",
+                  "--epochs", "1", "--min-steps", "400", "--batch-size", "8", "--max-length", "32",
+                  "--patience", "0", "--quiet", "--output", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_for(lambda: is_finished(out / "full-60"), 240, "the first run to finish")
+        _wait_for(lambda: (out / "full-90" / "run_config.json").is_file(), 60, "the second run to start")
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert not is_finished(out / "full-90")  # half-done, and not taken for finished
+    first_mtime = (out / "full-60" / "metrics.json").stat().st_mtime_ns
+
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "full × 60 (done, skipped)" in result.stdout
+    assert (out / "full-60" / "metrics.json").stat().st_mtime_ns == first_mtime
+    results = json.loads((out / "results.json").read_text())
+    assert results["finished_runs"] == 3
+    assert all(is_finished(out / f"full-{n}") for n in (60, 90, 120))
+
+
+def test_kill_9_during_export_leaves_nothing_that_looks_complete(trained_run, tmp_path):
+    target = tmp_path / "exports" / "fp32"
+    args = CLI + ["export", str(trained_run.run_dir), "--output", str(target)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_for(lambda: any((tmp_path / "exports").glob(".fp32.partial-*")) if (tmp_path / "exports").is_dir()
+                  else False, 120, "the export to start")
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert not target.exists()
+    assert [p.name for p in (tmp_path / "exports").iterdir()][0].startswith(".fp32.partial-")
+    # A new export succeeds and clears the dead one's leftovers.
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [p.name for p in (tmp_path / "exports").iterdir()] == ["fp32"]
+    Predictor(target)  # loads, checksum verified
+
+
+def test_8_threads_x_500_calls_equal_serial(exported):
+    predictor = Predictor(exported.output)
+    rows = make_rows(4, seed=21)
+    calls = [[rows[(i + j) % len(rows)]["sentence"] for j in range(1 + i % 4)] for i in range(500)]
+    serial = [predictor.predict(c) for c in calls]
+
+    def worker(offset: int) -> bool:
+        order = calls[offset:] + calls[:offset]
+        expected = serial[offset:] + serial[:offset]
+        return all(predictor.predict(c) == e for c, e in zip(order, expected))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert all(pool.map(worker, [k * 61 for k in range(8)]))
+
+
+def test_ten_thousand_texts_in_one_call(exported):
+    predictor = Predictor(exported.output)
+    texts = [r["sentence"] for r in make_rows(667, seed=5)][:10_000]
+    results = predictor.predict(texts)
+    assert len(results) == 10_000
+    assert [r.label for r in results[:50]] == [p.label for p in predictor.predict(texts[:50])]
+
+
+def test_cli_file_with_ten_thousand_lines_and_bad_ones(exported, tmp_path):
+    good = [r["sentence"] for r in make_rows(667, seed=6)][:10_000]
+    lines = [t.encode() for t in good]
+    bad_at = {17: b"", 4242: b"\xff\xfe\xfd", 9999: b"   "}
+    for i, raw in bad_at.items():
+        lines[i] = raw
+    source = tmp_path / "in.txt"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "out.jsonl"
+    result = subprocess.run(CLI + ["predict", str(exported.output), "--input", str(source), "--output", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "3 of 10,000 input(s) failed" in result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 10_000
+    assert {r["line"] for r in rows if "error" in r} == {i + 1 for i in bad_at}
+    assert sum("label" in r for r in rows) == 9_997
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_command_answers_on_loopback(exported):
+    pytest.importorskip("uvicorn")
+    port = _free_port()
+    proc = subprocess.Popen(CLI + ["serve", str(exported.output), "--port", str(port), "--log-level", "warning"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return urllib.request.urlopen(base + "/healthz", timeout=1).status == 200
+        except OSError:
+            return False
+
+    try:
+        _wait_for(up, 60, "the service to start")
+        request = urllib.request.Request(base + "/v1/classify", data=json.dumps({"texts": ["今天新闻"]}).encode(),
+                                         headers={"content-type": "application/json"})
+        body = json.loads(urllib.request.urlopen(request, timeout=10).read())
+        assert body["predictions"][0]["label"].startswith("news_")
+        bad = urllib.request.Request(base + "/v1/classify", data=b'{"texts": [1]}',
+                                     headers={"content-type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(bad, timeout=10)
+        assert info.value.code == 422
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_serve_refuses_a_bad_model_folder_in_one_line(tmp_path):
+    result = subprocess.run(CLI + ["serve", str(tmp_path / "none")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "no such model folder" in result.stderr
+    assert "Traceback" not in result.stderr

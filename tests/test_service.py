@@ -1,0 +1,95 @@
+"""The HTTP service: endpoints, validation (4xx, never 500), concurrency."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from tnews_deploy import Predictor  # noqa: E402
+from tnews_deploy.service import ServiceConfig, create_app  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client(exported):
+    app = create_app(ServiceConfig(model_dir=exported.output, max_batch=64, max_chars=500))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_classify_matches_the_library(client, exported):
+    texts = ["\u9f00的人", "今天新闻", "\u9f10\u9f11国家"]
+    response = client.post("/v1/classify", json={"texts": texts})
+    assert response.status_code == 200
+    body = response.json()
+    expected = [p.to_dict() for p in Predictor(exported.output).predict(texts)]
+    assert [(p["label"], p["label_id"]) for p in body["predictions"]] == [(p["label"], p["label_id"]) for p in expected]
+    assert body["predictions"][0]["score"] == pytest.approx(expected[0]["score"], abs=1e-6)
+    assert body["model"]["sha256"] == exported.manifest["model"]["sha256"]
+
+
+def test_top_k_and_empty_list(client):
+    body = client.post("/v1/classify", json={"texts": ["今天新闻"], "top_k": 3}).json()
+    assert len(body["predictions"]) == 1 and len(body["predictions"][0]) == 3
+    assert client.post("/v1/classify", json={"texts": []}).json()["predictions"] == []
+
+
+def test_health_and_model_info(client, exported):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    info = client.get("/v1/model").json()
+    assert len(info["labels"]) == 15 and info["max_length"] == exported.manifest["max_length"]
+    assert info["manifest"]["verification"]["passed"] is True
+    assert info["manifest"]["model"]["sha256"] == exported.manifest["model"]["sha256"]
+    assert info["limits"] == {"max_batch": 64, "max_chars": 500}
+
+
+BAD_REQUESTS = [
+    (b"{not json", 400, "invalid_json", None),
+    (b'{"texts": ["\xff\xfe"]}', 400, "invalid_utf8", None),
+    (b"[1, 2]", 422, "invalid_body", None),
+    (b"null", 422, "invalid_body", None),
+    (b"{}", 422, "missing_texts", None),
+    (json.dumps({"texts": "one string"}).encode(), 422, "texts_not_a_list", None),
+    (json.dumps({"texts": {"a": 1}}).encode(), 422, "texts_not_a_list", None),
+    (json.dumps({"texts": ["ok", None, 3, ["nested"], {"d": 1}]}).encode(), 422, "text_not_a_string", [1, 2, 3, 4]),
+    (json.dumps({"texts": ["ok", "", "  \n"]}).encode(), 422, "empty_text", [1, 2]),
+    (json.dumps({"texts": ["x"] * 65}).encode(), 413, "too_many_texts", None),
+    (json.dumps({"texts": ["ok", "长" * 501]}).encode(), 413, "text_too_long", [1]),
+    (json.dumps({"texts": ["ok"], "top_k": 0}).encode(), 422, "invalid_top_k", None),
+    (json.dumps({"texts": ["ok"], "top_k": "3"}).encode(), 422, "invalid_top_k", None),
+    (json.dumps({"texts": ["ok"], "top_k": True}).encode(), 422, "invalid_top_k", None),
+    (json.dumps({"texts": ["ok"], "top_k": 16}).encode(), 422, "invalid_top_k", None),
+]
+
+
+@pytest.mark.parametrize("body, status, code, positions", BAD_REQUESTS)
+def test_bad_requests_get_clear_4xx(client, body, status, code, positions):
+    response = client.post("/v1/classify", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"]
+    if positions is not None:
+        assert error["positions"] == positions
+
+
+def test_unusual_but_valid_texts(client):
+    texts = ["emoji 😀🚀 和中文", "繁體中文新聞標題", "control\x00\x07chars", "A" * 500, "\u200b零宽"]
+    response = client.post("/v1/classify", json={"texts": texts})
+    assert response.status_code == 200 and len(response.json()["predictions"]) == 5
+
+
+def test_concurrent_requests_match_serial(client):
+    payloads = [{"texts": [f"今天{i}新闻", "\u9f00的人" * (i % 5 + 1)]} for i in range(40)]
+    serial = [client.post("/v1/classify", json=p).json() for p in payloads]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        concurrent = list(pool.map(lambda p: client.post("/v1/classify", json=p).json(), payloads))
+    assert concurrent == serial
+
+
+def test_openapi_documents_the_endpoints(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/classify", "/healthz", "/v1/model"} <= set(spec["paths"])

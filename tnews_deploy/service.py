@@ -1,0 +1,202 @@
+"""The HTTP service: FastAPI over one `Predictor` (`pip install "tnews-deploy[serve]"`).
+
+Endpoints:
+
+* `POST /v1/classify` `{"texts": ["…"], "top_k": 1}` ->
+  `{"predictions": [{"label", "label_id", "score"}, …], "model": {…}}`
+  (with `top_k` > 1 each prediction is a list of the k best);
+* `GET /healthz` -> `{"status": "ok"}`;
+* `GET /v1/model` -> labels, max_length, limits and the export manifest's
+  source, parity and sha256.
+
+Every bad request gets a 4xx with `{"error": {"code", "message"[, "positions"]}}`,
+never a 500: invalid JSON or UTF-8 (400), a body that is not an object, `texts`
+that is not a list, non-string or empty texts (422, positions named), more than
+`max_batch` texts or a text over `max_chars` characters (413).
+
+Prediction runs in the thread pool, off the event loop, so slow requests do not
+block others. The service loads nothing but the model folder it is given and
+never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from . import __version__
+from .predictor import Predictor
+
+ENV_PREFIX = "TNEWS_DEPLOY_"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    model_dir: Path
+    max_batch: int = 256
+    max_chars: int = 2000
+    threads: int | None = None
+
+    def to_env(self) -> dict[str, str]:
+        """For uvicorn workers, which build the app in their own process."""
+        env = {f"{ENV_PREFIX}MODEL_DIR": str(self.model_dir), f"{ENV_PREFIX}MAX_BATCH": str(self.max_batch),
+               f"{ENV_PREFIX}MAX_CHARS": str(self.max_chars)}
+        if self.threads:
+            env[f"{ENV_PREFIX}THREADS"] = str(self.threads)
+        return env
+
+    @classmethod
+    def from_env(cls) -> "ServiceConfig":
+        threads = os.environ.get(f"{ENV_PREFIX}THREADS")
+        return cls(
+            model_dir=Path(os.environ[f"{ENV_PREFIX}MODEL_DIR"]),
+            max_batch=int(os.environ.get(f"{ENV_PREFIX}MAX_BATCH", 256)),
+            max_chars=int(os.environ.get(f"{ENV_PREFIX}MAX_CHARS", 2000)),
+            threads=int(threads) if threads else None,
+        )
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, positions: list[int] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.positions = status, code, message, positions
+
+    def response(self) -> JSONResponse:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.positions is not None:
+            error["positions"] = self.positions
+        return JSONResponse({"error": error}, status_code=self.status)
+
+
+def _positions(indices: list[int], limit: int = 20) -> str:
+    shown = ", ".join(map(str, indices[:limit]))
+    return shown + (f" and {len(indices) - limit} more" if len(indices) > limit else "")
+
+
+def parse_classify_request(raw: bytes, config: ServiceConfig, num_labels: int) -> tuple[list[str], int]:
+    """Validate a /v1/classify body; raises `ApiError` with the status to answer."""
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "invalid_utf8", f"request body is not valid UTF-8 ({exc.reason}).") from exc
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON ({exc.msg} at position {exc.pos}).") from exc
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_body", 'body must be a JSON object like {"texts": ["..."], "top_k": 1}.')
+    if "texts" not in body:
+        raise ApiError(422, "missing_texts", "'texts' is required: a list of strings.")
+    texts, top_k = body["texts"], body.get("top_k", 1)
+    if not isinstance(texts, list):
+        raise ApiError(422, "texts_not_a_list", f"'texts' must be a list of strings, got {type(texts).__name__}.")
+    if len(texts) > config.max_batch:
+        raise ApiError(413, "too_many_texts", f"{len(texts)} texts; at most {config.max_batch} per request.")
+    not_strings = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if not_strings:
+        raise ApiError(422, "text_not_a_string", f"texts must be strings; not a string at position(s) "
+                       f"{_positions(not_strings)}.", not_strings)
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        raise ApiError(422, "empty_text", f"empty or whitespace-only text at position(s) {_positions(empty)}.", empty)
+    too_long = [i for i, t in enumerate(texts) if len(t) > config.max_chars]
+    if too_long:
+        raise ApiError(413, "text_too_long", f"text over {config.max_chars} characters at position(s) "
+                       f"{_positions(too_long)}.", too_long)
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_labels:
+        raise ApiError(422, "invalid_top_k", f"'top_k' must be an integer in 1..{num_labels}, got {top_k!r}.")
+    return texts, top_k
+
+
+def model_summary(predictor: Predictor) -> dict[str, Any]:
+    manifest = predictor.manifest
+    return {
+        "name": predictor.model_dir.name,
+        "sha256": manifest.get("model", {}).get("sha256"),
+        "quantization": (manifest.get("quantization") or {}).get("mode", "none"),
+        "optimization": (manifest.get("optimization") or {}).get("level", "none"),
+    }
+
+
+CLASSIFY_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["texts"],
+            "properties": {
+                "texts": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                "top_k": {"type": "integer", "minimum": 1, "default": 1},
+            },
+        }}},
+    }
+}
+
+
+def create_app(config: ServiceConfig) -> FastAPI:
+    """The FastAPI app serving `config.model_dir` (loaded once, here)."""
+    predictor = Predictor(config.model_dir, threads=config.threads)
+    summary = model_summary(predictor)
+    app = FastAPI(title="tnews-deploy", version=__version__,
+                  description="Chinese news-title classification (CLUE TNEWS) with a verified ONNX model.")
+    app.state.predictor = predictor
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.post("/v1/classify", openapi_extra=CLASSIFY_SCHEMA)
+    async def classify(request: Request) -> dict[str, Any]:
+        texts, top_k = parse_classify_request(await request.body(), config, len(predictor.labels))
+        results = await run_in_threadpool(predictor.predict, texts, top_k) if texts else []
+        if top_k == 1:
+            predictions: list[Any] = [r.to_dict() for r in results]
+        else:
+            predictions = [[p.to_dict() for p in ranked] for ranked in results]
+        return {"predictions": predictions, "model": summary}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/model")
+    async def model_info() -> dict[str, Any]:
+        manifest = predictor.manifest
+        return {
+            **summary,
+            "labels": list(predictor.labels),
+            "max_length": predictor.max_length,
+            "limits": {"max_batch": config.max_batch, "max_chars": config.max_chars},
+            "threads": predictor.threads,
+            "manifest": {
+                "source": manifest.get("source"),
+                "created": manifest.get("created"),
+                "verification": manifest.get("verification"),
+                "model": manifest.get("model"),
+                "versions": manifest.get("versions"),
+            },
+        }
+
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn factory for `--workers N` (each worker process builds its own app)."""
+    return create_app(ServiceConfig.from_env())
+
+
+def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          log_level: str = "info") -> None:
+    import uvicorn
+
+    if workers > 1:
+        os.environ.update(config.to_env())
+        uvicorn.run("tnews_deploy.service:create_app_from_env", factory=True, host=host, port=port,
+                    workers=workers, log_level=log_level)
+    else:
+        uvicorn.run(create_app(config), host=host, port=port, log_level=log_level)
