@@ -44,7 +44,8 @@ def build_checkpoint(tokenizer_source: str, target: Path, seed: int = 0) -> Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokenizer", default="bert-base-chinese", help="folder with vocab.txt + config.json, or hub id")
+    parser.add_argument("--tokenizer", default="bert-base-chinese",
+                        help="folder with vocab.txt + config.json, or hub id")
     parser.add_argument("--work", type=Path, required=True)
     args, rest = parser.parse_known_args()
     checkpoint = build_checkpoint(args.tokenizer, args.work / "checkpoint")

@@ -25,10 +25,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class ModelShape:
     num_labels: int
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "ModelShape":
+    def from_config(cls, config: dict[str, Any]) -> ModelShape:
         return cls(
             hidden=int(config["hidden_size"]),
             layers=int(config["num_hidden_layers"]),
@@ -279,7 +280,7 @@ class BenchmarkConfig:
     quick: bool = False
 
     @classmethod
-    def quick_config(cls, **kwargs: Any) -> "BenchmarkConfig":
+    def quick_config(cls, **kwargs: Any) -> BenchmarkConfig:
         settings = dict(eval_size=64, latency_sentences=24, warmup=3, rounds=1, batch_sizes=(8,), quick=True)
         settings.update(kwargs)
         return cls(**settings)

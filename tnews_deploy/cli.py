@@ -11,8 +11,9 @@ import functools
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -52,7 +53,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     try:
         sizes = tuple(int(v.replace("_", "")) for v in value.split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers like 500,1000,5000, got {value!r}")
+        raise click.BadParameter(f"expected comma-separated integers like 500,1000,5000, got {value!r}") from None
     if not sizes or any(n <= 0 for n in sizes):
         raise click.BadParameter("sizes must be positive integers")
     return sizes
@@ -298,7 +299,8 @@ def _prediction_fields(result: Any) -> dict[str, Any]:
 @main.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
-@click.option("--input", "input_path", help="File of texts: .txt (one a line) or .jsonl ('sentence'/'text'); - for stdin.")
+@click.option("--input", "input_path",
+              help="File of texts: .txt (one a line) or .jsonl ('sentence'/'text'); - for stdin.")
 @click.option("--input-format", type=click.Choice(["auto", "txt", "jsonl"]), default="auto", show_default=True,
               help="auto: by extension; stdin is sniffed.")
 @click.option("--output", "output_path", type=click.Path(path_type=Path),
@@ -337,8 +339,10 @@ def predict(model_dir: Path, texts: tuple[str, ...], input_path: str | None, inp
         raise UserError(f"--top-k must be in 1..{len(predictor.labels)}.")
 
     if texts:
-        records = [InputRecord(i + 1, text=t) if t.strip() else InputRecord(i + 1, error=f"argument {i + 1}: empty text")
-                   for i, t in enumerate(texts)]
+        records = [
+            InputRecord(i + 1, text=t) if t.strip() else InputRecord(i + 1, error=f"argument {i + 1}: empty text")
+            for i, t in enumerate(texts)
+        ]
     elif input_path == "-":
         records = list(read_records(sys.stdin.buffer, "-", input_format))
     else:
@@ -478,7 +482,8 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | No
       curl -s localhost:8000/v1/classify -d '{"texts": ["北京大学举行毕业典礼"]}'
     """
     try:
-        from .service import ServiceConfig, serve as run_service
+        from .service import ServiceConfig
+        from .service import serve as run_service
     except ImportError as exc:
         raise UserError(f'{exc}. The service needs the serve extra: pip install "tnews-deploy[serve]"') from exc
     from .predictor import Predictor, default_threads

@@ -8,8 +8,9 @@ one bad line never loses the good ones. Stdlib only (runtime side).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 TEXT_FIELDS = ("sentence", "text")
 FORMATS = ("auto", "txt", "jsonl")
@@ -44,7 +45,7 @@ def _parse(raw: bytes, fmt: str, line_no: int) -> InputRecord:
         except json.JSONDecodeError as exc:
             return InputRecord(line_no, error=f"line {line_no}: invalid JSON ({exc.msg})")
         if not isinstance(obj, dict):
-            return InputRecord(line_no, error=f"line {line_no}: expected a JSON object with a 'sentence' or 'text' field")
+            return InputRecord(line_no, error=f"line {line_no}: expected a JSON object with a 'sentence' or 'text'")
         field = next((f for f in TEXT_FIELDS if f in obj), None)
         if field is None:
             return InputRecord(line_no, error=f"line {line_no}: no 'sentence' or 'text' field")

@@ -53,7 +53,7 @@ class ServiceConfig:
         return env
 
     @classmethod
-    def from_env(cls) -> "ServiceConfig":
+    def from_env(cls) -> ServiceConfig:
         threads = os.environ.get(f"{ENV_PREFIX}THREADS")
         return cls(
             model_dir=Path(os.environ[f"{ENV_PREFIX}MODEL_DIR"]),
@@ -87,7 +87,8 @@ def parse_classify_request(raw: bytes, config: ServiceConfig, num_labels: int) -
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_utf8", f"request body is not valid UTF-8 ({exc.reason}).") from exc
     except json.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json", f"request body is not valid JSON ({exc.msg} at position {exc.pos}).") from exc
+        raise ApiError(400, "invalid_json",
+                       f"request body is not valid JSON ({exc.msg} at position {exc.pos}).") from exc
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_body", 'body must be a JSON object like {"texts": ["..."], "top_k": 1}.')
     if "texts" not in body:
