@@ -164,4 +164,9 @@ def test_grid_writes_results_and_resumes(tiny_model, hf_data, tmp_path):
 
 
 def test_every_variant_is_known():
+    from tnews_deploy import cli
+    from tnews_deploy.training.config import PRESETS
+
     assert VARIANTS == ("full", "freeze-embeddings", "freeze-encoder")
+    assert cli.VARIANT_NAMES == VARIANTS  # the CLI keeps its own copy to start without torch
+    assert cli.PRESET_NAMES == tuple(PRESETS)

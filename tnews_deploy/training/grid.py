@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,16 +249,3 @@ def record_command(output: Path, command: str) -> None:
     data["command"] = command
     Path(output).mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, data)
-
-
-def best_run(grid_dir: Path) -> dict[str, Any]:
-    """The best run recorded in a grid folder's results.json."""
-    path = Path(grid_dir) / RESULTS_JSON
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not data.get("best"):
-        raise ConfigError(f"{path}: no finished run yet; run or resume the grid first.")
-    return data["best"]
-
-
-def planned_names(variants: Sequence[str], sizes: Sequence[int]) -> list[str]:
-    return [f"{v}-{n}" for v in variants for n in sizes]
