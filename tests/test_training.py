@@ -95,6 +95,7 @@ def test_short_run_learns_and_writes_documented_files(trained_run):
     config = json.loads((trained_run.checkpoint / "config.json").read_text())
     assert config["id2label"]["7"] == "news_edu"
     assert (trained_run.checkpoint / "tokenizer.json").is_file()
+    assert not list(trained_run.checkpoint.glob("*.bin"))  # no pickles in the checkpoint
     assert not (run_dir / "trainer").exists()  # intermediate checkpoints are cleaned up
 
 

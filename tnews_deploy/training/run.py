@@ -229,6 +229,9 @@ def train_run(
     )
     checkpoint = run_dir / CHECKPOINT_DIR
     trainer.save_model(str(checkpoint))  # model + tokenizer (processing_class)
+    # Trainer also pickles its TrainingArguments there; run_config.json already says what ran,
+    # and a checkpoint without pickles is safe to hand on.
+    (checkpoint / "training_args.bin").unlink(missing_ok=True)
     (run_dir / "log_history.json").write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
     shutil.rmtree(work_dir, ignore_errors=True)
     write_json_atomic(run_dir / METRICS_FILE, metrics)  # last: marks the run finished
