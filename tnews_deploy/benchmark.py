@@ -464,6 +464,12 @@ def run_benchmark(config: BenchmarkConfig, progress: Callable[[str], None] = pri
 # --------------------------------------------------------------------------- report
 
 
+def _model_name(checkpoint: str) -> str:
+    """`grid/run/checkpoint` -> `run/checkpoint`: the folder name alone says little."""
+    path = Path(checkpoint)
+    return f"{path.parent.name}/{path.name}" if path.name == "checkpoint" else path.name
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     m, rows = report["machine"], report["backends"]
     sizes = list(rows[0]["throughput"])
@@ -471,7 +477,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     head += [f"sent/s @{bs} (min–max)" for bs in sizes] + [f"×PT @{bs}" for bs in sizes] + ["×PT p50"]
     head += [f"pad eff @{sizes[-1]}", f"GFLOP/s @{sizes[-1]}", "% fp32 peak", "cold s", "RSS MB"]
     lines = [
-        f"# Benchmark: `{Path(report['pytorch_checkpoint']).name}` on {report['eval_sentences']:,} sentences",
+        f"# Benchmark: `{_model_name(report['pytorch_checkpoint'])}` on {report['eval_sentences']:,} sentences",
         "",
         f"{m['cpu']} ({m['arch']}), {m['usable_cpus']} usable CPUs, **{m['threads']} threads for every backend**; "
         f"flags: {', '.join(m['flags']) or 'none'}; "
