@@ -14,9 +14,10 @@ Everything is built in a hidden sibling folder that is renamed to OUTPUT only
 when the export is accepted; a refused or interrupted export leaves no folder
 that could pass for a finished one.
 
-Quantisation runs on the plain export and graph optimisation after it: Optimum's
-quantizer fails on an O2-optimised graph under onnxruntime 1.32 ("Unable to find
-data type for weight_name"), while optimising a quantised graph works.
+With both, the graph is optimised first and quantised after: Optimum's quantizer
+fails on an optimised graph as is under onnxruntime 1.32 ("Unable to find data
+type for weight_name"), so the optimised graph is typed with onnxruntime's
+symbolic shape inference before it is quantised; the fused attention survives.
 """
 
 from __future__ import annotations
@@ -168,29 +169,35 @@ def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig, log: Callab
         raise UserError("the model is over 2 GB and was exported with external data; not supported yet.")
     steps["opset"] = _onnx_opset(current)
 
-    if config.quantize == "int8":
-        target = config.quantize_for or detect_quantize_target()
-        log(f"quantising to int8 (dynamic, {target}{', per channel' if config.per_channel else ''}) ...")
-        qconfig = getattr(AutoQuantizationConfig, target)(is_static=False, per_channel=config.per_channel)
-        quantizer = ORTQuantizer.from_pretrained(current.parent, file_name=current.name)
-        quantizer.quantize(quantization_config=qconfig, save_dir=work / "int8")
-        current = work / "int8" / "model_quantized.onnx"
-        steps["quantization"] = {"mode": "int8", "dynamic": True, "target": target,
-                                 "per_channel": config.per_channel,
-                                 "weights": str(qconfig.weights_dtype), "activations": str(qconfig.activations_dtype)}
-    else:
-        steps["quantization"] = None
-
     if config.optimize != "none":
         log(f"graph-optimising ({config.optimize}) ...")
         optimizer = ORTOptimizer.from_pretrained(current.parent, file_names=[current.name])
         opt_config = AutoOptimizationConfig.with_optimization_level(config.optimize, for_gpu=False)
         optimizer.optimize(optimization_config=opt_config, save_dir=work / "optimized")
         current = next((work / "optimized").glob("*.onnx"))
-        steps["optimization"] = {"level": config.optimize, "order": "after quantisation" if steps["quantization"]
-                                 else "on the fp32 export"}
+        steps["optimization"] = {"level": config.optimize}
     else:
         steps["optimization"] = None
+
+    if config.quantize == "int8":
+        target = config.quantize_for or detect_quantize_target()
+        log(f"quantising to int8 (dynamic, {target}{', per channel' if config.per_channel else ''}) ...")
+        if steps["optimization"]:
+            # The fused graph's contrib ops (Attention, SkipLayerNormalization ...) carry no type
+            # information, and the quantizer stops on them ("Unable to find data type for
+            # weight_name"). onnxruntime's symbolic shape inference knows those ops: typed, the
+            # optimised graph quantises, and keeps its fused attention.
+            current = _typed_copy(current, work / "typed")
+            steps["optimization"]["order"] = "before quantisation (graph typed by symbolic shape inference)"
+        qconfig = getattr(AutoQuantizationConfig, target)(is_static=False, per_channel=config.per_channel)
+        quantizer = ORTQuantizer.from_pretrained(current.parent, file_name=current.name)
+        quantizer.quantize(quantization_config=qconfig, save_dir=work / "int8")
+        current = work / "int8" / f"{current.stem}_quantized.onnx"
+        steps["quantization"] = {"mode": "int8", "dynamic": True, "target": target,
+                                 "per_channel": config.per_channel,
+                                 "weights": str(qconfig.weights_dtype), "activations": str(qconfig.activations_dtype)}
+    else:
+        steps["quantization"] = None
 
     os.replace(current, folder / MODEL_FILE)
     shutil.copy2(work / "fp32" / CONFIG_FILE, folder / CONFIG_FILE)
@@ -199,6 +206,19 @@ def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig, log: Callab
     if not (folder / "tokenizer.json").is_file():
         raise UserError(f"{checkpoint}: its tokenizer has no fast (Rust) version; the runtime needs tokenizer.json.")
     return steps
+
+
+def _typed_copy(model_path: Path, folder: Path) -> Path:
+    """`model_path` with value types and shapes inferred by onnxruntime's symbolic shape inference."""
+    import onnx
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    folder.mkdir(parents=True, exist_ok=True)
+    typed = SymbolicShapeInference.infer_shapes(onnx.load(str(model_path)), auto_merge=True)
+    target = folder / MODEL_FILE
+    onnx.save(typed, str(target))
+    shutil.copy2(model_path.parent / CONFIG_FILE, folder / CONFIG_FILE)
+    return target
 
 
 def library_versions() -> dict[str, str]:
