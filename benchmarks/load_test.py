@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=20, help="seconds per level")
     parser.add_argument("--texts-per-request", type=int, default=1)
     parser.add_argument("--server-threads", type=int, help="onnxruntime threads of the service")
+    parser.add_argument("--batch-window-ms", type=float, default=0.0, help="service micro-batching window")
     parser.add_argument("--results", type=Path, required=True, help="path stem for .md and .json")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -111,6 +112,8 @@ def main() -> None:
              "--log-level", "warning"]
     if args.server_threads:
         serve += ["--threads", str(args.server_threads)]
+    if args.batch_window_ms:
+        serve += ["--batch-window-ms", str(args.batch_window_ms)]
     server = subprocess.Popen(serve, start_new_session=True)
     levels = []
     try:
@@ -139,6 +142,7 @@ def main() -> None:
                   "quantization": manifest.get("quantization"), "optimization": manifest.get("optimization"),
                   "bytes": manifest.get("model", {}).get("bytes")},
         "texts_per_request": k,
+        "batch_window_ms": args.batch_window_ms,
         "duration_s": args.duration,
         "machine": machine_info(args.server_threads or os.cpu_count() or 1),
         "levels": levels,
@@ -151,7 +155,8 @@ def main() -> None:
         "",
         f"wrk against POST /v1/classify, {k} text(s) per request rotating over {len(bodies)} real TNEWS "
         f"validation sentences, {args.duration} s per level, server and wrk on the same "
-        f"{report['machine']['usable_cpus']}-CPU machine ({report['machine']['cpu']}); one uvicorn worker.",
+        f"{report['machine']['usable_cpus']}-CPU machine ({report['machine']['cpu']}); one uvicorn worker; "
+        f"micro-batching {'window ' + str(args.batch_window_ms) + ' ms' if args.batch_window_ms else 'off'}.",
         "",
         "| concurrent clients | requests/s | p50 ms | p90 ms | p99 ms | requests | non-2xx | socket errors |",
         "|---|---|---|---|---|---|---|---|",

@@ -93,3 +93,20 @@ def test_concurrent_requests_match_serial(client):
 def test_openapi_documents_the_endpoints(client):
     spec = client.get("/openapi.json").json()
     assert {"/v1/classify", "/healthz", "/v1/model"} <= set(spec["paths"])
+
+
+def test_micro_batching_coalesces_and_matches_serial(exported):
+    app = create_app(ServiceConfig(model_dir=exported.output, batch_window_ms=20, batch_max_texts=64))
+    payloads = [{"texts": [f"今天{i}新闻", "\u9f00的人" * (i % 5 + 1)], "top_k": 1 + i % 3} for i in range(48)]
+    with TestClient(app) as c:
+        serial = [c.post("/v1/classify", json=p).json() for p in payloads]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            concurrent = list(pool.map(lambda p: c.post("/v1/classify", json=p).json(), payloads))
+        stats = c.get("/v1/model").json()["micro_batching"]
+    # batches of other sizes pad differently: labels identical, scores equal to float precision
+    for got, want in zip(concurrent, serial):
+        flat_got = [p for x in got["predictions"] for p in (x if isinstance(x, list) else [x])]
+        flat_want = [p for x in want["predictions"] for p in (x if isinstance(x, list) else [x])]
+        assert [p["label"] for p in flat_got] == [p["label"] for p in flat_want]
+        assert [p["score"] for p in flat_got] == pytest.approx([p["score"] for p in flat_want], abs=1e-5)
+    assert stats["requests"] == 96 and stats["batches"] < 96  # some requests shared a model call

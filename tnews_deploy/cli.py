@@ -464,11 +464,14 @@ def benchmark(pytorch_path: Path | None, onnx_dirs: tuple[Path, ...], data: str 
 @click.option("--threads", type=int, help="onnxruntime threads per worker (default: usable cores / workers).")
 @click.option("--max-batch", type=int, default=256, show_default=True, help="Most texts in one request.")
 @click.option("--max-chars", type=int, default=2000, show_default=True, help="Longest text accepted, in characters.")
+@click.option("--batch-window-ms", type=float, default=0.0, show_default=True,
+              help="Micro-batching: concurrent requests arriving within this many ms share one model call "
+                   "(0 = off). See docs/load-test.md for what it buys.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True)
 @user_errors
 def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | None, max_batch: int,
-          max_chars: int, log_level: str) -> None:
+          max_chars: int, batch_window_ms: float, log_level: str) -> None:
     """Serve an exported model over HTTP (FastAPI + uvicorn).
 
     \b
@@ -491,7 +494,10 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | No
     if workers < 1 or max_batch < 1 or max_chars < 1:
         raise UserError("--workers, --max-batch and --max-chars must be positive.")
     threads = threads or max(1, default_threads() // workers)
-    config = ServiceConfig(model_dir=model_dir, max_batch=max_batch, max_chars=max_chars, threads=threads)
+    if batch_window_ms < 0:
+        raise UserError("--batch-window-ms must be >= 0.")
+    config = ServiceConfig(model_dir=model_dir, max_batch=max_batch, max_chars=max_chars, threads=threads,
+                           batch_window_ms=batch_window_ms)
     if workers > 1:
         Predictor(model_dir, threads=1)  # fail here, with one clear line, before workers start
     click.echo(f"serving {model_dir} on http://{host}:{port} ({workers} worker(s), {threads} thread(s) each)",

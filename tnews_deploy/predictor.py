@@ -257,13 +257,17 @@ class Predictor:
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= len(self.labels):
             raise ValueError(f"top_k must be an int in 1..{len(self.labels)}, got {top_k!r}.")
         items, single = validate_texts(texts)
-        probs = self.predict_proba(items)
+        results = self.rank(self.predict_proba(items), top_k)
+        return results[0] if single else results
+
+    def rank(self, probs: np.ndarray, top_k: int = 1) -> list:
+        """Per row of probabilities: the best `Prediction`, or a list of the `top_k` best."""
         results: list = []
         for row in probs:
             best = np.argsort(-row, kind="stable")[:top_k]
             ranked = [Prediction(self.labels[j], int(j), float(row[j])) for j in best]
             results.append(ranked[0] if top_k == 1 else ranked)
-        return results[0] if single else results
+        return results
 
     def info(self) -> dict[str, Any]:
         """What is loaded: labels, max_length, threads, and the export manifest."""

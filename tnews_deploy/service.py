@@ -15,14 +15,17 @@ that is not a list, non-string or empty texts (422, positions named), more than
 `max_batch` texts or a text over `max_chars` characters (413).
 
 Prediction runs in the thread pool, off the event loop, so slow requests do not
-block others. The service loads nothing but the model folder it is given and
+block others. With `batch_window_ms` > 0, concurrent small requests are
+coalesced into one predictor call (`MicroBatcher`). The service loads nothing but the model folder it is given and
 never unpickles anything.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,10 @@ class ServiceConfig:
     max_batch: int = 256
     max_chars: int = 2000
     threads: int | None = None
+    # Micro-batching: concurrent requests arriving within this window (ms) share one
+    # predictor call. 0 = off.
+    batch_window_ms: float = 0.0
+    batch_max_texts: int = 64
 
     def to_env(self) -> dict[str, str]:
         """For uvicorn workers, which build the app in their own process."""
@@ -50,6 +57,8 @@ class ServiceConfig:
                f"{ENV_PREFIX}MAX_CHARS": str(self.max_chars)}
         if self.threads:
             env[f"{ENV_PREFIX}THREADS"] = str(self.threads)
+        env[f"{ENV_PREFIX}BATCH_WINDOW_MS"] = str(self.batch_window_ms)
+        env[f"{ENV_PREFIX}BATCH_MAX_TEXTS"] = str(self.batch_max_texts)
         return env
 
     @classmethod
@@ -60,6 +69,8 @@ class ServiceConfig:
             max_batch=int(os.environ.get(f"{ENV_PREFIX}MAX_BATCH", 256)),
             max_chars=int(os.environ.get(f"{ENV_PREFIX}MAX_CHARS", 2000)),
             threads=int(threads) if threads else None,
+            batch_window_ms=float(os.environ.get(f"{ENV_PREFIX}BATCH_WINDOW_MS", 0)),
+            batch_max_texts=int(os.environ.get(f"{ENV_PREFIX}BATCH_MAX_TEXTS", 64)),
         )
 
 
@@ -114,6 +125,73 @@ def parse_classify_request(raw: bytes, config: ServiceConfig, num_labels: int) -
     return texts, top_k
 
 
+class MicroBatcher:
+    """Coalesce concurrent classify calls into one predictor call (dynamic batching).
+
+    The first waiting request opens a window of `window_s`; requests that arrive
+    in it (up to `max_texts` texts) join the batch. One `predict_proba` runs in
+    the thread pool, and each request gets its own rows back. While a batch
+    runs, new requests queue up and form the next one.
+    """
+
+    def __init__(self, predictor: Predictor, window_s: float, max_texts: int) -> None:
+        self.predictor, self.window_s, self.max_texts = predictor, window_s, max_texts
+        self.queue: asyncio.Queue | None = None
+        self.task: asyncio.Task | None = None
+        self.batches = 0
+        self.requests = 0
+
+    async def start(self) -> None:
+        self.queue = asyncio.Queue()
+        self.task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+
+    async def submit(self, texts: list[str], top_k: int) -> list:
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((texts, top_k, future))
+        return await future
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            size = len(batch[0][0])
+            deadline = loop.time() + self.window_s
+            while size < self.max_texts:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self.queue.get(), remaining)
+                except asyncio.TimeoutError:
+                    break
+                batch.append(item)
+                size += len(item[0])
+            texts = [t for item in batch for t in item[0]]
+            try:
+                probs = await run_in_threadpool(self.predictor.predict_proba, texts)
+            except Exception as exc:  # hand the failure to every waiting request
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.requests += len(batch)
+            offset = 0
+            for item_texts, top_k, future in batch:
+                rows = probs[offset:offset + len(item_texts)]
+                offset += len(item_texts)
+                if not future.done():
+                    future.set_result(self.predictor.rank(rows, top_k))
+
+
 def model_summary(predictor: Predictor) -> dict[str, Any]:
     manifest = predictor.manifest
     return {
@@ -143,9 +221,21 @@ def create_app(config: ServiceConfig) -> FastAPI:
     """The FastAPI app serving `config.model_dir` (loaded once, here)."""
     predictor = Predictor(config.model_dir, threads=config.threads)
     summary = model_summary(predictor)
-    app = FastAPI(title="tnews-deploy", version=__version__,
+    batcher = (MicroBatcher(predictor, config.batch_window_ms / 1000, config.batch_max_texts)
+               if config.batch_window_ms > 0 else None)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if batcher:
+            await batcher.start()
+        yield
+        if batcher:
+            await batcher.stop()
+
+    app = FastAPI(title="tnews-deploy", version=__version__, lifespan=lifespan,
                   description="Chinese news-title classification (CLUE TNEWS) with a verified ONNX model.")
     app.state.predictor = predictor
+    app.state.batcher = batcher
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -154,7 +244,12 @@ def create_app(config: ServiceConfig) -> FastAPI:
     @app.post("/v1/classify", openapi_extra=CLASSIFY_SCHEMA)
     async def classify(request: Request) -> dict[str, Any]:
         texts, top_k = parse_classify_request(await request.body(), config, len(predictor.labels))
-        results = await run_in_threadpool(predictor.predict, texts, top_k) if texts else []
+        if not texts:
+            results: list = []
+        elif batcher is not None and len(texts) < config.batch_max_texts:
+            results = await batcher.submit(texts, top_k)
+        else:
+            results = await run_in_threadpool(predictor.predict, texts, top_k)
         if top_k == 1:
             predictions: list[Any] = [r.to_dict() for r in results]
         else:
@@ -173,6 +268,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
             "labels": list(predictor.labels),
             "max_length": predictor.max_length,
             "limits": {"max_batch": config.max_batch, "max_chars": config.max_chars},
+            "micro_batching": ({"window_ms": config.batch_window_ms, "max_texts": config.batch_max_texts,
+                                "batches": batcher.batches, "requests": batcher.requests}
+                               if batcher else None),
             "threads": predictor.threads,
             "manifest": {
                 "source": manifest.get("source"),
