@@ -154,3 +154,37 @@ def test_serve_refuses_a_bad_model_folder_in_one_line(tmp_path):
     result = subprocess.run(CLI + ["serve", str(tmp_path / "none")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "no such model folder" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+BATTERY = ["长" * 100_000, "tab\tand\x07bell\x1bescape", "emoji 😀🚀 and English 和中文 mixed", "繁體中文新聞標題",
+           "\u200b\u200d零宽字符", "x"]
+
+
+def test_bad_input_battery_in_cli_file_mode(exported, tmp_path):
+    """Unusual texts are predicted; bad lines get an error; nothing is lost or crashes."""
+    lines = [json.dumps({"text": t}, ensure_ascii=False).encode() for t in BATTERY]
+    lines += [b"", b"null", b"42", b'["nested"]', b'{"text": {"a": 1}}', b'{"sentence": "   "}', b"\xc3\x28"]
+    source = tmp_path / "battery.jsonl"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    result = subprocess.run(CLI + ["predict", str(exported.output), "--input", str(source), "--format", "jsonl"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "7 of 13 input(s) failed" in result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["line"] for r in rows] == list(range(1, 14))
+    assert all("label" in r for r in rows[:6]) and all("error" in r for r in rows[6:])
+
+
+def test_bad_input_battery_over_http(exported):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from tnews_deploy.service import ServiceConfig, create_app
+
+    with TestClient(create_app(ServiceConfig(model_dir=exported.output))) as client:
+        ok = client.post("/v1/classify", json={"texts": BATTERY[1:]})
+        assert ok.status_code == 200 and len(ok.json()["predictions"]) == len(BATTERY) - 1
+        assert client.post("/v1/classify", json={"texts": [BATTERY[0]]}).status_code == 413  # 100,000 chars
+        assert client.post("/v1/classify", json={"texts": ["新闻"] * 10_000}).status_code == 413
+        for bad in ([None], [1.5], [["a"]], [{"a": 1}], [""], ["  "]):
+            response = client.post("/v1/classify", json={"texts": bad})
+            assert response.status_code == 422 and response.json()["error"]["positions"] == [0]
