@@ -128,8 +128,9 @@ def parse_classify_request(raw: bytes, config: ServiceConfig, num_labels: int) -
 class MicroBatcher:
     """Coalesce concurrent classify calls into one predictor call (dynamic batching).
 
-    The first waiting request opens a window of `window_s`; requests that arrive
-    in it (up to `max_texts` texts) join the batch. One `predict_proba` runs in
+    The first waiting request opens a window of `window_s` (unless it is the only
+    request in flight); requests that arrive in it (up to `max_texts` texts) join
+    the batch. One `predict_proba` runs in
     the thread pool, and each request gets its own rows back. While a batch
     runs, new requests queue up and form the next one.
     """
@@ -140,6 +141,7 @@ class MicroBatcher:
         self.task: asyncio.Task | None = None
         self.batches = 0
         self.requests = 0
+        self.in_flight = 0  # requests submitted and not answered yet
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
@@ -155,15 +157,20 @@ class MicroBatcher:
 
     async def submit(self, texts: list[str], top_k: int) -> list:
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((texts, top_k, future))
-        return await future
+        self.in_flight += 1
+        try:
+            await self.queue.put((texts, top_k, future))
+            return await future
+        finally:
+            self.in_flight -= 1
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self.queue.get()]
             size = len(batch[0][0])
-            deadline = loop.time() + self.window_s
+            # A lone request does not wait out the window: nobody else could join it.
+            deadline = loop.time() + (self.window_s if self.in_flight > 1 else 0.0)
             while size < self.max_texts:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
