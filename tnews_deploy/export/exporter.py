@@ -4,8 +4,8 @@
 
 1. resolves SOURCE (checkpoint, run or grid -> best run) and the evaluation set;
 2. exports with Optimum (`ORTModelForSequenceClassification(export=True)`),
-   optionally int8-quantises it (Optimum's `ORTQuantizer`, dynamic, with the
-   config for this CPU) and graph-optimises it (Optimum's `ORTOptimizer`);
+   optionally graph-optimises it (Optimum's `ORTOptimizer`) and int8-quantises
+   it (Optimum's `ORTQuantizer`, dynamic, with the config for this CPU);
 3. verifies the result against PyTorch through the runtime `Predictor` and
    applies the gate;
 4. writes `manifest.json` and moves the folder into place atomically.
@@ -154,7 +154,7 @@ def _onnx_opset(path: Path) -> int | None:
 
 
 def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig, log: Callable[[str], None]) -> dict[str, Any]:
-    """Export (+ quantise, + optimise) into `folder`; returns what was done, for the manifest."""
+    """Export (+ graph-optimise, + quantise) into `folder`; returns what was done, for the manifest."""
     from optimum.onnxruntime import ORTModelForSequenceClassification, ORTOptimizer, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig, AutoQuantizationConfig
     from transformers import AutoTokenizer
