@@ -300,6 +300,14 @@ def make_splits(dsd: DatasetDict, config: SplitConfig = SplitConfig()) -> TnewsS
     return TnewsSplits(train=subsets, evaluation=evaluation, selection=selection, label_names=names)
 
 
+def evaluation_split(
+    dsd: DatasetDict, eval_size: int = 2000, seed: int = 42, stratify: bool = True
+) -> Dataset:
+    """The evaluation set `make_splits` draws for these settings (it does not depend on the other sizes)."""
+    config = SplitConfig(train_sizes=(), eval_size=eval_size, selection_size=0, seed=seed, stratify=stratify)
+    return make_splits(dsd, config).evaluation
+
+
 # ----------------------------------------------------------------------------- lengths
 
 

@@ -234,18 +234,27 @@ class Predictor:
     def encode(self, texts: Sequence[str]) -> list:
         return self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
 
+    def _logits(self, items: list[str], batch_size: int | None = None) -> np.ndarray:
+        if not items:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return self._run(self.encode(items), batch_size)
+
+    @staticmethod
+    def _softmax(logits: np.ndarray) -> np.ndarray:
+        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return exp / exp.sum(axis=-1, keepdims=True)
+
     def logits(self, texts: str | Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Raw logits, shape (n, num_labels) (or (num_labels,) for one string)."""
         items, single = validate_texts(texts)
-        out = self._run(self.encode(items), batch_size) if items else np.zeros((0, len(self.labels)), np.float32)
+        out = self._logits(items, batch_size)
         return out[0] if single else out
 
     def predict_proba(self, texts: str | Sequence[str]) -> np.ndarray:
         """Class probabilities, shape (n, num_labels) (or (num_labels,) for one string)."""
-        logits = self.logits(texts)
-        shifted = logits - logits.max(axis=-1, keepdims=True)
-        exp = np.exp(shifted)
-        return exp / exp.sum(axis=-1, keepdims=True)
+        items, single = validate_texts(texts)
+        probs = self._softmax(self._logits(items))
+        return probs[0] if single else probs
 
     def predict(
         self, texts: str | Sequence[str], top_k: int = 1
@@ -257,7 +266,7 @@ class Predictor:
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= len(self.labels):
             raise ValueError(f"top_k must be an int in 1..{len(self.labels)}, got {top_k!r}.")
         items, single = validate_texts(texts)
-        results = self.rank(self.predict_proba(items), top_k)
+        results = self.rank(self._softmax(self._logits(items)), top_k)
         return results[0] if single else results
 
     def rank(self, probs: np.ndarray, top_k: int = 1) -> list:

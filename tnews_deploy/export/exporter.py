@@ -116,20 +116,15 @@ def detect_quantize_target() -> str:
 
 def evaluation_set(source: ExportSource, config: ExportConfig) -> tuple[list[str], np.ndarray, dict[str, Any]]:
     """The evaluation sentences and labels the export is verified on, and where they came from."""
-    from ..data import SplitConfig, load_tnews, make_splits
+    from ..data import evaluation_split, load_tnews
 
     run = source.run_config or {}
     data = config.data or run.get("data")
     if not data:
         raise UserError(f"{source.checkpoint}: no training-run config beside it says which data it was "
                         "evaluated on; pass --data.")
-    split = SplitConfig(
-        train_sizes=(),
-        eval_size=config.eval_size or int(run.get("eval_size", 2000)),
-        selection_size=0,  # the evaluation set is drawn first: it does not depend on the selection slice
-        seed=int(run.get("seed", 42)),
-        stratify=bool(run.get("stratify", True)),
-    )
+    eval_size = config.eval_size or int(run.get("eval_size", 2000))
+    seed, stratify = int(run.get("seed", 42)), bool(run.get("stratify", True))
     try:
         dataset = load_tnews(data)
     except UserError as exc:
@@ -137,8 +132,8 @@ def evaluation_set(source: ExportSource, config: ExportConfig) -> tuple[list[str
             raise UserError(f"the run was evaluated on {data!r}, which cannot be loaded here ({exc}); "
                             "pass --data.") from exc
         raise
-    evaluation = make_splits(dataset, split).evaluation
-    origin = {"data": data, "eval_size": len(evaluation), "seed": split.seed,
+    evaluation = evaluation_split(dataset, eval_size, seed, stratify)
+    origin = {"data": data, "eval_size": len(evaluation), "seed": seed,
               "same_as_training_run": config.data is None and config.eval_size is None and bool(run)}
     return list(evaluation["sentence"]), np.asarray(evaluation["label"]), origin
 
