@@ -327,7 +327,7 @@ def predict(model_dir: Path, texts: tuple[str, ...], input_path: str | None, inp
       tnews-deploy predict exports/int8 --input titles.txt --output predictions.jsonl
       cat titles.jsonl | tnews-deploy predict exports/int8 --input - --top-k 3
     """
-    from .inputs import InputRecord, read_records
+    from .inputs import read_records, records_from_texts
     from .predictor import Predictor
 
     if texts and input_path:
@@ -339,10 +339,7 @@ def predict(model_dir: Path, texts: tuple[str, ...], input_path: str | None, inp
         raise UserError(f"--top-k must be in 1..{len(predictor.labels)}.")
 
     if texts:
-        records = [
-            InputRecord(i + 1, text=t) if t.strip() else InputRecord(i + 1, error=f"argument {i + 1}: empty text")
-            for i, t in enumerate(texts)
-        ]
+        records = records_from_texts(texts)
     elif input_path == "-":
         records = list(read_records(sys.stdin.buffer, "-", input_format))
     else:

@@ -8,7 +8,7 @@ one bad line never loses the good ones. Stdlib only (runtime side).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -56,6 +56,14 @@ def _parse(raw: bytes, fmt: str, line_no: int) -> InputRecord:
     if not line.strip():
         return InputRecord(line_no, error=f"line {line_no}: empty text")
     return InputRecord(line_no, text=line)
+
+
+def records_from_texts(texts: Iterable[str]) -> list[InputRecord]:
+    """Texts given directly (e.g. as command-line arguments), numbered from 1."""
+    return [
+        InputRecord(i, text=t) if t.strip() else InputRecord(i, error=f"argument {i}: empty text")
+        for i, t in enumerate(texts, 1)
+    ]
 
 
 def read_records(stream: BinaryIO, name: str = "-", fmt: str = "auto") -> Iterator[InputRecord]:

@@ -83,6 +83,19 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         raise ModelLoadError(f"{path}: not valid JSON ({exc}). Re-export the model.") from exc
 
 
+def format_positions(indices: Sequence[int], limit: int = 10) -> str:
+    """'1, 4, 7' or '1, 4, 7 and 12 more': positions for an error message."""
+    shown = ", ".join(map(str, indices[:limit]))
+    return shown + (f" and {len(indices) - limit} more" if len(indices) > limit else "")
+
+
+def invalid_positions(items: Sequence[Any]) -> tuple[list[int], list[int]]:
+    """(positions that are not strings, positions of empty or whitespace-only strings)."""
+    not_strings = [i for i, t in enumerate(items) if not isinstance(t, str)]
+    empty = [i for i, t in enumerate(items) if isinstance(t, str) and not t.strip()]
+    return not_strings, empty
+
+
 def validate_texts(texts: Any) -> tuple[list[str], bool]:
     """(texts as a list, whether a single string was given); raises on bad input."""
     if isinstance(texts, str):
@@ -90,18 +103,14 @@ def validate_texts(texts: Any) -> tuple[list[str], bool]:
     elif isinstance(texts, (list, tuple)):
         items, single = list(texts), False
     else:
-        raise TypeError(
-            f"texts must be a str or a list/tuple of str, got {type(texts).__name__}."
-        )
-    bad_types = [i for i, t in enumerate(items) if not isinstance(t, str)]
-    if bad_types:
-        shown = ", ".join(f"{i} ({type(items[i]).__name__})" for i in bad_types[:10])
-        more = f" and {len(bad_types) - 10} more" if len(bad_types) > 10 else ""
-        raise TypeError(f"texts must be strings; not a str at position(s) {shown}{more}.")
-    empty = [i for i, t in enumerate(items) if not t.strip()]
+        raise TypeError(f"texts must be a str or a list/tuple of str, got {type(texts).__name__}.")
+    not_strings, empty = invalid_positions(items)
+    if not_strings:
+        named = [f"{i} ({type(items[i]).__name__})" for i in not_strings]
+        raise TypeError(f"texts must be strings; not a str at position(s) {format_positions(named)}.")
     if empty:
-        shown = ", ".join(map(str, empty[:10])) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
-        raise ValueError(f"empty or whitespace-only text at position(s) {shown}; remove or fill them.")
+        raise ValueError(f"empty or whitespace-only text at position(s) {format_positions(empty)}; "
+                         "remove or fill them.")
     return items, single
 
 

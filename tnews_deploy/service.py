@@ -35,7 +35,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from . import __version__
-from .predictor import Predictor
+from .predictor import Predictor, format_positions, invalid_positions
 
 ENV_PREFIX = "TNEWS_DEPLOY_"
 
@@ -86,11 +86,6 @@ class ApiError(Exception):
         return JSONResponse({"error": error}, status_code=self.status)
 
 
-def _positions(indices: list[int], limit: int = 20) -> str:
-    shown = ", ".join(map(str, indices[:limit]))
-    return shown + (f" and {len(indices) - limit} more" if len(indices) > limit else "")
-
-
 def parse_classify_request(raw: bytes, config: ServiceConfig, num_labels: int) -> tuple[list[str], int]:
     """Validate a /v1/classify body; raises `ApiError` with the status to answer."""
     try:
@@ -109,17 +104,17 @@ def parse_classify_request(raw: bytes, config: ServiceConfig, num_labels: int) -
         raise ApiError(422, "texts_not_a_list", f"'texts' must be a list of strings, got {type(texts).__name__}.")
     if len(texts) > config.max_batch:
         raise ApiError(413, "too_many_texts", f"{len(texts)} texts; at most {config.max_batch} per request.")
-    not_strings = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    not_strings, empty = invalid_positions(texts)
     if not_strings:
         raise ApiError(422, "text_not_a_string", f"texts must be strings; not a string at position(s) "
-                       f"{_positions(not_strings)}.", not_strings)
-    empty = [i for i, t in enumerate(texts) if not t.strip()]
+                       f"{format_positions(not_strings)}.", not_strings)
     if empty:
-        raise ApiError(422, "empty_text", f"empty or whitespace-only text at position(s) {_positions(empty)}.", empty)
+        raise ApiError(422, "empty_text",
+                       f"empty or whitespace-only text at position(s) {format_positions(empty)}.", empty)
     too_long = [i for i, t in enumerate(texts) if len(t) > config.max_chars]
     if too_long:
         raise ApiError(413, "text_too_long", f"text over {config.max_chars} characters at position(s) "
-                       f"{_positions(too_long)}.", too_long)
+                       f"{format_positions(too_long)}.", too_long)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_labels:
         raise ApiError(422, "invalid_top_k", f"'top_k' must be an integer in 1..{num_labels}, got {top_k!r}.")
     return texts, top_k
