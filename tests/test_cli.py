@@ -125,6 +125,33 @@ def test_predict_file_with_bad_lines_keeps_the_good_ones(exported, tmp_path):
     assert "UTF-8" in errors[5] and "not a string" in errors[7]
 
 
+def test_predict_file_with_a_lone_surrogate_writes_every_other_line(exported, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"sentence": "今天新闻"}\n{"sentence": "\\ud800abc"}\n{"text": "\u9f00的人"}\n',
+                      encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(main, ["predict", str(exported.output), "--input", str(source), "--output", str(out)])
+    assert result.exit_code == 1 and "1 of 3 input(s) failed" in result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [("label" in r, r["line"]) for r in rows] == [(True, 1), (False, 2), (True, 3)]
+    assert "surrogate" in rows[1]["error"]
+
+
+def test_predict_refuses_a_csv_instead_of_reading_it_as_text(exported, tmp_path):
+    source = tmp_path / "titles.csv"
+    source.write_text("id,text\n1,今天新闻\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["predict", str(exported.output), "--input", str(source)])
+    assert result.exit_code == 2 and ".csv" in result.output and "--input-format" in result.output
+    forced = CliRunner().invoke(main, ["predict", str(exported.output), "--input", str(source),
+                                       "--input-format", "txt", "--format", "jsonl"])
+    assert forced.exit_code == 0 and len(forced.stdout.splitlines()) == 2
+
+
+def test_predict_on_a_training_run_says_how_to_export_it(trained_run):
+    result = CliRunner().invoke(main, ["predict", str(trained_run.run_dir), "今天新闻"])
+    assert result.exit_code == 2 and "training run" in result.output and "tnews-deploy export" in result.output
+
+
 def test_predict_txt_from_stdin(exported):
     result = CliRunner().invoke(main, ["predict", str(exported.output), "--input", "-"],
                                 input="\u9f00的人\n\n今天新闻\n".encode())

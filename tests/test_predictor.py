@@ -99,6 +99,26 @@ def test_empty_texts_name_positions(predictor):
         predictor.predict("新闻", top_k=0)
 
 
+def test_lone_surrogate_is_an_invalid_text_not_a_tokenizer_crash(predictor):
+    with pytest.raises(ValueError, match=r"surrogate.*position\(s\) 1"):
+        predictor.predict(["新闻", "\ud800abc"])
+    with pytest.raises(ValueError, match="surrogate"):
+        predictor.logits("\udfff")
+
+
+def test_training_folder_is_named_as_such(trained_run):
+    with pytest.raises(ModelLoadError, match=r"training run.*not an exported model.*tnews-deploy export"):
+        Predictor(trained_run.run_dir)
+    with pytest.raises(ModelLoadError, match="training run"):
+        Predictor(trained_run.checkpoint)
+
+
+@pytest.mark.parametrize("size", [0, -1, 2.5, True])
+def test_bad_batch_size_is_a_value_error(exported, size):
+    with pytest.raises(ValueError, match="batch_size"):
+        Predictor(exported.output, batch_size=size)
+
+
 def test_overlong_and_unusual_texts_are_predicted(predictor):
     texts = ["长" * 100_000, "emoji 😀🚀 mixed English 和中文", "繁體中文新聞標題", "tab\tand\x00control\x07chars"]
     results = predictor.predict(texts)

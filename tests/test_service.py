@@ -63,6 +63,9 @@ BAD_REQUESTS = [
     (json.dumps({"texts": ["ok"], "top_k": "3"}).encode(), 422, "invalid_top_k", None),
     (json.dumps({"texts": ["ok"], "top_k": True}).encode(), 422, "invalid_top_k", None),
     (json.dumps({"texts": ["ok"], "top_k": 16}).encode(), 422, "invalid_top_k", None),
+    (b'{"texts": ["ok", "\\ud800abc"]}', 422, "invalid_text", [1]),  # valid JSON, lone surrogate
+    (b"[" * 100_000 + b"]" * 100_000, 400, "invalid_json", None),
+    (b'{"texts": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "invalid_json", None),
 ]
 
 
@@ -74,6 +77,39 @@ def test_bad_requests_get_clear_4xx(client, body, status, code, positions):
     assert error["code"] == code and error["message"]
     if positions is not None:
         assert error["positions"] == positions
+
+
+@pytest.mark.parametrize("method, path, status, code", [
+    ("GET", "/v1/classify", 405, "method_not_allowed"),
+    ("DELETE", "/healthz", 405, "method_not_allowed"),
+    ("GET", "/nope", 404, "not_found"),
+    ("POST", "/v1/classify/extra", 404, "not_found"),
+])
+def test_unknown_paths_and_methods_use_the_error_body(client, method, path, status, code):
+    response = client.request(method, path)
+    assert response.status_code == status
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["code"] == code and path in body["error"]["message"]
+    if status == 405:
+        assert "POST" in response.headers.get("allow", "") or "GET" in response.headers.get("allow", "")
+
+
+def test_model_info_shows_no_filesystem_paths(client, exported):
+    text = client.get("/v1/model").text
+    for part in (str(exported.output.parent), str(exported.source.checkpoint), "/tmp", "/root", "/work"):
+        assert part not in text
+    assert exported.source.checkpoint.name in text  # the name is kept, the place is not
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(max_batch=0), "--max-batch"), (dict(max_chars=-1), "--max-chars"), (dict(threads=0), "--threads"),
+    (dict(batch_window_ms=-1.0), "--batch-window-ms"),
+])
+def test_service_config_validates_itself(tmp_path, kwargs, message):
+    from tnews_deploy.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        ServiceConfig(model_dir=tmp_path, **kwargs)
 
 
 def test_unusual_but_valid_texts(client):
@@ -110,3 +146,44 @@ def test_micro_batching_coalesces_and_matches_serial(exported):
         assert [p["label"] for p in flat_got] == [p["label"] for p in flat_want]
         assert [p["score"] for p in flat_got] == pytest.approx([p["score"] for p in flat_want], abs=1e-5)
     assert stats["requests"] == 96 and stats["batches"] < 96  # some requests shared a model call
+
+
+def test_micro_batcher_in_isolation(exported):
+    """Without HTTP: concurrent submits share calls, each gets its own rows, a failure reaches its caller."""
+    import asyncio
+    import time
+
+    from tnews_deploy.service import MicroBatcher
+
+    predictor = Predictor(exported.output)
+    requests = [([f"今天{i}新闻", "\u9f00的人" * (i % 4 + 1)], 1 + i % 3) for i in range(20)]
+
+    async def scenario():
+        batcher = MicroBatcher(predictor, window_s=0.05, max_texts=64)
+        await batcher.start()
+        try:
+            lone = await batcher.submit(["今天新闻"], 1)
+            batcher_long = MicroBatcher(predictor, window_s=30.0, max_texts=64)
+            await batcher_long.start()
+            started = time.perf_counter()
+            await batcher_long.submit(["今天新闻"], 1)
+            long_window_seconds = time.perf_counter() - started
+            await batcher_long.stop()
+            results = await asyncio.gather(*(batcher.submit(t, k) for t, k in requests))
+            with pytest.raises(ValueError, match="empty"):
+                await batcher.submit(["ok", ""], 1)
+            after_failure = await batcher.submit(["今天新闻"], 1)
+            return lone, long_window_seconds, results, after_failure, batcher.batches, batcher.requests
+        finally:
+            await batcher.stop()
+
+    lone, long_window_seconds, results, after_failure, batches, served = asyncio.run(scenario())
+    assert lone == predictor.predict(["今天新闻"]) and after_failure == lone
+    assert long_window_seconds < 10  # a lone request never waits out a 30 s window
+    for (texts, top_k), got in zip(requests, results):
+        want = predictor.predict(texts, top_k=top_k)
+        flat_got = [p for r in got for p in (r if isinstance(r, list) else [r])]
+        flat_want = [p for r in want for p in (r if isinstance(r, list) else [r])]
+        assert [p.label for p in flat_got] == [p.label for p in flat_want]
+        assert [p.score for p in flat_got] == pytest.approx([p.score for p in flat_want], abs=1e-5)
+    assert batches < served  # the 20 concurrent requests shared model calls

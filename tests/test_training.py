@@ -106,6 +106,49 @@ def test_finished_run_is_reused(trained_run):
     assert again.metrics == trained_run.metrics
 
 
+def test_finished_run_of_another_config_is_refused(trained_run):
+    from dataclasses import replace
+
+    from tnews_deploy.errors import ConfigError
+    from tnews_deploy.training import train_run
+
+    for change in (dict(variant="freeze-encoder"), dict(train_size=200), dict(lr=1e-4)):
+        with pytest.raises(ConfigError, match=rf"already holds a finished run.*{next(iter(change))}"):
+            train_run(replace(trained_run.config, **change), trained_run.run_dir, quiet=True)
+    assert (trained_run.run_dir / "metrics.json").is_file()  # the finished run is left as it was
+
+
+def test_cli_train_on_a_finished_run_of_another_size_exits_2(trained_run):
+    from click.testing import CliRunner
+
+    from tnews_deploy.cli import main
+
+    c = trained_run.config
+    result = CliRunner().invoke(main, [
+        "train", "--model", c.model, "--data", c.data, "--variant", c.variant, "--train-size", "123",
+        "--output", str(trained_run.run_dir)])
+    assert result.exit_code == 2 and "already holds a finished run" in result.output
+    assert "macro-F1" not in result.output
+
+
+def test_run_config_stores_paths_that_resolve_from_anywhere(trained_run, tiny_model, hf_data, tmp_path,
+                                                            monkeypatch):
+    import json
+    import os
+
+    from tnews_deploy.training import train_run
+
+    saved = json.loads((trained_run.run_dir / "run_config.json").read_text())
+    assert os.path.isabs(saved["data"]) and os.path.isabs(saved["model"])
+    # the same run named with relative paths from another directory is the same run, not another config
+    monkeypatch.chdir(hf_data.parent)
+    relative = train_run(
+        trained_run.config.__class__(**{**trained_run.config.__dict__, "data": os.path.relpath(hf_data),
+                                        "model": os.path.relpath(tiny_model)}),
+        trained_run.run_dir, quiet=True)
+    assert relative.metrics == trained_run.metrics
+
+
 def test_frozen_encoder_run_updates_only_the_head(tiny_model, hf_data, tmp_path):
     import torch
     from safetensors.torch import load_file

@@ -18,6 +18,9 @@ from typing import Any
 import click
 
 from .errors import UserError
+from .service.config import ServiceConfig
+
+_SERVICE_DEFAULTS = ServiceConfig(model_dir=Path("."))
 
 DEFAULT_MODEL = "bert-base-chinese"
 DEFAULT_DATA = "clue/tnews"
@@ -459,9 +462,11 @@ def benchmark(pytorch_path: Path | None, onnx_dirs: tuple[Path, ...], data: str 
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Worker processes, each with its own model copy.")
 @click.option("--threads", type=int, help="onnxruntime threads per worker (default: usable cores / workers).")
-@click.option("--max-batch", type=int, default=256, show_default=True, help="Most texts in one request.")
-@click.option("--max-chars", type=int, default=2000, show_default=True, help="Longest text accepted, in characters.")
-@click.option("--batch-window-ms", type=float, default=0.0, show_default=True,
+@click.option("--max-batch", type=int, default=_SERVICE_DEFAULTS.max_batch, show_default=True,
+              help="Most texts in one request.")
+@click.option("--max-chars", type=int, default=_SERVICE_DEFAULTS.max_chars, show_default=True,
+              help="Longest text accepted, in characters.")
+@click.option("--batch-window-ms", type=float, default=_SERVICE_DEFAULTS.batch_window_ms, show_default=True,
               help="Micro-batching: concurrent requests arriving within this many ms share one model call "
                    "(0 = off). See docs/load-test.md for what it buys.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
@@ -482,17 +487,14 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | No
       curl -s localhost:8000/v1/classify -d '{"texts": ["北京大学举行毕业典礼"]}'
     """
     try:
-        from .service import ServiceConfig
         from .service import serve as run_service
     except ImportError as exc:
         raise UserError(f'{exc}. The service needs the serve extra: pip install "tnews-deploy[serve]"') from exc
     from .predictor import Predictor, default_threads
 
-    if workers < 1 or max_batch < 1 or max_chars < 1:
-        raise UserError("--workers, --max-batch and --max-chars must be positive.")
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1 (got {workers}).")
     threads = threads or max(1, default_threads() // workers)
-    if batch_window_ms < 0:
-        raise UserError("--batch-window-ms must be >= 0.")
     config = ServiceConfig(model_dir=model_dir, max_batch=max_batch, max_chars=max_chars, threads=threads,
                            batch_window_ms=batch_window_ms)
     if workers > 1:

@@ -1,33 +1,148 @@
-"""Reading texts to classify from files: `.txt` (one a line) or `.jsonl`.
+"""What counts as a text to classify, and reading texts from files.
 
+One contract for every entry point (the `Predictor`, `predict`, the HTTP
+service): a text is a `str` that is not empty or whitespace-only and that can
+be encoded as UTF-8 (no lone UTF-16 surrogates such as "\\ud800", which valid
+JSON can carry and the tokenizer cannot take). Bad texts are reported by their
+positions, never guessed at.
+
+Files: `.txt` (one text a line) or `.jsonl` (a `sentence` or `text` field).
 Each line becomes an `InputRecord`; a line that cannot be used (bad UTF-8,
-invalid JSON, no text field, empty text) becomes a record with an `error`, so
-one bad line never loses the good ones. Stdlib only (runtime side).
+invalid or too deeply nested JSON, no text field, an empty or unencodable text)
+becomes a record with an `error`, so one bad line never loses the good ones.
+Stdlib only (runtime side).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from .errors import DataError
 
 TEXT_FIELDS = ("sentence", "text")
 FORMATS = ("auto", "txt", "jsonl")
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+TXT_SUFFIXES = (".txt", ".text")
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
 class InputRecord:
+    """One input line: its 1-based number and either its text or why it cannot be used."""
+
     line: int
     text: str | None = None
     error: str | None = None
 
 
+# --------------------------------------------------------------------------- validation
+
+
+def format_positions(indices: Sequence[Any], limit: int = 10) -> str:
+    """'1, 4, 7' or '1, 4, 7 and 12 more': positions for an error message."""
+    shown = ", ".join(map(str, indices[:limit]))
+    return shown + (f" and {len(indices) - limit} more" if len(indices) > limit else "")
+
+
+def text_problem(text: str) -> str | None:
+    """Why a string cannot be classified ("empty", "surrogate"), or None when it can."""
+    if not text.strip():
+        return "empty"
+    if _SURROGATE.search(text):
+        return "surrogate"
+    return None
+
+
+@dataclass(frozen=True)
+class InvalidPositions:
+    """Positions of the items that are not usable texts, by reason (0-based)."""
+
+    not_strings: list[int]
+    empty: list[int]
+    surrogates: list[int]
+
+    def __bool__(self) -> bool:
+        return bool(self.not_strings or self.empty or self.surrogates)
+
+
+def invalid_positions(items: Sequence[Any]) -> InvalidPositions:
+    """Which items are not strings, empty/whitespace-only, or carry lone surrogates.
+
+    Args:
+        items: the candidate texts, in order.
+    """
+    not_strings, empty, surrogates = [], [], []
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            not_strings.append(i)
+            continue
+        problem = text_problem(item)
+        if problem == "empty":
+            empty.append(i)
+        elif problem == "surrogate":
+            surrogates.append(i)
+    return InvalidPositions(not_strings, empty, surrogates)
+
+
+EMPTY_MESSAGE = "empty or whitespace-only text at position(s) {}; remove or fill them."
+SURROGATE_MESSAGE = ("text with a lone UTF-16 surrogate (not encodable as UTF-8) at position(s) {}; "
+                     "fix the encoding of those texts.")
+
+
+def validate_texts(texts: Any) -> tuple[list[str], bool]:
+    """Check the `Predictor`'s input: a `str` or a list/tuple of `str`.
+
+    Args:
+        texts: what the caller passed.
+
+    Returns:
+        (the texts as a list, whether a single string was given).
+
+    Raises:
+        TypeError: `texts` is not a str/list/tuple, or some items are not strings (positions named).
+        ValueError: some texts are empty/whitespace-only or hold lone surrogates (positions named).
+    """
+    if isinstance(texts, str):
+        items, single = [texts], True
+    elif isinstance(texts, (list, tuple)):
+        items, single = list(texts), False
+    else:
+        raise TypeError(f"texts must be a str or a list/tuple of str, got {type(texts).__name__}.")
+    bad = invalid_positions(items)
+    if bad.not_strings:
+        named = [f"{i} ({type(items[i]).__name__})" for i in bad.not_strings]
+        raise TypeError(f"texts must be strings; not a str at position(s) {format_positions(named)}.")
+    if bad.empty:
+        raise ValueError(EMPTY_MESSAGE.format(format_positions(bad.empty)))
+    if bad.surrogates:
+        raise ValueError(SURROGATE_MESSAGE.format(format_positions(bad.surrogates)))
+    return items, single
+
+
+# --------------------------------------------------------------------------- files
+
+
 def guess_format(name: str, first_line: bytes | None) -> str:
-    if name.endswith((".jsonl", ".ndjson", ".json")):
+    """'txt' or 'jsonl' from a file name, or for stdin ('-') from its first line.
+
+    Raises:
+        DataError: the name has a suffix that is neither a text nor a JSONL suffix (e.g. `.csv`).
+    """
+    lowered = name.lower()
+    if lowered.endswith(JSONL_SUFFIXES):
         return "jsonl"
-    if name.endswith(".txt"):
+    if lowered.endswith(TXT_SUFFIXES):
         return "txt"
+    suffix = lowered.rsplit(".", 1)[-1] if "." in lowered.rsplit("/", 1)[-1] else ""
+    if name != "-" and suffix:
+        raise DataError(f"{name}: cannot tell how to read a .{suffix} file; inputs are .txt (one text a line) "
+                         "or .jsonl (a 'sentence' or 'text' field). Pass --input-format txt or jsonl to read it "
+                         "as one of those.")
     return "jsonl" if first_line is not None and first_line.lstrip().startswith(b"{") else "txt"
 
 
@@ -44,6 +159,8 @@ def _parse(raw: bytes, fmt: str, line_no: int) -> InputRecord:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             return InputRecord(line_no, error=f"line {line_no}: invalid JSON ({exc.msg})")
+        except RecursionError:
+            return InputRecord(line_no, error=f"line {line_no}: JSON nested too deeply")
         if not isinstance(obj, dict):
             return InputRecord(line_no, error=f"line {line_no}: expected a JSON object with a 'sentence' or 'text'")
         field = next((f for f in TEXT_FIELDS if f in obj), None)
@@ -53,21 +170,38 @@ def _parse(raw: bytes, fmt: str, line_no: int) -> InputRecord:
         if not isinstance(text, str):
             return InputRecord(line_no, error=f"line {line_no}: '{field}' is {type(text).__name__}, not a string")
         line = text
-    if not line.strip():
-        return InputRecord(line_no, error=f"line {line_no}: empty text")
-    return InputRecord(line_no, text=line)
+    return _checked(line, line_no, f"line {line_no}")
+
+
+def _checked(text: str, number: int, where: str) -> InputRecord:
+    problem = text_problem(text)
+    if problem == "empty":
+        return InputRecord(number, error=f"{where}: empty text")
+    if problem == "surrogate":
+        return InputRecord(number, error=f"{where}: text holds a lone UTF-16 surrogate (not valid Unicode text)")
+    return InputRecord(number, text=text)
 
 
 def records_from_texts(texts: Iterable[str]) -> list[InputRecord]:
-    """Texts given directly (e.g. as command-line arguments), numbered from 1."""
-    return [
-        InputRecord(i, text=t) if t.strip() else InputRecord(i, error=f"argument {i}: empty text")
-        for i, t in enumerate(texts, 1)
-    ]
+    """Texts given directly (e.g. as command-line arguments), numbered from 1.
+
+    Arguments that were not valid UTF-8 reach Python as lone surrogates
+    (surrogateescape) and become error records like empty ones.
+    """
+    return [_checked(t, i, f"argument {i}") for i, t in enumerate(texts, 1)]
 
 
 def read_records(stream: BinaryIO, name: str = "-", fmt: str = "auto") -> Iterator[InputRecord]:
-    """Records in file order, with 1-based line numbers."""
+    """Records in file order, with 1-based line numbers.
+
+    Args:
+        stream: a binary file object (a file, or stdin's buffer).
+        name: its name, used to guess the format when `fmt` is 'auto' ('-' for stdin: sniffed).
+        fmt: 'auto', 'txt' or 'jsonl'.
+
+    Raises:
+        DataError: `fmt` is 'auto' and the name's suffix is not a supported one (on the first iteration).
+    """
     first = stream.readline()
     if fmt == "auto":
         fmt = guess_format(name, first or None)

@@ -14,10 +14,11 @@ max_length, verification). `Predictor` loads it once and then:
 * is safe to call from many threads at once: it holds no mutable state after
   loading, and both the tokenizer and the session support concurrent calls.
 
-Input contract: a `str` or a list/tuple of `str`. Anything else raises
-`TypeError` naming the offending positions; empty or whitespace-only texts raise
-`ValueError` naming the positions (nothing is guessed). Texts longer than the
-model's `max_length` tokens are truncated to it.
+Input contract (`tnews_deploy.inputs`): a `str` or a list/tuple of `str`.
+Anything else raises `TypeError` naming the offending positions; empty or
+whitespace-only texts, and texts with lone UTF-16 surrogates, raise `ValueError`
+naming the positions (nothing is guessed). Texts longer than the model's
+`max_length` tokens are truncated to it.
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from .errors import ModelError
+from .inputs import validate_texts
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
-CONFIG_FILE = "config.json"
+MODEL_CONFIG_FILE = "config.json"  # the transformers config: labels, vocab size, pad id
 MANIFEST_FILE = "manifest.json"
 DEFAULT_BATCH_SIZE = 32
 _HASH_CHUNK = 1 << 22
+# Files that mark a training-run, checkpoint or grid folder (not an export).
+_TRAINING_MARKERS = ("run_config.json", "checkpoint", "results.json", "model.safetensors", "pytorch_model.bin")
 
 
 class ModelLoadError(ModelError):
@@ -50,6 +54,8 @@ class ModelLoadError(ModelError):
 
 @dataclass(frozen=True)
 class Prediction:
+    """One ranked class for one text."""
+
     label: str
     label_id: int
     score: float
@@ -59,6 +65,7 @@ class Prediction:
 
 
 def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in 4 MiB chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
@@ -67,7 +74,7 @@ def sha256_of(path: Path) -> str:
 
 
 def default_threads() -> int:
-    """Physical-ish core count: ORT gains nothing from hyper-threads for GEMMs."""
+    """The logical CPUs this process may run on (its affinity mask; all CPUs where there is none)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
@@ -83,39 +90,35 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         raise ModelLoadError(f"{path}: not valid JSON ({exc}). Re-export the model.") from exc
 
 
-def format_positions(indices: Sequence[int], limit: int = 10) -> str:
-    """'1, 4, 7' or '1, 4, 7 and 12 more': positions for an error message."""
-    shown = ", ".join(map(str, indices[:limit]))
-    return shown + (f" and {len(indices) - limit} more" if len(indices) > limit else "")
+def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Length bucketing: indices sorted by token length (stable), cut into batches of `batch_size`.
 
+    Each batch then pads only to its own longest text (its last index), and equal
+    lengths keep their input order.
 
-def invalid_positions(items: Sequence[Any]) -> tuple[list[int], list[int]]:
-    """(positions that are not strings, positions of empty or whitespace-only strings)."""
-    not_strings = [i for i, t in enumerate(items) if not isinstance(t, str)]
-    empty = [i for i, t in enumerate(items) if isinstance(t, str) and not t.strip()]
-    return not_strings, empty
-
-
-def validate_texts(texts: Any) -> tuple[list[str], bool]:
-    """(texts as a list, whether a single string was given); raises on bad input."""
-    if isinstance(texts, str):
-        items, single = [texts], True
-    elif isinstance(texts, (list, tuple)):
-        items, single = list(texts), False
-    else:
-        raise TypeError(f"texts must be a str or a list/tuple of str, got {type(texts).__name__}.")
-    not_strings, empty = invalid_positions(items)
-    if not_strings:
-        named = [f"{i} ({type(items[i]).__name__})" for i in not_strings]
-        raise TypeError(f"texts must be strings; not a str at position(s) {format_positions(named)}.")
-    if empty:
-        raise ValueError(f"empty or whitespace-only text at position(s) {format_positions(empty)}; "
-                         "remove or fill them.")
-    return items, single
+    Args:
+        lengths: token count per text, in input order.
+        batch_size: texts per batch (the last batch may be smaller).
+    """
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 class Predictor:
     """Classify texts with an exported ONNX model folder.
+
+    Args:
+        model_dir: a folder written by `tnews-deploy export` (model.onnx, tokenizer.json, config.json,
+            manifest.json).
+        threads: onnxruntime intra-op threads; default: every CPU this process may use.
+        providers: onnxruntime execution providers; default: CPU.
+        batch_size: texts per model call (after sorting by length); at least 1.
+        verify_checksum: check model.onnx against the manifest's sha256 before loading.
+
+    Raises:
+        ModelLoadError: the folder or one of its files is missing, damaged or inconsistent (the message
+            names the file and what to do).
+        ValueError: `batch_size` < 1.
 
     >>> predictor = Predictor("exports/tnews-int8")
     >>> predictor.predict("北京大学举行毕业典礼")
@@ -130,81 +133,108 @@ class Predictor:
         batch_size: int = DEFAULT_BATCH_SIZE,
         verify_checksum: bool = True,
     ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}.")
         self.model_dir = Path(model_dir)
+        self.batch_size = batch_size
+        model_path = self._check_folder()
+        self.manifest = self._load_manifest(model_path, verify_checksum)
+        config = _read_json(self.model_dir / MODEL_CONFIG_FILE, "model config with the labels")
+        self.labels: tuple[str, ...] = self._load_labels(config)
+        self.pad_token_id = int(config.get("pad_token_id") or 0)
+        self.max_length = int(
+            self.manifest.get("max_length") or min(int(config.get("max_position_embeddings", 512)), 512)
+        )
+        self.tokenizer = self._load_tokenizer(config)
+        self.threads = threads or default_threads()
+        self.providers = list(providers or ["CPUExecutionProvider"])
+        self.session = self._load_session(model_path)
+
+    # ------------------------------------------------------------------ loading steps
+
+    def _check_folder(self) -> Path:
+        """The model file's path, after checking that this is an export folder."""
         if not self.model_dir.is_dir():
             raise ModelLoadError(
                 f"{self.model_dir}: no such model folder. Pass a folder written by `tnews-deploy export`."
             )
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-        self.batch_size = batch_size
         model_path = self.model_dir / MODEL_FILE
-        if not model_path.is_file():
-            raise ModelLoadError(f"{model_path}: missing. Re-export the model with `tnews-deploy export`.")
+        if model_path.is_file():
+            return model_path
+        if any((self.model_dir / marker).exists() for marker in _TRAINING_MARKERS):
+            raise ModelLoadError(
+                f"{self.model_dir}: this is a training run, checkpoint or grid folder, not an exported model "
+                f"(no {MODEL_FILE}). Export it first: tnews-deploy export {self.model_dir} --output "
+                f"exports/{self.model_dir.name or 'model'} [--quantize int8], then use that folder."
+            )
+        raise ModelLoadError(f"{model_path}: missing. Re-export the model with `tnews-deploy export`.")
 
-        self.manifest: dict[str, Any] = {}
+    def _load_manifest(self, model_path: Path, verify_checksum: bool) -> dict[str, Any]:
+        """The export manifest (empty when absent), with model.onnx checked against its sha256."""
         manifest_path = self.model_dir / MANIFEST_FILE
-        if manifest_path.is_file():
-            self.manifest = _read_json(manifest_path, "export manifest")
-            expected = self.manifest.get("model", {}).get("sha256")
-            if verify_checksum and expected and sha256_of(model_path) != expected:
-                raise ModelLoadError(
-                    f"{model_path}: sha256 differs from {manifest_path.name}; the file was changed or "
-                    "damaged after export. Re-export it, or copy the whole folder again."
-                )
+        if not manifest_path.is_file():
+            return {}
+        manifest = _read_json(manifest_path, "export manifest")
+        expected = (manifest.get("model") or {}).get("sha256")
+        if verify_checksum and expected and sha256_of(model_path) != expected:
+            raise ModelLoadError(
+                f"{model_path}: sha256 differs from {manifest_path.name}; the file was changed or "
+                "damaged after export. Re-export it, or copy the whole folder again."
+            )
+        return manifest
 
-        config = _read_json(self.model_dir / CONFIG_FILE, "model config with the labels")
+    def _load_labels(self, config: dict[str, Any]) -> tuple[str, ...]:
         id2label = config.get("id2label")
         if not id2label:
-            raise ModelLoadError(f"{self.model_dir / CONFIG_FILE}: has no id2label; re-export the model.")
-        self.labels: tuple[str, ...] = tuple(id2label[k] for k in sorted(id2label, key=int))
-        self.pad_token_id = int(config.get("pad_token_id") or 0)
+            raise ModelLoadError(f"{self.model_dir / MODEL_CONFIG_FILE}: has no id2label; re-export the model.")
+        return tuple(id2label[k] for k in sorted(id2label, key=int))
 
+    def _load_tokenizer(self, config: dict[str, Any]) -> Tokenizer:
+        """The fast tokenizer, checked against the model's vocabulary, truncating to `max_length`."""
         tokenizer_path = self.model_dir / TOKENIZER_FILE
         if not tokenizer_path.is_file():
             raise ModelLoadError(f"{tokenizer_path}: missing (the fast tokenizer). Re-export the model.")
         try:
-            self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+            tokenizer = Tokenizer.from_file(str(tokenizer_path))
         except Exception as exc:  # the Rust side raises plain Exception
             raise ModelLoadError(f"{tokenizer_path}: cannot be read as a tokenizer ({exc}).") from exc
         vocab_limit = config.get("vocab_size")
-        if vocab_limit and self.tokenizer.get_vocab_size() > int(vocab_limit):
+        if vocab_limit and tokenizer.get_vocab_size() > int(vocab_limit):
             raise ModelLoadError(
-                f"{tokenizer_path}: {self.tokenizer.get_vocab_size():,} tokens, but the model in "
-                f"{CONFIG_FILE} has {int(vocab_limit):,} embeddings: tokenizer and model do not belong together."
+                f"{tokenizer_path}: {tokenizer.get_vocab_size():,} tokens, but the model in "
+                f"{MODEL_CONFIG_FILE} has {int(vocab_limit):,} embeddings: tokenizer and model do not belong "
+                "together."
             )
-        self.max_length = int(
-            self.manifest.get("max_length")
-            or min(int(config.get("max_position_embeddings", 512)), 512)
-        )
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length=self.max_length)
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length=self.max_length)
+        return tokenizer
 
-        self.threads = threads or default_threads()
+    def _load_session(self, model_path: Path) -> ort.InferenceSession:
+        """One onnxruntime session with explicit threads, checked against the labels."""
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.providers = list(providers or ["CPUExecutionProvider"])
         try:
-            self.session = ort.InferenceSession(str(model_path), sess_options=options, providers=self.providers)
+            session = ort.InferenceSession(str(model_path), sess_options=options, providers=self.providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
             raise ModelLoadError(
                 f"{model_path}: onnxruntime cannot load it ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0][:300]}). The file is corrupt or truncated: re-export it."
             ) from exc
-        self.input_names = {i.name for i in self.session.get_inputs()}
+        self.input_names = {i.name for i in session.get_inputs()}
         missing = {"input_ids", "attention_mask"} - self.input_names
         if missing:
             raise ModelLoadError(f"{model_path}: model has no input(s) {', '.join(sorted(missing))}.")
-        logits_shape = self.session.get_outputs()[0].shape
+        logits_shape = session.get_outputs()[0].shape
         n_out = logits_shape[-1] if logits_shape else None
         if isinstance(n_out, int) and n_out != len(self.labels):
             raise ModelLoadError(
-                f"{self.model_dir / CONFIG_FILE}: {len(self.labels)} labels, but {MODEL_FILE} outputs {n_out} "
-                "classes: labels and model do not belong together. Re-export the model."
+                f"{self.model_dir / MODEL_CONFIG_FILE}: {len(self.labels)} labels, but {MODEL_FILE} outputs "
+                f"{n_out} classes: labels and model do not belong together. Re-export the model."
             )
+        return session
 
     # ------------------------------------------------------------------ inference
 
@@ -232,15 +262,11 @@ class Predictor:
         return logits
 
     def batches(self, lengths: np.ndarray, batch_size: int | None = None) -> list[np.ndarray]:
-        """Length bucketing: indices sorted by token length, cut into batches.
-
-        Each batch then pads only to its own longest text.
-        """
-        size = batch_size or self.batch_size
-        order = np.argsort(lengths, kind="stable")
-        return [order[i:i + size] for i in range(0, len(order), size)]
+        """`length_batches` with this predictor's batch size unless `batch_size` is given."""
+        return length_batches(lengths, batch_size or self.batch_size)
 
     def encode(self, texts: Sequence[str]) -> list:
+        """Token encodings (with special tokens, truncated to `max_length`) in one Rust call."""
         return self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
 
     def _logits(self, items: list[str], batch_size: int | None = None) -> np.ndarray:
@@ -254,7 +280,12 @@ class Predictor:
         return exp / exp.sum(axis=-1, keepdims=True)
 
     def logits(self, texts: str | Sequence[str], batch_size: int | None = None) -> np.ndarray:
-        """Raw logits, shape (n, num_labels) (or (num_labels,) for one string)."""
+        """Raw logits, shape (n, num_labels) (or (num_labels,) for one string).
+
+        Args:
+            texts: a str or a list/tuple of str (see the module's input contract).
+            batch_size: texts per model call; default: the predictor's `batch_size`.
+        """
         items, single = validate_texts(texts)
         out = self._logits(items, batch_size)
         return out[0] if single else out
@@ -271,6 +302,14 @@ class Predictor:
         """Best class per text, or the `top_k` best (a list per text) when `top_k` > 1.
 
         A single string gives a single result; a list gives a list in input order.
+
+        Args:
+            texts: a str or a list/tuple of str (see the module's input contract).
+            top_k: how many classes per text, best first (1..number of labels).
+
+        Raises:
+            TypeError: not a str/list/tuple, or items that are not strings (positions named).
+            ValueError: empty texts or texts with lone surrogates (positions named), or a bad `top_k`.
         """
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= len(self.labels):
             raise ValueError(f"top_k must be an int in 1..{len(self.labels)}, got {top_k!r}.")
@@ -286,14 +325,3 @@ class Predictor:
             ranked = [Prediction(self.labels[j], int(j), float(row[j])) for j in best]
             results.append(ranked[0] if top_k == 1 else ranked)
         return results
-
-    def info(self) -> dict[str, Any]:
-        """What is loaded: labels, max_length, threads, and the export manifest."""
-        return {
-            "model_dir": str(self.model_dir),
-            "labels": list(self.labels),
-            "max_length": self.max_length,
-            "threads": self.threads,
-            "providers": self.providers,
-            "manifest": self.manifest,
-        }

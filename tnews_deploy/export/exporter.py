@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import UserError
-from ..predictor import CONFIG_FILE, MANIFEST_FILE, MODEL_FILE, Predictor, sha256_of
+from ..predictor import MANIFEST_FILE, MODEL_CONFIG_FILE, MODEL_FILE, Predictor, sha256_of
 from .source import ExportSource, resolve_source
 from .verify import GatePolicy, ParityReport, apply_gate, compare, pytorch_logits
 
@@ -195,7 +195,7 @@ def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig, log: Callab
         steps["quantization"] = None
 
     os.replace(current, folder / MODEL_FILE)
-    shutil.copy2(work / "fp32" / CONFIG_FILE, folder / CONFIG_FILE)
+    shutil.copy2(work / "fp32" / MODEL_CONFIG_FILE, folder / MODEL_CONFIG_FILE)
     AutoTokenizer.from_pretrained(checkpoint).save_pretrained(folder)
     shutil.rmtree(work)
     if not (folder / "tokenizer.json").is_file():
@@ -212,7 +212,7 @@ def _typed_copy(model_path: Path, folder: Path) -> Path:
     typed = SymbolicShapeInference.infer_shapes(onnx.load(str(model_path)), auto_merge=True)
     target = folder / MODEL_FILE
     onnx.save(typed, str(target))
-    shutil.copy2(model_path.parent / CONFIG_FILE, folder / CONFIG_FILE)
+    shutil.copy2(model_path.parent / MODEL_CONFIG_FILE, folder / MODEL_CONFIG_FILE)
     return target
 
 
@@ -284,7 +284,7 @@ def export_model(
             "optimization": steps["optimization"],
             "quantization": steps["quantization"],
             "max_length": max_length,
-            "labels": json.loads((staging / CONFIG_FILE).read_text(encoding="utf-8")).get("id2label"),
+            "labels": json.loads((staging / MODEL_CONFIG_FILE).read_text(encoding="utf-8")).get("id2label"),
             "verification": {**report.to_json(), "evaluation": origin, "policy": asdict(config.policy)},
             "export_seconds": round(time.perf_counter() - started, 1),
             "versions": library_versions(),

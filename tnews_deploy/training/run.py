@@ -15,14 +15,14 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..data import SplitConfig, TnewsSplits, load_tnews, make_splits
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from .config import TrainConfig
 from .metrics import classification_metrics, selection_metrics
 from .selection import SelectBestCallback
@@ -63,6 +63,33 @@ def is_finished(run_dir: Path) -> bool:
         and (checkpoint / "config.json").is_file()
         and any((checkpoint / name).is_file() for name in WEIGHT_FILES)
     )
+
+
+def portable_source(source: str) -> str:
+    """A `--model`/`--data` value that resolves from any directory.
+
+    A local folder becomes its absolute path (a path relative to where training
+    ran would break `export` and `benchmark` run from elsewhere); a hub id such as
+    `clue/tnews` stays as it is.
+    """
+    path = Path(source).expanduser()
+    return str(path.resolve()) if path.exists() else source
+
+
+def config_differences(finished: TrainConfig, wanted: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """(field, finished value, wanted value) for each setting in which two runs differ.
+
+    `model` and `data` are compared as resolved paths, so the same folder named
+    relatively and absolutely counts as the same.
+    """
+    differences = []
+    for name in (f.name for f in fields(TrainConfig)):
+        old, new = getattr(finished, name), getattr(wanted, name)
+        if name in ("model", "data"):
+            old, new = portable_source(str(old)), portable_source(str(new))
+        if old != new:
+            differences.append((name, getattr(finished, name), getattr(wanted, name)))
+    return differences
 
 
 def load_finished(run_dir: Path) -> RunResult:
@@ -133,8 +160,17 @@ def train_run(
     from .variants import apply_variant, count_parameters
 
     run_dir = Path(run_dir)
+    config = replace(config, model=portable_source(config.model), data=portable_source(config.data))
     if is_finished(run_dir):
-        return load_finished(run_dir)
+        finished = load_finished(run_dir)
+        differences = config_differences(finished.config, config)
+        if differences:
+            shown = ", ".join(f"{name} {old!r} (asked: {new!r})" for name, old, new in differences[:6])
+            raise ConfigError(
+                f"{run_dir}: already holds a finished run with other settings: {shown}. Choose another "
+                "--output, or delete that folder to train it again."
+            )
+        return finished
     check_model_source(config.model)  # cheap checks first: fail before loading data
     if run_dir.exists():  # a half-done run: start it again from scratch
         shutil.rmtree(run_dir)

@@ -10,9 +10,11 @@ Endpoints:
   source, parity and sha256.
 
 Every bad request gets a 4xx with `{"error": {"code", "message"[, "positions"]}}`,
-never a 500: invalid JSON or UTF-8 (400), a body that is not an object, `texts`
-that is not a list, non-string or empty texts (422, positions named), more than
-`max_batch` texts or a text over `max_chars` characters (413).
+never a 500: invalid JSON or UTF-8, or JSON nested too deeply (400); a body that
+is not an object, `texts` that is not a list, non-string or empty texts, texts
+with lone UTF-16 surrogates (422, positions named); more than `max_batch` texts or
+a text over `max_chars` characters (413); an unknown path (404) or method (405).
+`/v1/model` shows the manifest without filesystem paths.
 
 Prediction runs in the thread pool, off the event loop, so slow requests do not
 block others. With `batch_window_ms` > 0, concurrent small requests are
@@ -25,53 +27,22 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__
-from .predictor import Predictor, format_positions, invalid_positions
+from .. import __version__
+from ..inputs import SURROGATE_MESSAGE, format_positions, invalid_positions
+from ..predictor import Predictor
+from .config import ServiceConfig
 
-ENV_PREFIX = "TNEWS_DEPLOY_"
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    model_dir: Path
-    max_batch: int = 256
-    max_chars: int = 2000
-    threads: int | None = None
-    # Micro-batching: concurrent requests arriving within this window (ms) share one
-    # predictor call. 0 = off.
-    batch_window_ms: float = 0.0
-    batch_max_texts: int = 64
-
-    def to_env(self) -> dict[str, str]:
-        """For uvicorn workers, which build the app in their own process."""
-        env = {f"{ENV_PREFIX}MODEL_DIR": str(self.model_dir), f"{ENV_PREFIX}MAX_BATCH": str(self.max_batch),
-               f"{ENV_PREFIX}MAX_CHARS": str(self.max_chars)}
-        if self.threads:
-            env[f"{ENV_PREFIX}THREADS"] = str(self.threads)
-        env[f"{ENV_PREFIX}BATCH_WINDOW_MS"] = str(self.batch_window_ms)
-        env[f"{ENV_PREFIX}BATCH_MAX_TEXTS"] = str(self.batch_max_texts)
-        return env
-
-    @classmethod
-    def from_env(cls) -> ServiceConfig:
-        threads = os.environ.get(f"{ENV_PREFIX}THREADS")
-        return cls(
-            model_dir=Path(os.environ[f"{ENV_PREFIX}MODEL_DIR"]),
-            max_batch=int(os.environ.get(f"{ENV_PREFIX}MAX_BATCH", 256)),
-            max_chars=int(os.environ.get(f"{ENV_PREFIX}MAX_CHARS", 2000)),
-            threads=int(threads) if threads else None,
-            batch_window_ms=float(os.environ.get(f"{ENV_PREFIX}BATCH_WINDOW_MS", 0)),
-            batch_max_texts=int(os.environ.get(f"{ENV_PREFIX}BATCH_MAX_TEXTS", 64)),
-        )
+HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
 class ApiError(Exception):
@@ -95,6 +66,8 @@ def parse_classify_request(raw: bytes, config: ServiceConfig, num_labels: int) -
     except json.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json",
                        f"request body is not valid JSON ({exc.msg} at position {exc.pos}).") from exc
+    except RecursionError as exc:
+        raise ApiError(400, "invalid_json", "request body is nested too deeply to be a classify request.") from exc
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_body", 'body must be a JSON object like {"texts": ["..."], "top_k": 1}.')
     if "texts" not in body:
@@ -104,13 +77,16 @@ def parse_classify_request(raw: bytes, config: ServiceConfig, num_labels: int) -
         raise ApiError(422, "texts_not_a_list", f"'texts' must be a list of strings, got {type(texts).__name__}.")
     if len(texts) > config.max_batch:
         raise ApiError(413, "too_many_texts", f"{len(texts)} texts; at most {config.max_batch} per request.")
-    not_strings, empty = invalid_positions(texts)
-    if not_strings:
+    bad = invalid_positions(texts)
+    if bad.not_strings:
         raise ApiError(422, "text_not_a_string", f"texts must be strings; not a string at position(s) "
-                       f"{format_positions(not_strings)}.", not_strings)
-    if empty:
+                       f"{format_positions(bad.not_strings)}.", bad.not_strings)
+    if bad.empty:
         raise ApiError(422, "empty_text",
-                       f"empty or whitespace-only text at position(s) {format_positions(empty)}.", empty)
+                       f"empty or whitespace-only text at position(s) {format_positions(bad.empty)}.", bad.empty)
+    if bad.surrogates:
+        raise ApiError(422, "invalid_text", SURROGATE_MESSAGE.format(format_positions(bad.surrogates)),
+                       bad.surrogates)
     too_long = [i for i, t in enumerate(texts) if len(t) > config.max_chars]
     if too_long:
         raise ApiError(413, "text_too_long", f"text over {config.max_chars} characters at position(s) "
@@ -204,6 +180,32 @@ def model_summary(predictor: Predictor) -> dict[str, Any]:
     }
 
 
+_PATH_KEYS = {"checkpoint", "path", "output", "model_dir"}
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def _looks_like_path(value: str) -> bool:
+    return (value.startswith(("/", "~", "./", "../", "\\")) or bool(_WINDOWS_DRIVE.match(value))
+            or value.count("/") >= 2)
+
+
+def without_paths(value: Any, key: str | None = None) -> Any:
+    """`value` with every filesystem path reduced to its last component.
+
+    The manifest records where the model came from on the exporting machine
+    (checkpoint and data folders); over HTTP those paths would tell clients about
+    the server's file system, and mean nothing to them. Hub ids (`clue/tnews`)
+    stay as they are.
+    """
+    if isinstance(value, dict):
+        return {k: without_paths(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_paths(v) for v in value]
+    if isinstance(value, str) and (key in _PATH_KEYS or _looks_like_path(value)):
+        return PurePath(value.replace("\\", "/")).name or value
+    return value
+
+
 CLASSIFY_SCHEMA = {
     "requestBody": {
         "required": True,
@@ -243,6 +245,18 @@ def create_app(config: ServiceConfig) -> FastAPI:
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # 404, 405 and the like: the documented error body instead of the framework's {"detail": ...}.
+        code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
+        message = {404: f"no such endpoint: {request.method} {request.url.path}.",
+                   405: f"{request.method} is not allowed on {request.url.path}."}.get(exc.status_code,
+                                                                                       str(exc.detail))
+        response = ApiError(exc.status_code, code, message).response()
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
     @app.post("/v1/classify", openapi_extra=CLASSIFY_SCHEMA)
     async def classify(request: Request) -> dict[str, Any]:
         texts, top_k = parse_classify_request(await request.body(), config, len(predictor.labels))
@@ -274,13 +288,13 @@ def create_app(config: ServiceConfig) -> FastAPI:
                                 "batches": batcher.batches, "requests": batcher.requests}
                                if batcher else None),
             "threads": predictor.threads,
-            "manifest": {
+            "manifest": without_paths({
                 "source": manifest.get("source"),
                 "created": manifest.get("created"),
                 "verification": manifest.get("verification"),
                 "model": manifest.get("model"),
                 "versions": manifest.get("versions"),
-            },
+            }),
         }
 
     return app
@@ -297,7 +311,7 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, work
 
     if workers > 1:
         os.environ.update(config.to_env())
-        uvicorn.run("tnews_deploy.service:create_app_from_env", factory=True, host=host, port=port,
+        uvicorn.run("tnews_deploy.service.app:create_app_from_env", factory=True, host=host, port=port,
                     workers=workers, log_level=log_level)
     else:
         uvicorn.run(create_app(config), host=host, port=port, log_level=log_level)

@@ -1,0 +1,28 @@
+"""The HTTP service over one `Predictor` (`pip install "tnews-deploy[serve]"`).
+
+`config` holds `ServiceConfig` (stdlib only, cheap to import); `app` the FastAPI
+app, its error contract and the micro-batcher. Importing this package imports
+neither FastAPI nor onnxruntime until an app name is used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .config import ServiceConfig
+
+__all__ = ["ApiError", "MicroBatcher", "ServiceConfig", "create_app", "create_app_from_env", "serve"]
+
+if TYPE_CHECKING:
+    from .app import ApiError, MicroBatcher, create_app, create_app_from_env, serve
+
+_APP_NAMES = {"ApiError", "MicroBatcher", "create_app", "create_app_from_env", "serve", "parse_classify_request",
+              "without_paths", "model_summary"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _APP_NAMES:
+        from . import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module 'tnews_deploy.service' has no attribute {name!r}")

@@ -1,0 +1,72 @@
+"""The service's settings: `ServiceConfig`, validated on creation (stdlib only).
+
+Kept apart from the app so that the CLI can read its defaults without importing
+FastAPI, and so that `--workers N` processes can rebuild it from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+
+ENV_PREFIX = "TNEWS_DEPLOY_"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """What one service process serves and its limits; validates itself.
+
+    Args:
+        model_dir: an exported model folder.
+        max_batch: most texts in one request (more: 413).
+        max_chars: longest text accepted, in characters (longer: 413).
+        threads: onnxruntime intra-op threads; None: every usable CPU.
+        batch_window_ms: micro-batching window; concurrent requests arriving within it share one
+            predictor call. 0 = off.
+        batch_max_texts: most texts in one micro-batch.
+    """
+
+    model_dir: Path
+    max_batch: int = 256
+    max_chars: int = 2000
+    threads: int | None = None
+    batch_window_ms: float = 0.0
+    batch_max_texts: int = 64
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model_dir", Path(self.model_dir))
+        checks = [
+            (self.max_batch >= 1, f"--max-batch must be >= 1 (got {self.max_batch})"),
+            (self.max_chars >= 1, f"--max-chars must be >= 1 (got {self.max_chars})"),
+            (self.threads is None or self.threads >= 1, f"--threads must be >= 1 (got {self.threads})"),
+            (self.batch_window_ms >= 0, f"--batch-window-ms must be >= 0 (got {self.batch_window_ms})"),
+            (self.batch_max_texts >= 1, f"batch_max_texts must be >= 1 (got {self.batch_max_texts})"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message + ".")
+
+    def to_env(self) -> dict[str, str]:
+        """For uvicorn workers, which build the app in their own process."""
+        env = {f"{ENV_PREFIX}MODEL_DIR": str(self.model_dir), f"{ENV_PREFIX}MAX_BATCH": str(self.max_batch),
+               f"{ENV_PREFIX}MAX_CHARS": str(self.max_chars)}
+        if self.threads:
+            env[f"{ENV_PREFIX}THREADS"] = str(self.threads)
+        env[f"{ENV_PREFIX}BATCH_WINDOW_MS"] = str(self.batch_window_ms)
+        env[f"{ENV_PREFIX}BATCH_MAX_TEXTS"] = str(self.batch_max_texts)
+        return env
+
+    @classmethod
+    def from_env(cls) -> ServiceConfig:
+        threads = os.environ.get(f"{ENV_PREFIX}THREADS")
+        return cls(
+            model_dir=Path(os.environ[f"{ENV_PREFIX}MODEL_DIR"]),
+            max_batch=int(os.environ.get(f"{ENV_PREFIX}MAX_BATCH", 256)),
+            max_chars=int(os.environ.get(f"{ENV_PREFIX}MAX_CHARS", 2000)),
+            threads=int(threads) if threads else None,
+            batch_window_ms=float(os.environ.get(f"{ENV_PREFIX}BATCH_WINDOW_MS", 0)),
+            batch_max_texts=int(os.environ.get(f"{ENV_PREFIX}BATCH_MAX_TEXTS", 64)),
+        )
