@@ -43,6 +43,9 @@ TOKENIZER_FILE = "tokenizer.json"
 MODEL_CONFIG_FILE = "config.json"  # the transformers config: labels, vocab size, pad id
 MANIFEST_FILE = "manifest.json"
 DEFAULT_BATCH_SIZE = 32
+# How onnxruntime's CPU memory is managed (see `Predictor`); measured in benchmarks/soak.py.
+MEMORY_MODES = ("ort-default", "arena", "shrink", "no-arena")
+DEFAULT_MEMORY = "shrink"
 _HASH_CHUNK = 1 << 22
 # Files that mark a training-run, checkpoint or grid folder (not an export).
 _TRAINING_MARKERS = ("run_config.json", "checkpoint", "results.json", "model.safetensors", "pytorch_model.bin")
@@ -114,6 +117,12 @@ class Predictor:
         providers: onnxruntime execution providers; default: CPU.
         batch_size: texts per model call (after sorting by length); at least 1.
         verify_checksum: check model.onnx against the manifest's sha256 before loading.
+        memory: how onnxruntime manages CPU memory across calls of varying shapes. "ort-default":
+            onnxruntime's defaults (arena + memory patterns); "arena": the arena, which grows to the
+            largest batch ever seen and keeps it; "shrink": the arena, handed back to the system after
+            every call (default); "no-arena": plain malloc/free. Except in "ort-default", the per-shape
+            memory-pattern cache is off (with a new shape per batch it only grows). Figures:
+            docs/operations.md.
 
     Raises:
         ModelLoadError: the folder or one of its files is missing, damaged or inconsistent (the message
@@ -132,9 +141,13 @@ class Predictor:
         providers: Sequence[str] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         verify_checksum: bool = True,
+        memory: str = DEFAULT_MEMORY,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+        if memory not in MEMORY_MODES:
+            raise ValueError(f"memory must be one of {', '.join(MEMORY_MODES)}, got {memory!r}.")
+        self.memory = memory
         self.model_dir = Path(model_dir)
         self.batch_size = batch_size
         model_path = self._check_folder()
@@ -216,6 +229,12 @@ class Predictor:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # A cached allocation plan per input shape: with a new shape per batch it only grows.
+        options.enable_mem_pattern = self.memory == "ort-default"
+        options.enable_cpu_mem_arena = self.memory != "no-arena"
+        self._run_options = ort.RunOptions()
+        if self.memory == "shrink":
+            self._run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         try:
             session = ort.InferenceSession(str(model_path), sess_options=options, providers=self.providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
@@ -258,7 +277,7 @@ class Predictor:
             feeds = {"input_ids": ids, "attention_mask": mask}
             if types is not None:
                 feeds["token_type_ids"] = types
-            logits[idx] = self.session.run(None, feeds)[0]
+            logits[idx] = self.session.run(None, feeds, self._run_options)[0]
         return logits
 
     def batches(self, lengths: np.ndarray, batch_size: int | None = None) -> list[np.ndarray]:
