@@ -29,7 +29,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from datetime import datetime, timezone
@@ -143,7 +142,7 @@ def run_http(args: argparse.Namespace) -> dict:
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the service did not start: " + server.stderr.read().decode()[-2000:])
+                    raise RuntimeError("the service did not start: " + server.stderr.read().decode()[-2000:]) from None
                 time.sleep(0.3)
         titles = titles_from(args.data)
         samples, done = [], 0
