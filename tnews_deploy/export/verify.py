@@ -1,7 +1,9 @@
 """Parity between a PyTorch checkpoint and its ONNX export, and the gate on it.
 
 The ONNX side runs through the runtime `Predictor`, so what is verified is the
-exact path production uses (tokenizer, bucketing, session settings).
+exact path production uses (tokenizer, bucketing, session settings). The PyTorch
+side runs `classifier_logits`, the same function the benchmark's PyTorch
+backends time.
 """
 
 from __future__ import annotations
