@@ -112,6 +112,10 @@ def test_bad_cli_values_are_one_line_errors_from_the_config(tmp_path):
                                        "--rounds", "0"])
     assert result.exit_code == 2
     assert "--rounds must be ≥ 1" in result.output and "Traceback" not in result.output
+    # flags given with --quick override its settings (and are validated the same way)
+    result = CliRunner().invoke(main, ["benchmark", "--onnx", str(tmp_path), "--output", str(tmp_path / "b"),
+                                       "--quick", "--latency-sentences", "0"])
+    assert result.exit_code == 2 and "--latency-sentences must be ≥ 1" in result.output
 
 
 def test_cli_defaults_are_the_config_defaults():
