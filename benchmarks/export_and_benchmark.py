@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shlex
 import shutil
 import sys
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, required=True, help="folder for exports/ and bench/")
     parser.add_argument("--results", type=Path, help="path stem for the committed results (.md and .json)")
     parser.add_argument("--variants", default="fp32,o2,int8,int8-o2", help=f"from {', '.join(VARIANTS)}")
-    parser.add_argument("--eval-size", type=int, default=2000)
+    parser.add_argument("--eval-size", type=int, help="benchmark sentences (default: the exports' evaluation set)")
     parser.add_argument("--export-eval-size", type=int, help="verification sentences (default: the run's)")
     parser.add_argument("--max-f1-drop", type=float, default=0.01)
     parser.add_argument("--min-agreement", type=float, default=0.999)
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--pytorch-sorted", action="store_true")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="  %(message)s")
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
     folders = []
     for name in args.variants.split(","):
@@ -67,10 +70,8 @@ def main(argv: list[str] | None = None) -> None:
                         latency_sentences=args.latency_sentences,
                         batch_sizes=tuple(int(b) for b in args.batch_sizes.split(",")),
                         pytorch_sorted=args.pytorch_sorted),
-        progress=lambda m: print("  " + m, flush=True),
+        command=command,
     )
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    report["command"] = command
     exports = {f.name: json.loads((f / "manifest.json").read_text())["verification"] for f in folders}
     report["export_verification"] = exports
     (args.work / "bench" / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")

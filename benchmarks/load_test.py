@@ -31,7 +31,7 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tnews_deploy.benchmark import machine_info
+from tnews_deploy.machine import machine_info
 
 LUA = """
 local bodies = {%s}

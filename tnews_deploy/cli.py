@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from .benchmark.config import BenchmarkConfig
 from .errors import UserError
 from .service.config import ServiceConfig
 
@@ -399,56 +400,64 @@ def _print_table(rows: list[dict[str, Any]], top_k: int) -> None:
 # --------------------------------------------------------------------------- benchmark
 
 
+_BENCH = BenchmarkConfig.defaults()
+
+
 @main.command()
-@click.option("--pytorch", "pytorch_path", type=click.Path(path_type=Path),
+@click.option("--pytorch", type=click.Path(path_type=Path),
               help="Checkpoint, run or grid folder for the PyTorch baseline; default: the ONNX manifest's source.")
-@click.option("--onnx", "onnx_dirs", type=click.Path(path_type=Path), multiple=True, required=True,
+@click.option("--onnx", type=click.Path(path_type=Path), multiple=True, required=True,
               help="An exported folder; repeat for each variant (fp32, O2, int8 ...).")
-@click.option("--data", help="Evaluation data; default: the data the exports were verified on.")
 @click.option("--output", type=click.Path(path_type=Path), required=True,
               help="Folder for results.json, results.md, latency.png, throughput.png.")
-@click.option("--eval-size", type=int, default=2000, show_default=True, help="Evaluation sentences.")
+@click.option("--data", help="Evaluation data; default: what the exports were verified on (else the run's).")
+@click.option("--eval-size", type=int,
+              help="Evaluation-set size; default: the exports' verification set (else the run's).")
+@click.option("--seed", type=int, help="Evaluation-set seed; default: the exports' / the run's.")
+@click.option("--stratify/--no-stratify", default=None,
+              help="Draw the evaluation set class-proportionally; default: as the run did.")
+@click.option("--max-sentences", type=int, help="Measure a seeded subset of this many evaluation sentences.")
 @click.option("--threads", type=int, help="Threads for every backend (default: all usable cores).")
-@click.option("--latency-sentences", type=int, default=300, show_default=True, help="Timed batch-1 calls per backend.")
-@click.option("--warmup", type=int, default=20, show_default=True, help="Untimed batch-1 calls first.")
-@click.option("--rounds", type=int, default=3, show_default=True,
+@click.option("--latency-sentences", type=int, default=_BENCH["latency_sentences"], show_default=True,
+              help="Timed batch-1 calls per backend.")
+@click.option("--warmup", type=int, default=_BENCH["warmup"], show_default=True, help="Untimed batch-1 calls first.")
+@click.option("--rounds", type=int, default=_BENCH["rounds"], show_default=True,
               help="Alternating rounds (A B A B ...); medians and min–max are over rounds.")
-@click.option("--batch-sizes", callback=_int_list, default="8,32", show_default=True,
-              help="Throughput batch sizes.")
-@click.option("--pytorch-sorted", is_flag=True,
+@click.option("--batch-sizes", callback=_int_list, default=",".join(map(str, _BENCH["batch_sizes"])),
+              show_default=True, help="Throughput batch sizes.")
+@click.option("--pytorch-sorted", is_flag=True, default=_BENCH["pytorch_sorted"],
               help="Also run PyTorch with length bucketing, to separate bucketing from runtime gains.")
-@click.option("--cold-start/--no-cold-start", default=True, show_default=True,
+@click.option("--cold-start/--no-cold-start", default=_BENCH["cold_start"], show_default=True,
               help="Measure import + load + first prediction and peak RSS in a fresh process.")
-@click.option("--quick", is_flag=True, help="A smoke run in seconds: 64 sentences, 1 round, batch 8.")
+@click.option("--max-length", type=int, help="Token cap for PyTorch; default: the exports'.")
+@click.option("--quick", is_flag=True,
+              help="A smoke run in seconds: 64 sentences, 24 timed calls, 1 round, batch 8 (flags given override).")
 @user_errors
-def benchmark(pytorch_path: Path | None, onnx_dirs: tuple[Path, ...], data: str | None, output: Path,
-              eval_size: int, threads: int | None, latency_sentences: int, warmup: int, rounds: int,
-              batch_sizes: tuple[int, ...], pytorch_sorted: bool, cold_start: bool, quick: bool) -> None:
+def benchmark(quick: bool, **options: Any) -> None:
     """PyTorch eager vs each ONNX export: F1 parity, latency, throughput, side by side.
 
     \b
     All backends run on the same sentences with the same thread count, in
-    alternation (A B A B ...) so that machine drift cancels out.
+    alternation (A B A B ...) so that machine drift cancels out. The
+    evaluation set is the one the exports were verified on (the run's own
+    evaluation set), unless --data / --eval-size / --seed / --stratify say
+    otherwise.
 
     \b
     Example:
       tnews-deploy benchmark --pytorch runs/grid --onnx exports/fp32 --onnx exports/o2 \\
-          --onnx exports/int8 --data clue/tnews --output bench/
+          --onnx exports/int8 --output bench/
     """
-    from .benchmark import BenchmarkConfig, run_benchmark
+    from .benchmark import run_benchmark
 
-    settings = dict(pytorch=pytorch_path, onnx=tuple(onnx_dirs), output=output, data=data, threads=threads,
-                    pytorch_sorted=pytorch_sorted, cold_start=cold_start)
-    if quick:
-        config = BenchmarkConfig.quick_config(**settings)
-    else:
-        if latency_sentences < 1 or rounds < 1 or eval_size < 1:
-            raise UserError("--latency-sentences, --rounds and --eval-size must be positive.")
-        config = BenchmarkConfig(eval_size=eval_size, latency_sentences=latency_sentences, warmup=warmup,
-                                 rounds=rounds, batch_sizes=batch_sizes, **settings)
-    report = run_benchmark(config, progress=lambda m: click.echo(m, err=True))
-    click.echo((output / "results.md").read_text(encoding="utf-8"))
-    click.echo(f"wrote {output / 'results.json'}, latency.png, throughput.png "
+    # Only what was given on the command line: the rest keeps BenchmarkConfig's (or --quick's) defaults.
+    ctx = click.get_current_context()
+    given = {name: value for name, value in options.items()
+             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+    config = (BenchmarkConfig.quick_config if quick else BenchmarkConfig)(**{"pytorch": None, **given})
+    report = run_benchmark(config)
+    click.echo((config.output / "results.md").read_text(encoding="utf-8"))
+    click.echo(f"wrote {config.output / 'results.json'}, latency.png, throughput.png "
                f"({len(report['backends'])} backends)")
 
 # --------------------------------------------------------------------------- serve

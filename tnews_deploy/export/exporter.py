@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import time
 from collections.abc import Callable
@@ -35,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
 from ..errors import UserError
+from ..machine import detect_quantize_target, library_versions
 from ..predictor import MANIFEST_FILE, MODEL_CONFIG_FILE, MODEL_FILE, Predictor, sha256_of
 from .source import ExportSource, resolve_source
 from .verify import GatePolicy, ParityReport, apply_gate, compare, pytorch_logits
@@ -87,28 +86,6 @@ class ExportResult:
     source: ExportSource
     manifest: dict[str, Any]
     report: ParityReport
-
-
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def detect_quantize_target() -> str:
-    """The Optimum quantization config that fits this CPU."""
-    if platform.machine().lower() in ("arm64", "aarch64"):
-        return "arm64"
-    flags = cpu_flags()
-    if "avx512_vnni" in flags or "avx512vnni" in flags:
-        return "avx512_vnni"
-    if "avx512f" in flags:
-        return "avx512"
-    return "avx2"
 
 
 # --------------------------------------------------------------------------- data
@@ -214,26 +191,6 @@ def _typed_copy(model_path: Path, folder: Path) -> Path:
     onnx.save(typed, str(target))
     shutil.copy2(model_path.parent / MODEL_CONFIG_FILE, folder / MODEL_CONFIG_FILE)
     return target
-
-
-def library_versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-    import optimum.version
-    import tokenizers
-    import torch
-    import transformers
-
-    return {
-        "tnews_deploy": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "optimum": optimum.version.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "tokenizers": tokenizers.__version__,
-    }
 
 
 # --------------------------------------------------------------------------- main entry

@@ -1,7 +1,9 @@
 """Parity between a PyTorch checkpoint and its ONNX export, and the gate on it.
 
 The ONNX side runs through the runtime `Predictor`, so what is verified is the
-exact path production uses (tokenizer, bucketing, session settings).
+exact path production uses (tokenizer, bucketing, session settings). The PyTorch
+side runs `classifier_logits`, the same function the benchmark's PyTorch
+backends time.
 """
 
 from __future__ import annotations
@@ -59,23 +61,67 @@ class ParityReport:
         )
 
 
-def pytorch_logits(checkpoint: Path, texts: Sequence[str], max_length: int, batch_size: int = 64) -> np.ndarray:
-    """Logits of the PyTorch checkpoint in eval mode (batches sorted by length)."""
-    import torch
+@dataclass
+class TorchPass:
+    """One pass of texts through a PyTorch classifier: logits in input order, tokens run."""
+
+    logits: np.ndarray
+    real_tokens: int  # tokens of the texts themselves (special tokens included)
+    padded_tokens: int  # tokens in the padded batches actually run
+
+
+def load_pytorch_classifier(checkpoint: Path) -> tuple[Any, Any]:
+    """The checkpoint's tokenizer and sequence classifier (eval mode).
+
+    Args:
+        checkpoint: a folder saved with `save_pretrained` (model + tokenizer).
+    """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    model = AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
-    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
-    order = np.argsort(lengths, kind="stable")
+    return AutoTokenizer.from_pretrained(checkpoint), AutoModelForSequenceClassification.from_pretrained(
+        checkpoint).eval()
+
+
+def classifier_logits(tokenizer: Any, model: Any, texts: Sequence[str], max_length: int, batch_size: int = 64,
+                      sort_by_length: bool = True) -> TorchPass:
+    """Logits of `texts` through a loaded PyTorch classifier, each batch padded to its own longest text.
+
+    The one PyTorch inference path: export verification and the benchmark's
+    PyTorch backends both run it (the benchmark times the call).
+
+    Args:
+        tokenizer: the checkpoint's tokenizer (`load_pytorch_classifier`).
+        model: the checkpoint's classifier in eval mode.
+        texts: the texts, in the order the logits are returned.
+        max_length: token cap; longer texts are truncated.
+        batch_size: texts per forward pass.
+        sort_by_length: batch texts sorted by token length (as the runtime `Predictor` does, the sort
+            included in the work) rather than in input order.
+    """
+    import torch
+
+    if sort_by_length:
+        lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
+        order = np.argsort(lengths, kind="stable")
+    else:
+        order = np.arange(len(texts))
     out = np.empty((len(texts), model.config.num_labels), dtype=np.float32)
+    real = padded = 0
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
             batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length,
                               padding=True, return_tensors="pt")
             out[idx] = model(**batch).logits.float().numpy()
-    return out
+            real += int(batch["attention_mask"].sum())
+            padded += int(batch["input_ids"].numel())
+    return TorchPass(out, real, padded)
+
+
+def pytorch_logits(checkpoint: Path, texts: Sequence[str], max_length: int, batch_size: int = 64) -> np.ndarray:
+    """Logits of the PyTorch checkpoint in eval mode (batches sorted by length)."""
+    tokenizer, model = load_pytorch_classifier(checkpoint)
+    return classifier_logits(tokenizer, model, texts, max_length, batch_size).logits
 
 
 def compare(labels: np.ndarray, reference: np.ndarray, candidate: np.ndarray, exact: bool) -> ParityReport:

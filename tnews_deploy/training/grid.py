@@ -10,7 +10,6 @@ stopped.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 from ..data import SplitConfig, load_tnews, make_splits
 from ..errors import ConfigError
+from ..machine import library_versions
 from .config import VARIANTS, TrainConfig, resolve_config
 from .run import RunResult, check_model_source, is_finished, load_finished, train_run, write_json_atomic
 
@@ -122,9 +122,6 @@ def run_row(result: RunResult, output: Path) -> dict[str, Any]:
 
 def write_report(config: GridConfig, output: Path, wall_seconds: float) -> dict[str, Any]:
     """results.json, results.md and results.png from the finished runs in `output`."""
-    import torch
-    import transformers
-
     runs = collect_runs(config, output)
     rows = [run_row(r, output) for r in runs]
     best = max(rows, key=lambda r: r["macro_f1"]) if rows else None
@@ -150,11 +147,7 @@ def write_report(config: GridConfig, output: Path, wall_seconds: float) -> dict[
         # Wall time accumulates across resumed invocations.
         "wall_seconds_this_invocation": round(wall_seconds, 1),
         "devices": sorted({r.metrics.get("device", "?") for r in runs}),
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-        },
+        "versions": library_versions(("torch", "transformers")),
         "overrides": {k: v for k, v in config.overrides.items() if v is not None},
     }
     if previous.get("command"):

@@ -1,0 +1,160 @@
+"""The benchmark report as files: results.json, results.md (a table) and the latency and throughput plots.
+
+Works on the report dict alone (numpy, matplotlib when plotting): importing it
+loads neither torch nor onnxruntime, so reports can be re-rendered anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+LATENCY_PNG = "latency.png"
+THROUGHPUT_PNG = "throughput.png"
+
+
+def _model_name(checkpoint: str) -> str:
+    """`grid/run/checkpoint` -> `run/checkpoint`: the folder name alone says little."""
+    path = Path(checkpoint)
+    return f"{path.parent.name}/{path.name}" if path.name == "checkpoint" else path.name
+
+
+def _evaluation_line(report: dict[str, Any]) -> str:
+    ev = report.get("evaluation")
+    if not ev:  # reports written before the evaluation set was recorded
+        return f"Data `{report['data']}`"
+    origins = sorted(set(ev.get("origin", {}).values()))
+    subset = f"{ev['sentences']:,} of " if ev["sentences"] < ev["eval_size"] else ""
+    return (f"Evaluation set: {subset}{ev['eval_size']:,} sentences of `{ev['data']}` (seed {ev['seed']}, "
+            f"{'stratified' if ev['stratify'] else 'not stratified'}; settings from {', '.join(origins)})")
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report as a markdown table with a header on machine, data and method.
+
+    Args:
+        report: the dict `run_benchmark` returns (and results.json holds).
+    """
+    m, rows = report["machine"], report["backends"]
+    sizes = list(rows[0]["throughput"])
+    head = ["backend", "variant", "MB", "macro-F1", "micro-F1", "agree", "p50 ms", "p95 ms", "p99 ms", "mean ms"]
+    head += [f"sent/s @{bs} (min–max)" for bs in sizes] + [f"×PT @{bs}" for bs in sizes] + ["×PT p50"]
+    head += [f"pad eff @{sizes[-1]}", f"GFLOP/s @{sizes[-1]}", "% fp32 peak", "cold s", "RSS MB"]
+    lines = [
+        f"# Benchmark: `{_model_name(report['pytorch_checkpoint'])}` on {report['eval_sentences']:,} sentences",
+        "",
+        f"{m['cpu']} ({m['arch']}), {m['usable_cpus']} usable CPUs, **{m['threads']} threads for every backend**; "
+        f"flags: {', '.join(m['flags']) or 'none'}; "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        f"{_evaluation_line(report)}, max_length {report['max_length']}, {report['mean_tokens']} tokens per "
+        f"sentence on average, {report['gflop_per_sentence']} GFLOP per sentence; "
+        f"fp32 peak {report['fp32_peak']['gflops']} GFLOP/s ({report['fp32_peak']['method']}). "
+        f"Latency: batch 1, {rows[0]['latency_ms']['samples']} sentences after "
+        f"{report['settings']['warmup']} warm-up; {report['settings']['rounds']} alternating round(s).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for r in rows:
+        lat, thr = r["latency_ms"], r["throughput"]
+        cells = [r["backend"], r["variant"], f"{r['model_mb']:.0f}", f"{r['macro_f1']:.4f}", f"{r['micro_f1']:.4f}",
+                 f"{r['agreement_with_pytorch']:.2%}", f"{lat['p50']:.2f}", f"{lat['p95']:.2f}", f"{lat['p99']:.2f}",
+                 f"{lat['mean']:.2f}"]
+        cells += [f"{thr[bs]['median']:.1f} ({thr[bs]['min']:.1f}–{thr[bs]['max']:.1f})" for bs in sizes]
+        cells += [f"{r['speedup'][f'throughput_{bs}']:.2f}" for bs in sizes] + [f"{r['speedup']['latency_p50']:.2f}"]
+        cells += [f"{r['padding_efficiency'][sizes[-1]]:.2f}", f"{r['gflops'][sizes[-1]]:.1f}",
+                  f"{r['share_of_fp32_peak'][sizes[-1]]:.0%}"]
+        cold = r.get("cold_start")
+        cells += [f"{cold['seconds']:.2f}", f"{cold['peak_rss_mb']:.0f}"] if cold else ["—", "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "×PT: speed-up over PyTorch eager (throughput ratio of medians; latency ratio of p50). "
+        "pad eff: real tokens / padded tokens in the batches run. GFLOP/s counts useful FLOPs on real tokens only; "
+        "% fp32 peak divides it by the best fp32 GEMM rate measured on this machine with the same threads "
+        "(several sizes, numpy and torch); int8 kernels can exceed it.",
+    ]
+    if report.get("command"):
+        lines += ["", "Command:", "", "```", report["command"], "```"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_latency(report: dict[str, Any], path: Path) -> None:
+    """Bars of p50/p95/p99 batch-1 latency per backend, as a PNG.
+
+    Args:
+        report: the report dict.
+        path: where to write the PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["backends"]
+    names = [r["backend"] for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(rows)), 4))
+    x = np.arange(len(rows))
+    for offset, key, color in ((-0.25, "p50", "#4c72b0"), (0, "p95", "#dd8452"), (0.25, "p99", "#c44e52")):
+        values = [r["latency_ms"][key] for r in rows]
+        bars = ax.bar(x + offset, values, 0.25, label=key, color=color)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(x, names, rotation=15)
+    ax.set_ylabel("ms per sentence (batch 1)")
+    ax.set_title(f"Latency, {report['machine']['threads']} threads")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_throughput(report: dict[str, Any], path: Path) -> None:
+    """Bars of median throughput (min–max whiskers) per batch size and backend, as a PNG.
+
+    Args:
+        report: the report dict.
+        path: where to write the PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["backends"]
+    sizes = list(rows[0]["throughput"])
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(max(6, 2 * len(sizes) + len(rows)), 4))
+    x = np.arange(len(sizes))
+    for i, r in enumerate(rows):
+        med = [r["throughput"][bs]["median"] for bs in sizes]
+        err = [[m - r["throughput"][bs]["min"] for bs, m in zip(sizes, med)],
+               [r["throughput"][bs]["max"] - m for bs, m in zip(sizes, med)]]
+        bars = ax.bar(x + i * width - 0.4 + width / 2, med, width, yerr=err, capsize=3, label=r["backend"])
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.set_xticks(x, [f"batch {bs}" for bs in sizes])
+    ax.set_ylabel("sentences / s (median, min–max)")
+    ax.set_title(f"Throughput, {report['machine']['threads']} threads")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(report: dict[str, Any], output: Path) -> None:
+    """Write results.json, results.md, latency.png and throughput.png into `output` (created if needed).
+
+    Args:
+        report: the report dict.
+        output: the folder.
+    """
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / RESULTS_JSON).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (output / RESULTS_MD).write_text(render_markdown(report), encoding="utf-8")
+    plot_latency(report, output / LATENCY_PNG)
+    plot_throughput(report, output / THROUGHPUT_PNG)
