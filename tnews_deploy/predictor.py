@@ -37,6 +37,7 @@ from tokenizers import Tokenizer
 
 from .errors import ModelError
 from .inputs import validate_texts
+from .machine import usable_cpus
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -78,10 +79,7 @@ def sha256_of(path: Path) -> str:
 
 def default_threads() -> int:
     """The logical CPUs this process may run on (its affinity mask; all CPUs where there is none)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cpus()
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
