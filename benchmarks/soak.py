@@ -244,7 +244,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2_000)
     parser.add_argument("--max-batch", type=int, default=256)
     parser.add_argument("--max-chars", type=int, default=2_000)
-    parser.add_argument("--memory", default="shrink", help="comma-separated Predictor memory modes")
+    parser.add_argument("--memory", default="arena", help="comma-separated Predictor memory modes")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the modes, alternating their order")
     parser.add_argument("--http", action="store_true", help="also soak `tnews-deploy serve` (default mode)")
     parser.add_argument("--threads", type=int, default=2)

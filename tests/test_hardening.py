@@ -196,14 +196,14 @@ def test_short_soak_keeps_memory_bounded(exported, tmp_path):
     soak = Path(__file__).resolve().parents[1] / "benchmarks" / "soak.py"
     result = subprocess.run(
         [sys.executable, str(soak), str(exported.output), "--predictions", "6000", "--warmup", "1000",
-         "--memory", "shrink,arena", "--threads", "1", "--results", str(tmp_path / "soak")],
+         "--memory", "arena,ort-default", "--threads", "1", "--results", str(tmp_path / "soak")],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "soak.json").read_text())
-    for name in ("predictor shrink", "predictor arena"):
+    for name in ("predictor arena", "predictor ort-default"):
         run = report["runs"][name][0]
         assert run["growth_after_warmup"] <= 0.10, (name, run)
         assert run["rss_after_warmup_mb"] > 0 and run["peak_mb"] >= run["rss_end_mb"]
-    samples = report["curves"]["predictor shrink"]
+    samples = report["curves"]["predictor arena"]
     assert samples[-1][0] == 6000  # every prediction was made
     assert (tmp_path / "soak.png").stat().st_size > 0 and (tmp_path / "soak.md").is_file()

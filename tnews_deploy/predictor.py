@@ -46,7 +46,7 @@ MANIFEST_FILE = "manifest.json"
 DEFAULT_BATCH_SIZE = 32
 # How onnxruntime's CPU memory is managed (see `Predictor`); measured in benchmarks/soak.py.
 MEMORY_MODES = ("ort-default", "arena", "shrink", "no-arena")
-DEFAULT_MEMORY = "shrink"
+DEFAULT_MEMORY = "arena"
 _HASH_CHUNK = 1 << 22
 # Files that mark a training-run, checkpoint or grid folder (not an export).
 _TRAINING_MARKERS = ("run_config.json", "checkpoint", "results.json", "model.safetensors", "pytorch_model.bin")
@@ -116,9 +116,10 @@ class Predictor:
         batch_size: texts per model call (after sorting by length); at least 1.
         verify_checksum: check model.onnx against the manifest's sha256 before loading.
         memory: how onnxruntime manages CPU memory across calls of varying shapes. "ort-default":
-            onnxruntime's defaults (arena + memory patterns); "arena": the arena, which grows to the
-            largest batch ever seen and keeps it; "shrink": the arena, handed back to the system after
-            every call (default); "no-arena": plain malloc/free. Except in "ort-default", the per-shape
+            onnxruntime's defaults (arena + memory patterns); "arena" (default): the arena, which grows
+            to the largest batch seen (bounded: batches are at most `batch_size` texts of at most
+            `max_length` tokens) and reuses it; "shrink": the arena, handed back to the system after
+            every call; "no-arena": plain malloc/free. Except in "ort-default", the per-shape
             memory-pattern cache is off (with a new shape per batch it only grows). Figures:
             docs/operations.md.
 
