@@ -38,13 +38,20 @@ def test_top_k_and_empty_list(client):
     assert client.post("/v1/classify", json={"texts": []}).json()["predictions"] == []
 
 
+def test_integral_float_top_k_is_an_integer(client):
+    """JSON has one number type and the documented schema says "integer": 3.0 is 3 (the fuzzer's finding)."""
+    as_float = client.post("/v1/classify", content=b'{"texts": ["\u4eca\u5929"], "top_k": 3.0}')
+    assert as_float.status_code == 200, as_float.text
+    assert as_float.json() == client.post("/v1/classify", json={"texts": ["今天"], "top_k": 3}).json()
+
+
 def test_health_and_model_info(client, exported):
     assert client.get("/healthz").json() == {"status": "ok"}
     info = client.get("/v1/model").json()
     assert len(info["labels"]) == 15 and info["max_length"] == exported.manifest["max_length"]
     assert info["manifest"]["verification"]["passed"] is True
     assert info["manifest"]["model"]["sha256"] == exported.manifest["model"]["sha256"]
-    assert info["limits"] == {"max_batch": 64, "max_chars": 500}
+    assert info["limits"] == {"max_batch": 64, "max_chars": 500, "max_queue": 64}
 
 
 BAD_REQUESTS = [
@@ -63,6 +70,7 @@ BAD_REQUESTS = [
     (json.dumps({"texts": ["ok"], "top_k": "3"}).encode(), 422, "invalid_top_k", None),
     (json.dumps({"texts": ["ok"], "top_k": True}).encode(), 422, "invalid_top_k", None),
     (json.dumps({"texts": ["ok"], "top_k": 16}).encode(), 422, "invalid_top_k", None),
+    (json.dumps({"texts": ["ok"], "top_k": 2.5}).encode(), 422, "invalid_top_k", None),
     (b'{"texts": ["ok", "\\ud800abc"]}', 422, "invalid_text", [1]),  # valid JSON, lone surrogate
     (b"[" * 100_000 + b"]" * 100_000, 400, "invalid_json", None),
     (b'{"texts": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "invalid_json", None),
@@ -103,7 +111,8 @@ def test_model_info_shows_no_filesystem_paths(client, exported):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(max_batch=0), "--max-batch"), (dict(max_chars=-1), "--max-chars"), (dict(threads=0), "--threads"),
-    (dict(batch_window_ms=-1.0), "--batch-window-ms"),
+    (dict(batch_window_ms=-1.0), "--batch-window-ms"), (dict(max_queue=0), "--max-queue"),
+    (dict(graceful_timeout_s=0), "--graceful-timeout"),
 ])
 def test_service_config_validates_itself(tmp_path, kwargs, message):
     from tnews_deploy.errors import ConfigError
@@ -187,3 +196,102 @@ def test_micro_batcher_in_isolation(exported):
         assert [p.label for p in flat_got] == [p.label for p in flat_want]
         assert [p.score for p in flat_got] == pytest.approx([p.score for p in flat_want], abs=1e-5)
     assert batches < served  # the 20 concurrent requests shared model calls
+
+
+def test_readyz_only_after_warm_up_while_healthz_always_answers(exported):
+    app = create_app(ServiceConfig(model_dir=exported.output))
+    cold = TestClient(app)  # no `with`: the app's start-up (warm-up) has not run
+    assert cold.get("/healthz").json() == {"status": "ok"}
+    not_ready = cold.get("/readyz")
+    assert not_ready.status_code == 503 and not_ready.json()["error"]["code"] == "not_ready"
+    with TestClient(app) as warm:
+        assert warm.get("/readyz").json() == {"status": "ready"}
+        metrics = _metrics(warm)
+    assert metrics[("tnews_ready", ())] == 1
+    assert metrics[("tnews_model_warmup_seconds", ())] > 0
+
+
+def _metrics(client) -> dict:
+    """{(sample name, sorted labels): value} from /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(response.text) for s in family.samples}
+
+
+def test_metrics_count_requests_latency_texts_queue_and_model(exported):
+    with TestClient(create_app(ServiceConfig(model_dir=exported.output, max_queue=7))) as c:
+        assert c.post("/v1/classify", json={"texts": ["今天新闻", "国足", "股市"]}).status_code == 200
+        assert c.post("/v1/classify", json={"texts": ["今天新闻"]}).status_code == 200
+        assert c.post("/v1/classify", json={"texts": [""]}).status_code == 422
+        assert c.get("/no/such/path/123").status_code == 404
+        metrics = _metrics(c)
+
+    def requests(endpoint, method, status):
+        return metrics.get(("tnews_http_requests_total",
+                            (("endpoint", endpoint), ("method", method), ("status", status))), 0)
+
+    assert requests("/v1/classify", "POST", "200") == 2 and requests("/v1/classify", "POST", "422") == 1
+    assert requests("other", "GET", "404") == 1  # unknown paths share one label
+    assert metrics[("tnews_http_request_duration_seconds_count", (("endpoint", "/v1/classify"),))] == 3
+    assert metrics[("tnews_classify_texts_per_request_count", ())] == 2  # valid requests only
+    assert metrics[("tnews_classify_texts_per_request_sum", ())] == 4
+    assert metrics[("tnews_model_queue_depth", ())] == 0 and metrics[("tnews_model_queue_limit", ())] == 7
+    info = [labels for (name, labels), value in metrics.items() if name == "tnews_model_info" and value == 1]
+    assert len(info) == 1 and dict(info[0])["sha256"] == exported.manifest["model"]["sha256"]
+    assert dict(info[0])["quantization"] == "none"
+    assert metrics[("tnews_model_load_seconds", ())] > 0
+    assert any(name == "process_resident_memory_bytes" for name, _ in metrics)
+
+
+def test_one_access_log_line_per_request_and_no_texts(exported, caplog):
+    import logging
+
+    secret = "这条机密标题不应出现在日志里"
+    with caplog.at_level(logging.INFO, logger="tnews_deploy.service.access"):
+        with TestClient(create_app(ServiceConfig(model_dir=exported.output))) as c:
+            c.post("/v1/classify", json={"texts": [secret, "今天新闻"]})
+            c.post("/v1/classify", content=b"{not json")
+            c.get("/healthz")
+    records = [r for r in caplog.records if r.name == "tnews_deploy.service.access"]
+    assert [(r.method, r.path, r.status, r.texts) for r in records] == [
+        ("POST", "/v1/classify", 200, 2), ("POST", "/v1/classify", 400, None), ("GET", "/healthz", 200, None)]
+    assert all(r.duration_ms >= 0 and r.getMessage().endswith("ms") for r in records)
+    assert "POST /v1/classify 200 texts=2 " in records[0].getMessage()
+    assert not any(secret in r.getMessage() for r in caplog.records)
+
+
+def test_overload_gets_an_immediate_503_never_a_500(exported):
+    """More concurrent clients than the queue holds: some 503 + Retry-After, the rest right answers."""
+    import asyncio
+
+    import httpx
+
+    app = create_app(ServiceConfig(model_dir=exported.output, max_queue=2, max_batch=1000))
+    payloads = [[f"第{i}条新闻：{'长' * (i % 7)}国足备战世界杯"] * 1000 for i in range(12)]
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=300) as client:
+                responses = await asyncio.gather(*(client.post("/v1/classify", json={"texts": p})
+                                                   for p in payloads))
+                metrics = await client.get("/metrics")
+        return responses, metrics.text
+
+    responses, metrics_text = asyncio.run(scenario())
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 503} and statuses.count(503) >= 1 and statuses.count(200) >= 1
+    predictor = Predictor(exported.output)
+    for texts, response in zip(payloads, responses):
+        if response.status_code == 503:
+            assert response.json()["error"]["code"] == "overloaded" and int(response.headers["retry-after"]) >= 1
+        else:
+            expected = predictor.predict(texts[:1])[0]
+            got = response.json()["predictions"]
+            assert len(got) == 1000 and {p["label"] for p in got} == {expected.label}
+            assert got[0]["score"] == pytest.approx(expected.score, abs=1e-5)
+    assert "tnews_model_queue_depth 0.0" in metrics_text  # every admitted request left the queue
+    assert f'status="503"}} {float(statuses.count(503))}' in metrics_text

@@ -478,17 +478,26 @@ def benchmark(quick: bool, **options: Any) -> None:
 @click.option("--batch-window-ms", type=float, default=_SERVICE_DEFAULTS.batch_window_ms, show_default=True,
               help="Micro-batching: concurrent requests arriving within this many ms share one model call "
                    "(0 = off). See docs/load-test.md for what it buys.")
+@click.option("--max-queue", type=int, default=_SERVICE_DEFAULTS.max_queue, show_default=True,
+              help="Most classify requests waiting for or in the model at once, per worker; more get an "
+                   "immediate 503 with Retry-After. See docs/operations.md for sizing.")
+@click.option("--graceful-timeout", type=float, default=_SERVICE_DEFAULTS.graceful_timeout_s, show_default=True,
+              help="On SIGTERM, seconds in-flight requests may take to finish before they are cancelled.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True)
 @user_errors
 def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | None, max_batch: int,
-          max_chars: int, batch_window_ms: float, log_level: str) -> None:
+          max_chars: int, batch_window_ms: float, max_queue: int, graceful_timeout: float, log_level: str) -> None:
     """Serve an exported model over HTTP (FastAPI + uvicorn).
 
     \b
     POST /v1/classify  {"texts": ["…"], "top_k": 1}
-    GET  /healthz
+    GET  /healthz      liveness;  GET /readyz  readiness (model loaded and warmed up)
     GET  /v1/model     labels, max_length, limits, manifest (source, parity, sha256)
+    GET  /metrics      Prometheus metrics;  GET /openapi.json  the API document
+
+    SIGTERM stops it gracefully (in-flight requests finish, exit 0); one
+    access-log line per request. Operations guide: docs/operations.md.
 
     \b
     Example:
@@ -505,7 +514,7 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | No
         raise UserError(f"--workers must be >= 1 (got {workers}).")
     threads = threads or max(1, default_threads() // workers)
     config = ServiceConfig(model_dir=model_dir, max_batch=max_batch, max_chars=max_chars, threads=threads,
-                           batch_window_ms=batch_window_ms)
+                           batch_window_ms=batch_window_ms, max_queue=max_queue, graceful_timeout_s=graceful_timeout)
     if workers > 1:
         Predictor(model_dir, threads=1)  # fail here, with one clear line, before workers start
     click.echo(f"serving {model_dir} on http://{host}:{port} ({workers} worker(s), {threads} thread(s) each)",

@@ -1,8 +1,10 @@
 """The HTTP service over one `Predictor` (`pip install "tnews-deploy[serve]"`).
 
 `config` holds `ServiceConfig` (stdlib only, cheap to import); `app` the FastAPI
-app, its error contract and the micro-batcher. Importing this package imports
-neither FastAPI nor onnxruntime until an app name is used.
+app, its error contract, the micro-batcher, backpressure and `serve`; `schemas`
+the pydantic models behind /openapi.json; `metrics` the Prometheus metrics and
+the access log. Importing this package imports neither FastAPI nor onnxruntime
+until an app name is used.
 """
 
 from __future__ import annotations

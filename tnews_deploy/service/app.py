@@ -5,9 +5,12 @@ Endpoints:
 * `POST /v1/classify` `{"texts": ["…"], "top_k": 1}` ->
   `{"predictions": [{"label", "label_id", "score"}, …], "model": {…}}`
   (with `top_k` > 1 each prediction is a list of the k best);
-* `GET /healthz` -> `{"status": "ok"}`;
+* `GET /healthz` -> `{"status": "ok"}` while the process runs (liveness);
+* `GET /readyz` -> `{"status": "ready"}` once the model is loaded and warmed up, 503 before (readiness);
 * `GET /v1/model` -> labels, max_length, limits and the export manifest's
-  source, parity and sha256.
+  source, parity and sha256;
+* `GET /metrics` -> Prometheus metrics (`metrics.ServiceMetrics`);
+* `GET /openapi.json` -> the API document, built from `schemas` with this app's limits.
 
 Every bad request gets a 4xx with `{"error": {"code", "message"[, "positions"]}}`,
 never a 500: invalid JSON or UTF-8, or JSON nested too deeply (400); a body that
@@ -18,22 +21,34 @@ a text over `max_chars` characters (413); an unknown path (404) or method (405).
 
 Prediction runs in the thread pool, off the event loop, so slow requests do not
 block others. With `batch_window_ms` > 0, concurrent small requests are
-coalesced into one predictor call (`MicroBatcher`). The service loads nothing but the model folder it is given and
-never unpickles anything.
+coalesced into one predictor call (`MicroBatcher`). At most `max_queue` classify
+requests wait for or run in the model at once (`ModelQueue`); one more gets an
+immediate 503 `overloaded` with `Retry-After`, so latency stays bounded under
+overload. `serve` stops gracefully on SIGTERM: no new connections, in-flight
+requests finish (up to `graceful_timeout_s`), exit 0. The service loads nothing
+but the model folder it is given and never unpickles anything.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import logging
 import os
 import re
-from contextlib import asynccontextmanager
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import PurePath
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -41,24 +56,43 @@ from .. import __version__
 from ..inputs import SURROGATE_MESSAGE, format_positions, invalid_positions
 from ..predictor import Predictor
 from .config import ServiceConfig
+from .metrics import MULTIPROC_ENV, ObserveRequests, ServiceMetrics
+from .schemas import Health, ModelInfo, Ready, add_path_errors, build_schemas
 
+logger = logging.getLogger(__name__)
+
+WARMUP_TEXT = "北京大学举行毕业典礼"
+RETRY_AFTER_S = 1
 HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, positions: list[int] | None = None) -> None:
+    """A request the service answers with an error status and the documented error body."""
+
+    def __init__(self, status: int, code: str, message: str, positions: list[int] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.positions = status, code, message, positions
+        self.headers = headers or {}
 
     def response(self) -> JSONResponse:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.positions is not None:
             error["positions"] = self.positions
-        return JSONResponse({"error": error}, status_code=self.status)
+        return JSONResponse({"error": error}, status_code=self.status, headers=self.headers)
 
 
 def parse_classify_request(raw: bytes, config: ServiceConfig, num_labels: int) -> tuple[list[str], int]:
-    """Validate a /v1/classify body; raises `ApiError` with the status to answer."""
+    """Validate a /v1/classify body; raises `ApiError` with the status to answer.
+
+    The behaviour behind the documented `ClassifyRequest` schema (`schemas.build_schemas`): a request the
+    schema accepts is accepted here, and every fault gets its own status and code.
+
+    Args:
+        raw: the request body.
+        config: the limits (max_batch, max_chars).
+        num_labels: `top_k` may be 1..num_labels.
+    """
     try:
         body = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -91,6 +125,8 @@ def parse_classify_request(raw: bytes, config: ServiceConfig, num_labels: int) -
     if too_long:
         raise ApiError(413, "text_too_long", f"text over {config.max_chars} characters at position(s) "
                        f"{format_positions(too_long)}.", too_long)
+    if isinstance(top_k, float) and top_k.is_integer():
+        top_k = int(top_k)  # JSON has one number type: 3.0 is the integer 3 (as JSON Schema says)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_labels:
         raise ApiError(422, "invalid_top_k", f"'top_k' must be an integer in 1..{num_labels}, got {top_k!r}.")
     return texts, top_k
@@ -206,25 +242,45 @@ def without_paths(value: Any, key: str | None = None) -> Any:
     return value
 
 
-CLASSIFY_SCHEMA = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {
-            "type": "object",
-            "required": ["texts"],
-            "properties": {
-                "texts": {"type": "array", "items": {"type": "string", "minLength": 1}},
-                "top_k": {"type": "integer", "minimum": 1, "default": 1},
-            },
-        }}},
-    }
-}
+class ModelQueue:
+    """Admission control: at most `limit` classify requests waiting for or in the model at once.
+
+    Used from the event loop only (no lock needed). A request that finds the queue full is refused at once
+    (503) rather than left to wait: under overload the service answers fast instead of slowly for everyone.
+    """
+
+    def __init__(self, limit: int, gauge: Any = None) -> None:
+        self.limit, self.depth, self.gauge = limit, 0, gauge
+
+    def try_enter(self) -> bool:
+        if self.depth >= self.limit:
+            return False
+        self.depth += 1
+        if self.gauge is not None:
+            self.gauge.inc()
+        return True
+
+    def leave(self) -> None:
+        self.depth -= 1
+        if self.gauge is not None:
+            self.gauge.dec()
 
 
 def create_app(config: ServiceConfig) -> FastAPI:
-    """The FastAPI app serving `config.model_dir` (loaded once, here)."""
+    """The FastAPI app serving `config.model_dir` (loaded once, here; warmed up when the app starts).
+
+    Args:
+        config: the model folder and the limits.
+    """
+    started = time.perf_counter()
     predictor = Predictor(config.model_dir, threads=config.threads)
+    load_seconds = time.perf_counter() - started
     summary = model_summary(predictor)
+    num_labels = len(predictor.labels)
+    schemas = build_schemas(config.max_batch, config.max_chars, tuple(predictor.labels))
+    metrics = ServiceMetrics(config.max_batch, config.max_queue)
+    metrics.set_model(summary, load_seconds)
+    queue = ModelQueue(config.max_queue, metrics.queue_depth)
     batcher = (MicroBatcher(predictor, config.batch_window_ms / 1000, config.batch_max_texts)
                if config.batch_window_ms > 0 else None)
 
@@ -232,14 +288,33 @@ def create_app(config: ServiceConfig) -> FastAPI:
     async def lifespan(app: FastAPI):
         if batcher:
             await batcher.start()
-        yield
-        if batcher:
-            await batcher.stop()
+        warm = time.perf_counter()
+        await run_in_threadpool(predictor.predict, [WARMUP_TEXT])  # first-call costs are paid before /readyz
+        metrics.warmup_seconds.set(time.perf_counter() - warm)
+        app.state.ready = True
+        metrics.ready.set(1)
+        logger.info("loaded the model (%s) in %.2f s, warmed it up in %.2f s: ready", summary["name"], load_seconds,
+                    time.perf_counter() - warm)
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            metrics.ready.set(0)
+            if batcher:
+                await batcher.stop()
+            metrics.process_exited()
 
     app = FastAPI(title="tnews-deploy", version=__version__, lifespan=lifespan,
-                  description="Chinese news-title classification (CLUE TNEWS) with a verified ONNX model.")
+                  description="Chinese news-title classification (CLUE TNEWS) with a verified ONNX model.\n\n"
+                              "Every error has the body `{\"error\": {\"code\", \"message\", \"positions\"?}}`; "
+                              "an unknown path gets 404 `not_found`, a wrong method 405 `method_not_allowed` "
+                              "with an `Allow` header.")
     app.state.predictor = predictor
     app.state.batcher = batcher
+    app.state.metrics = metrics
+    app.state.queue = queue
+    app.state.ready = False
+    app.add_middleware(ObserveRequests, metrics=metrics)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -252,38 +327,81 @@ def create_app(config: ServiceConfig) -> FastAPI:
         message = {404: f"no such endpoint: {request.method} {request.url.path}.",
                    405: f"{request.method} is not allowed on {request.url.path}."}.get(exc.status_code,
                                                                                        str(exc.detail))
-        response = ApiError(exc.status_code, code, message).response()
-        for name, value in (exc.headers or {}).items():
-            response.headers[name] = value
-        return response
+        return ApiError(exc.status_code, code, message, headers=dict(exc.headers or {})).response()
 
-    @app.post("/v1/classify", openapi_extra=CLASSIFY_SCHEMA)
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # A bug. The server logs the traceback (the exception goes on to it); the client gets the error body.
+        return ApiError(500, "internal_error", "internal error; the server logged the details.").response()
+
+    internal = (500, "InternalError", "A bug: the server logged the details.")
+
+    @app.post("/v1/classify", response_model=schemas.classify_response,
+              openapi_extra=schemas.classify_request_body(),
+              responses=schemas.responses(
+                  (400, "BadRequest", "`invalid_json`: not JSON, or nested too deeply; `invalid_utf8`: not UTF-8."),
+                  (413, "PayloadTooLarge", f"`too_many_texts`: more than {config.max_batch} texts; "
+                                           f"`text_too_long`: a text over {config.max_chars} characters "
+                                           "(positions)."),
+                  (422, "Unprocessable", "`invalid_body`: not a JSON object; `missing_texts`; `texts_not_a_list`; "
+                                         "`text_not_a_string`, `empty_text` (empty or whitespace-only), "
+                                         "`invalid_text` (lone UTF-16 surrogate): positions named; "
+                                         f"`invalid_top_k`: not an integer in 1..{num_labels}."),
+                  (503, "Unavailable", f"`overloaded`: {config.max_queue} requests already wait for the model; "
+                                       "`shutting_down`: the graceful-shutdown deadline ran out before the answer. "
+                                       "Retry after `Retry-After` seconds."),
+                  internal))
     async def classify(request: Request) -> dict[str, Any]:
-        texts, top_k = parse_classify_request(await request.body(), config, len(predictor.labels))
+        """Classify up to `max_batch` texts; answers in input order."""
+        texts, top_k = parse_classify_request(await request.body(), config, num_labels)
+        request.state.texts = len(texts)
+        metrics.texts.observe(len(texts))
         if not texts:
-            results: list = []
-        elif batcher is not None and len(texts) < config.batch_max_texts:
-            results = await batcher.submit(texts, top_k)
-        else:
-            results = await run_in_threadpool(predictor.predict, texts, top_k)
+            return {"predictions": [], "model": summary}
+        if not queue.try_enter():
+            raise ApiError(503, "overloaded", f"the service is overloaded ({config.max_queue} requests are waiting "
+                                              f"for the model); retry in {RETRY_AFTER_S} s.",
+                           headers={"Retry-After": str(RETRY_AFTER_S)})
+        try:
+            if batcher is not None and len(texts) < config.batch_max_texts:
+                results = await batcher.submit(texts, top_k)
+            else:
+                results = await run_in_threadpool(predictor.predict, texts, top_k)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when the graceful-shutdown deadline runs out. Answer
+            # them with the documented 503 (retry elsewhere) rather than uvicorn's bare 500.
+            raise ApiError(503, "shutting_down", "the service stopped before this request was answered; retry.",
+                           headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+        finally:
+            queue.leave()
         if top_k == 1:
             predictions: list[Any] = [r.to_dict() for r in results]
         else:
             predictions = [[p.to_dict() for p in ranked] for ranked in results]
         return {"predictions": predictions, "model": summary}
 
-    @app.get("/healthz")
+    @app.get("/healthz", response_model=Health, responses=schemas.responses(internal))
     async def healthz() -> dict[str, str]:
+        """Liveness: the process runs and its event loop answers."""
         return {"status": "ok"}
 
-    @app.get("/v1/model")
+    @app.get("/readyz", response_model=Ready, responses=schemas.responses(
+        (503, "NotReady", "`not_ready`: the model is not warmed up yet (or the service is stopping)."), internal))
+    async def readyz(request: Request) -> dict[str, str]:
+        """Readiness: the model is loaded and has answered its warm-up prediction."""
+        if not request.app.state.ready:
+            raise ApiError(503, "not_ready", "the model is not warmed up yet; retry shortly.")
+        return {"status": "ready"}
+
+    @app.get("/v1/model", response_model=ModelInfo, responses=schemas.responses(internal))
     async def model_info() -> dict[str, Any]:
+        """The served model: labels, max_length, limits, micro-batching and the export manifest."""
         manifest = predictor.manifest
         return {
             **summary,
             "labels": list(predictor.labels),
             "max_length": predictor.max_length,
-            "limits": {"max_batch": config.max_batch, "max_chars": config.max_chars},
+            "limits": {"max_batch": config.max_batch, "max_chars": config.max_chars, "max_queue": config.max_queue},
             "micro_batching": ({"window_ms": config.batch_window_ms, "max_texts": config.batch_max_texts,
                                 "batches": batcher.batches, "requests": batcher.requests}
                                if batcher else None),
@@ -297,6 +415,23 @@ def create_app(config: ServiceConfig) -> FastAPI:
             }),
         }
 
+    @app.get("/metrics", response_class=Response, responses={
+        200: {"description": "Prometheus text format (OpenMetrics when the Accept header asks for it).",
+              "content": {"text/plain": {"schema": {"type": "string"}},
+                          "application/openmetrics-text": {"schema": {"type": "string"}}}},
+        **schemas.responses(internal)})
+    async def prometheus_metrics(request: Request) -> Response:
+        """Prometheus metrics: requests, latency, texts per request, queue depth, model info and load time."""
+        body, content_type = metrics.exposition(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_path_errors(FastAPI.openapi(app), schemas)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    metrics.known_paths = {route.path for route in app.routes if hasattr(route, "path")}
     return app
 
 
@@ -305,13 +440,85 @@ def create_app_from_env() -> FastAPI:
     return create_app(ServiceConfig.from_env())
 
 
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging setup plus the `tnews_deploy` loggers (the access log among them), on stderr."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["tnews_deploy"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
+
+
+@contextmanager
+def _exit_zero_after_graceful_stop():
+    """Make a SIGTERM/SIGINT that uvicorn handled gracefully end the process with status 0.
+
+    uvicorn re-raises the signal that stopped it once it has shut down, with the handler that was there
+    before it started; under the default handler the process would then die "killed by SIGTERM". A no-op
+    handler lets `serve` return normally instead.
+    """
+    handled = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in handled}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _exit_without_stuck_model_calls(wait_s: float = 1.0) -> None:
+    """End the process now if model calls cancelled at the graceful-shutdown deadline are still running.
+
+    A model call in the thread pool cannot be interrupted, and Python waits for those threads at exit, which
+    would stretch the deadline by up to one batch's time. Their requests are already answered (503
+    `shutting_down`) and the server is closed, so nothing is lost by not waiting. (uvicorn's worker
+    processes, with `--workers N`, end on the re-raised signal and do not wait either.)
+    """
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    end = time.monotonic() + wait_s
+    for thread in others:
+        thread.join(max(0.0, end - time.monotonic()))
+    stuck = [t for t in others if t.is_alive()]
+    if stuck:
+        logger.warning("%d model call(s) still running after the graceful-shutdown deadline; exiting without "
+                       "waiting for them.", len(stuck))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
 def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           log_level: str = "info") -> None:
+    """Run the service with uvicorn until SIGTERM/SIGINT, then stop gracefully.
+
+    On the signal: stop accepting connections, let in-flight requests finish for up to
+    `config.graceful_timeout_s` (then cancel them), and return (exit status 0). With `workers` > 1, metrics use
+    prometheus-client's multiprocess mode in a fresh temporary folder (or `$PROMETHEUS_MULTIPROC_DIR` when set).
+
+    Args:
+        config: what to serve and its limits.
+        host, port: where to listen.
+        workers: uvicorn worker processes, each with its own model.
+        log_level: for uvicorn's and this package's loggers (the access log is at info).
+    """
     import uvicorn
 
-    if workers > 1:
+    options = dict(host=host, port=port, log_level=log_level, log_config=log_config(log_level), access_log=False,
+                   timeout_graceful_shutdown=config.graceful_timeout_s)
+    with _exit_zero_after_graceful_stop():
+        if workers == 1:
+            uvicorn.run(create_app(config), **options)
+            _exit_without_stuck_model_calls()
+            return
         os.environ.update(config.to_env())
-        uvicorn.run("tnews_deploy.service.app:create_app_from_env", factory=True, host=host, port=port,
-                    workers=workers, log_level=log_level)
-    else:
-        uvicorn.run(create_app(config), host=host, port=port, log_level=log_level)
+        own_dir = None
+        if not os.environ.get(MULTIPROC_ENV):
+            own_dir = tempfile.mkdtemp(prefix="tnews-deploy-metrics-")
+            os.environ[MULTIPROC_ENV] = own_dir
+        try:
+            uvicorn.run("tnews_deploy.service.app:create_app_from_env", factory=True, workers=workers, **options)
+        finally:
+            if own_dir:
+                shutil.rmtree(own_dir, ignore_errors=True)
+                os.environ.pop(MULTIPROC_ENV, None)

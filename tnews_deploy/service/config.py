@@ -27,6 +27,10 @@ class ServiceConfig:
         batch_window_ms: micro-batching window; concurrent requests arriving within it share one
             predictor call. 0 = off.
         batch_max_texts: most texts in one micro-batch.
+        max_queue: most classify requests waiting for or in the model at once (thread pool or
+            micro-batcher); one more gets an immediate 503 `overloaded` with `Retry-After`.
+        graceful_timeout_s: on SIGTERM, how long in-flight requests may take to finish before they
+            are cancelled and the process exits.
     """
 
     model_dir: Path
@@ -35,6 +39,8 @@ class ServiceConfig:
     threads: int | None = None
     batch_window_ms: float = 0.0
     batch_max_texts: int = 64
+    max_queue: int = 64
+    graceful_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
@@ -44,6 +50,8 @@ class ServiceConfig:
             (self.threads is None or self.threads >= 1, f"--threads must be >= 1 (got {self.threads})"),
             (self.batch_window_ms >= 0, f"--batch-window-ms must be >= 0 (got {self.batch_window_ms})"),
             (self.batch_max_texts >= 1, f"batch_max_texts must be >= 1 (got {self.batch_max_texts})"),
+            (self.max_queue >= 1, f"--max-queue must be >= 1 (got {self.max_queue})"),
+            (self.graceful_timeout_s > 0, f"--graceful-timeout must be > 0 seconds (got {self.graceful_timeout_s})"),
         ]
         for ok, message in checks:
             if not ok:
@@ -57,6 +65,8 @@ class ServiceConfig:
             env[f"{ENV_PREFIX}THREADS"] = str(self.threads)
         env[f"{ENV_PREFIX}BATCH_WINDOW_MS"] = str(self.batch_window_ms)
         env[f"{ENV_PREFIX}BATCH_MAX_TEXTS"] = str(self.batch_max_texts)
+        env[f"{ENV_PREFIX}MAX_QUEUE"] = str(self.max_queue)
+        env[f"{ENV_PREFIX}GRACEFUL_TIMEOUT_S"] = str(self.graceful_timeout_s)
         return env
 
     @classmethod
@@ -69,4 +79,6 @@ class ServiceConfig:
             threads=int(threads) if threads else None,
             batch_window_ms=float(os.environ.get(f"{ENV_PREFIX}BATCH_WINDOW_MS", 0)),
             batch_max_texts=int(os.environ.get(f"{ENV_PREFIX}BATCH_MAX_TEXTS", 64)),
+            max_queue=int(os.environ.get(f"{ENV_PREFIX}MAX_QUEUE", 64)),
+            graceful_timeout_s=float(os.environ.get(f"{ENV_PREFIX}GRACEFUL_TIMEOUT_S", 30.0)),
         )
