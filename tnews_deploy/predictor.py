@@ -38,7 +38,7 @@ from .errors import ModelError
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
-CONFIG_FILE = "config.json"
+MODEL_CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
 DEFAULT_BATCH_SIZE = 32
 _HASH_CHUNK = 1 << 22
@@ -153,10 +153,10 @@ class Predictor:
                     "damaged after export. Re-export it, or copy the whole folder again."
                 )
 
-        config = _read_json(self.model_dir / CONFIG_FILE, "model config with the labels")
+        config = _read_json(self.model_dir / MODEL_CONFIG_FILE, "model config with the labels")
         id2label = config.get("id2label")
         if not id2label:
-            raise ModelLoadError(f"{self.model_dir / CONFIG_FILE}: has no id2label; re-export the model.")
+            raise ModelLoadError(f"{self.model_dir / MODEL_CONFIG_FILE}: has no id2label; re-export the model.")
         self.labels: tuple[str, ...] = tuple(id2label[k] for k in sorted(id2label, key=int))
         self.pad_token_id = int(config.get("pad_token_id") or 0)
 
@@ -171,7 +171,7 @@ class Predictor:
         if vocab_limit and self.tokenizer.get_vocab_size() > int(vocab_limit):
             raise ModelLoadError(
                 f"{tokenizer_path}: {self.tokenizer.get_vocab_size():,} tokens, but the model in "
-                f"{CONFIG_FILE} has {int(vocab_limit):,} embeddings: tokenizer and model do not belong together."
+                f"{MODEL_CONFIG_FILE} has {int(vocab_limit):,} embeddings: tokenizer and model do not belong together."
             )
         self.max_length = int(
             self.manifest.get("max_length")
@@ -202,7 +202,7 @@ class Predictor:
         n_out = logits_shape[-1] if logits_shape else None
         if isinstance(n_out, int) and n_out != len(self.labels):
             raise ModelLoadError(
-                f"{self.model_dir / CONFIG_FILE}: {len(self.labels)} labels, but {MODEL_FILE} outputs {n_out} "
+                f"{self.model_dir / MODEL_CONFIG_FILE}: {len(self.labels)} labels, but {MODEL_FILE} outputs {n_out} "
                 "classes: labels and model do not belong together. Re-export the model."
             )
 
