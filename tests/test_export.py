@@ -140,3 +140,35 @@ def test_force_replaces_an_existing_export(trained_run, fp32_export, tmp_path):
     export_model(trained_run.run_dir, target, ExportConfig(force=True))
     assert not (target / "stale.txt").exists() and (target / "manifest.json").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["target"]
+
+
+def test_bare_checkpoint_falls_back_to_the_training_defaults(trained_run, hf_data, tmp_path):
+    """No run_config.json beside the checkpoint: max_length and seed are TrainConfig's defaults."""
+    import shutil
+
+    from tnews_deploy.training.config import TrainConfig
+
+    bare = tmp_path / "bare"
+    shutil.copytree(trained_run.checkpoint, bare)
+    result = export_model(bare, tmp_path / "out", ExportConfig(data=str(hf_data), eval_size=60))
+    assert result.source.kind == "checkpoint" and result.source.run_config is None
+    assert result.manifest["max_length"] == TrainConfig.max_length
+    assert result.manifest["verification"]["evaluation"]["seed"] == TrainConfig.seed
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: ExportConfig(optimize="O4"), "--optimize must be one of"),
+        (lambda: ExportConfig(quantize="int4"), "--quantize must be one of"),
+        (lambda: ExportConfig(max_length=4), "--max-length must be at least 8 (got 4)"),
+        (lambda: GatePolicy(min_agreement=-0.1), "--min-agreement must be between 0 and 1 (got -0.1)"),
+        (lambda: GatePolicy(max_f1_drop=2.0), "--max-f1-drop must be between -1 and 1 (got 2.0)"),
+    ],
+)
+def test_export_configs_validate_themselves(make, message):
+    from tnews_deploy.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        make()
+    assert message in str(info.value)
