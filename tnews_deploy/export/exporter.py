@@ -292,7 +292,7 @@ def export_model(
         reference = pytorch_logits(resolved.checkpoint, texts, max_length)
         candidate = Predictor(staging, verify_checksum=False).logits(texts)
         report = apply_gate(compare(labels, reference, candidate, exact=config.exact), config.policy)
-        logger.info(report.summary())
+        logger.info("%s", report.summary())
         if not report.passed:
             raise ExportRefused("export refused: " + "; ".join(report.reasons) + ". Nothing was written.", report)
 
