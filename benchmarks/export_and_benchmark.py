@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--pytorch-sorted", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="  %(message)s")
+    logging.basicConfig(stream=sys.stdout, format="  %(message)s")  # the exporter's progress lines
+    logging.getLogger("tnews_deploy").setLevel(logging.INFO)
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
     folders = []
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"== exporting {name}", flush=True)
             config = ExportConfig(**VARIANTS[name], data=args.data, eval_size=args.export_eval_size,
                                   policy=GatePolicy(args.min_agreement, args.max_f1_drop))
-            export_model(args.source, target, config, log=lambda m: print("  " + m, flush=True))
+            export_model(args.source, target, config)
         folders.append(target)
 
     print("== benchmarking", flush=True)

@@ -37,6 +37,12 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
+@pytest.fixture(scope="session")
+def big_vocab_model(tmp_path_factory) -> Path:
+    """A tiny BERT whose tokenizer has e5/XLM-R's trait that matters to transformers: over 100k tokens."""
+    return build_tiny_bert(tmp_path_factory.mktemp("big-vocab-bert"), hidden=16, layers=1, min_vocab=100_001)
+
+
 def tiny_train_config(tiny_model: Path, hf_data: Path, **overrides):
     """A few-second run that learns the synthetic task."""
     from tnews_deploy.training import resolve_config
@@ -70,4 +76,4 @@ def exported(trained_run, tmp_path_factory):
     """An fp32 export of the trained tiny run (verified)."""
     from tnews_deploy.export import export_model
 
-    return export_model(trained_run.run_dir, tmp_path_factory.mktemp("exported") / "fp32", log=lambda m: None)
+    return export_model(trained_run.run_dir, tmp_path_factory.mktemp("exported") / "fp32")

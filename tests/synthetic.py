@@ -91,13 +91,18 @@ def synthetic_splits() -> dict[str, list[dict]]:
     }
 
 
-def build_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2) -> Path:
-    """A random BERT encoder (no classification head) + fast char tokenizer, saved like a hub model."""
+def build_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, min_vocab: int = 0) -> Path:
+    """A random BERT encoder (no classification head) + fast char tokenizer, saved like a hub model.
+
+    `min_vocab` pads the vocabulary with unused tokens: transformers treats tokenizers over 100k
+    tokens (e5, XLM-R) differently, and some of its warnings fire only for those.
+    """
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = SPECIAL_TOKENS + sorted(set(FILLER) | {c for kw in class_keywords() for c in kw})
+    vocab += [f"[unused{i}]" for i in range(min_vocab - len(vocab))]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=False,
                                   tokenize_chinese_chars=True)

@@ -81,6 +81,20 @@ def test_sizes_that_do_not_fit_are_rejected(hf_data):
         make_splits(dsd, SplitConfig(train_sizes=(10,), eval_size=250, selection_size=100))
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(train_sizes=(100, 0)), "--train-size must be positive (got 0)"),
+        (dict(eval_size=0), "--eval-size must be positive (got 0)"),
+        (dict(selection_size=-1), "--selection-size must be >= 0 (got -1)"),
+    ],
+)
+def test_split_config_validates_itself(kwargs, message):
+    with pytest.raises(ConfigError) as info:
+        SplitConfig(**kwargs)
+    assert message in str(info.value)
+
+
 def test_suggest_max_length_covers_percentile_in_multiples_of_8():
     lengths = list(range(1, 101))  # p99 = 99.01
     assert suggest_max_length(lengths) == 104

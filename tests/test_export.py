@@ -71,19 +71,18 @@ def test_bad_sources_are_clear_errors(tmp_path, trained_run):
     with pytest.raises(UserError, match="neither a checkpoint"):
         resolve_source(tmp_path)
     with pytest.raises(UserError, match="already exists"):
-        export_model(trained_run.run_dir, tmp_path, log=lambda m: None)
+        export_model(trained_run.run_dir, tmp_path)
 
 
 def test_int8_and_optimised_exports_pass_with_tolerances(trained_run, tmp_path):
     int8 = export_model(trained_run.run_dir, tmp_path / "int8-o2",
-                        ExportConfig(quantize="int8", optimize="O2", policy=GatePolicy(max_f1_drop=0.2)),
-                        log=lambda m: None)
+                        ExportConfig(quantize="int8", optimize="O2", policy=GatePolicy(max_f1_drop=0.2)))
     m = int8.manifest
     assert m["quantization"]["mode"] == "int8" and m["quantization"]["target"] in (
         "avx512_vnni", "avx512", "avx2", "arm64")
     assert m["optimization"]["level"] == "O2" and m["verification"]["exact"] is False
     assert int8.report.macro_f1_drop <= 0.2
-    o2 = export_model(trained_run.run_dir, tmp_path / "o2", ExportConfig(optimize="O2"), log=lambda m: None)
+    o2 = export_model(trained_run.run_dir, tmp_path / "o2", ExportConfig(optimize="O2"))
     assert o2.report.agreement >= 0.999
 
 
@@ -93,8 +92,8 @@ def test_gate_refuses_a_broken_model_and_leaves_nothing(trained_run, tmp_path, m
 
     real_build = exporter.build_onnx
 
-    def build_then_break(checkpoint, folder, config, log):
-        steps = real_build(checkpoint, folder, config, log)
+    def build_then_break(checkpoint, folder, config):
+        steps = real_build(checkpoint, folder, config)
         import onnx
         from onnx import numpy_helper
 
@@ -108,7 +107,7 @@ def test_gate_refuses_a_broken_model_and_leaves_nothing(trained_run, tmp_path, m
 
     monkeypatch.setattr(exporter, "build_onnx", build_then_break)
     with pytest.raises(ExportRefused, match="agreement with PyTorch") as info:
-        export_model(trained_run.run_dir, tmp_path / "broken", log=lambda m: None)
+        export_model(trained_run.run_dir, tmp_path / "broken")
     assert info.value.report.agreement < 0.999
     assert list(tmp_path.iterdir()) == []  # neither the output nor a staging folder
 
@@ -116,7 +115,7 @@ def test_gate_refuses_a_broken_model_and_leaves_nothing(trained_run, tmp_path, m
 def test_impossible_f1_gate_refuses_int8(trained_run, tmp_path):
     with pytest.raises(ExportRefused, match="macro-F1 drops"):
         export_model(trained_run.run_dir, tmp_path / "int8",
-                     ExportConfig(quantize="int8", policy=GatePolicy(max_f1_drop=-1.0)), log=lambda m: None)
+                     ExportConfig(quantize="int8", policy=GatePolicy(max_f1_drop=-1.0)))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -128,7 +127,7 @@ def test_interrupted_export_leaves_no_folder(trained_run, tmp_path, monkeypatch)
 
     monkeypatch.setattr(exporter, "pytorch_logits", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        export_model(trained_run.run_dir, tmp_path / "out", log=lambda m: None)
+        export_model(trained_run.run_dir, tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -138,6 +137,38 @@ def test_force_replaces_an_existing_export(trained_run, fp32_export, tmp_path):
     target = tmp_path / "target"
     shutil.copytree(fp32_export.output, target)
     (target / "stale.txt").write_text("old")
-    export_model(trained_run.run_dir, target, ExportConfig(force=True), log=lambda m: None)
+    export_model(trained_run.run_dir, target, ExportConfig(force=True))
     assert not (target / "stale.txt").exists() and (target / "manifest.json").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["target"]
+
+
+def test_bare_checkpoint_falls_back_to_the_training_defaults(trained_run, hf_data, tmp_path):
+    """No run_config.json beside the checkpoint: max_length and seed are TrainConfig's defaults."""
+    import shutil
+
+    from tnews_deploy.training.config import TrainConfig
+
+    bare = tmp_path / "bare"
+    shutil.copytree(trained_run.checkpoint, bare)
+    result = export_model(bare, tmp_path / "out", ExportConfig(data=str(hf_data), eval_size=60))
+    assert result.source.kind == "checkpoint" and result.source.run_config is None
+    assert result.manifest["max_length"] == TrainConfig.max_length
+    assert result.manifest["verification"]["evaluation"]["seed"] == TrainConfig.seed
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: ExportConfig(optimize="O4"), "--optimize must be one of"),
+        (lambda: ExportConfig(quantize="int4"), "--quantize must be one of"),
+        (lambda: ExportConfig(max_length=4), "--max-length must be at least 8 (got 4)"),
+        (lambda: GatePolicy(min_agreement=-0.1), "--min-agreement must be between 0 and 1 (got -0.1)"),
+        (lambda: GatePolicy(max_f1_drop=2.0), "--max-f1-drop must be between -1 and 1 (got 2.0)"),
+    ],
+)
+def test_export_configs_validate_themselves(make, message):
+    from tnews_deploy.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        make()
+    assert message in str(info.value)

@@ -19,7 +19,7 @@ import pytest
 
 from synthetic import make_rows
 from tnews_deploy import Predictor
-from tnews_deploy.training.run import is_finished
+from tnews_deploy.runfiles import is_finished
 
 CLI = [sys.executable, "-m", "tnews_deploy.cli"]
 
@@ -51,7 +51,7 @@ def test_kill_9_during_grid_then_resume_finishes_only_the_rest(tiny_model, hf_da
 
     result = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "full × 60 (done, skipped)" in result.stdout
+    assert "full × 60 (done, skipped)" in result.stderr  # progress is logged to stderr
     assert (out / "full-60" / "metrics.json").stat().st_mtime_ns == first_mtime
     results = json.loads((out / "results.json").read_text())
     assert results["finished_runs"] == 3

@@ -10,7 +10,7 @@ import pytest
 from conftest import tiny_train_config
 from tnews_deploy.errors import ConfigError, ModelError
 from tnews_deploy.training import resolve_config
-from tnews_deploy.training.config import VARIANTS
+from tnews_deploy.training.config import VARIANTS, GridConfig, TrainConfig
 
 
 @pytest.fixture()
@@ -207,10 +207,58 @@ def test_grid_writes_results_and_resumes(tiny_model, hf_data, tmp_path):
     assert (tmp_path / "grid" / "full-60" / "metrics.json").stat().st_mtime_ns == untouched
 
 
-def test_every_variant_is_known():
-    from tnews_deploy import cli
-    from tnews_deploy.training.config import PRESETS
 
-    assert VARIANTS == ("full", "freeze-embeddings", "freeze-encoder")
-    assert cli.VARIANT_NAMES == VARIANTS  # the CLI keeps its own copy to start without torch
-    assert cli.PRESET_NAMES == tuple(PRESETS)
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(train_size=0), "--train-size must be positive (got 0)"),
+        (dict(eval_size=-5), "--eval-size must be positive (got -5)"),
+        (dict(max_length=4), "--max-length must be at least 8 (got 4)"),
+        (dict(early_stopping_patience=-1), "--patience must be >= 0 (got -1)"),
+        (dict(variant="freeze-all"), "unknown variant 'freeze-all'"),
+        (dict(selection_size=0), "model selection needs a selection slice"),
+    ],
+)
+def test_train_config_validates_itself(kwargs, message):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**kwargs)
+    assert message in str(info.value)
+
+
+def test_grid_config_validates_every_run_before_any_starts(tmp_path):
+    base = dict(model="m", data="d", output=tmp_path / "grid")
+    assert GridConfig(**base).variants == VARIANTS
+    for kwargs, message in [
+        (dict(variants=("full", "bogus")), "unknown variant(s) bogus"),
+        (dict(train_sizes=(100, 0)), "--train-sizes must be positive"),
+        (dict(overrides={"lr": 0.0}), "--lr must be positive (got 0.0)"),
+        (dict(overrides={"learning_rate": 1e-3}), "unknown setting(s): learning_rate"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            GridConfig(**base, **kwargs)
+        assert message in str(info.value)
+    assert not (tmp_path / "grid").exists()
+
+
+def test_grid_plot_draws_macro_and_micro_f1(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from tnews_deploy.training.grid import plot_results
+
+    drawn = []
+    real_bar = Axes.bar
+
+    def spy(self, x, height, *args, **kwargs):
+        drawn.append((list(height), kwargs.get("hatch")))
+        return real_bar(self, x, height, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "bar", spy)
+    runs = [{"variant": v, "train_size": n, "macro_f1": 0.1 + i / 10, "micro_f1": 0.15 + i / 10}
+            for i, (v, n) in enumerate([("full", 60), ("full", 120), ("freeze-encoder", 60), ("freeze-encoder", 120)])]
+    results = {"train_sizes": [60, 120], "variants": ["full", "freeze-encoder"], "runs": runs, "model": "m",
+               "preset": "default"}
+    assert plot_results(results, tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    solid = sorted(h for heights, hatch in drawn if not hatch for h in heights)
+    hatched = sorted(h for heights, hatch in drawn if hatch for h in heights)
+    assert solid == sorted(r["macro_f1"] for r in runs)
+    assert hatched == sorted(r["micro_f1"] for r in runs)

@@ -2,13 +2,19 @@
 
 Heavy libraries (torch, transformers, datasets) are imported inside the
 commands that need them, so `tnews-deploy --help` and the runtime commands stay
-fast and work on a runtime-only install.
+fast and work on a runtime-only install. Option defaults come from the config
+dataclasses, which also validate the values.
+
+Progress and diagnostics are log lines on the `tnews_deploy` logger, shown on
+stderr (`-v` adds debug lines, `-q` keeps warnings only); results go to stdout.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
+import logging
 import shlex
 import sys
 from collections.abc import Callable
@@ -19,18 +25,31 @@ import click
 
 from .benchmark.config import BenchmarkConfig
 from .errors import UserError
+from .inputs import FORMATS as INPUT_FORMATS
+from .noise import silence_known_noise
 from .service.config import ServiceConfig
+from .training.config import DEFAULT_DATA, DEFAULT_MODEL, PRESETS, VARIANTS, GridConfig, TrainConfig
 
 _SERVICE_DEFAULTS = ServiceConfig(model_dir=Path("."))
 
-DEFAULT_MODEL = "bert-base-chinese"
-DEFAULT_DATA = "clue/tnews"
-VARIANT_NAMES = ("full", "freeze-embeddings", "freeze-encoder")
-PRESET_NAMES = ("default", "paper")
+# Top-level import names of the packages each optional extra installs (pyproject.toml).
+EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {
+    "train": ("torch", "transformers", "accelerate", "datasets", "sklearn", "optimum", "onnx", "matplotlib",
+              "tqdm", "safetensors", "huggingface_hub"),
+    "serve": ("fastapi", "uvicorn", "starlette"),
+}
+
+
+def missing_extra(exc: BaseException) -> str | None:
+    """The extra to install when `exc` is a missing optional dependency; None for any other error."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    top = exc.name.partition(".")[0]
+    return next((extra for extra, packages in EXTRA_PACKAGES.items() if top in packages), None)
 
 
 def user_errors(func: Callable) -> Callable:
-    """Print a `UserError` as one line and exit 2, instead of a traceback."""
+    """Print a `UserError` (or a missing optional dependency) as one line and exit 2, instead of a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -39,16 +58,61 @@ def user_errors(func: Callable) -> Callable:
         except UserError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(2)
-        except ImportError as exc:
-            click.secho(
-                f"error: {exc}. This command needs the training extra: "
-                'pip install "tnews-deploy[train]"',
-                fg="red",
-                err=True,
-            )
+        except ModuleNotFoundError as exc:
+            extra = missing_extra(exc)
+            if extra is None:
+                raise  # not an optional dependency: a bug or a broken install, shown in full
+            click.secho(f'error: {exc}. This command needs the {extra} extra: pip install "tnews-deploy[{extra}]"',
+                        fg="red", err=True)
             sys.exit(2)
 
     return wrapper
+
+
+class FieldDefault:
+    """A click default read from a dataclass field when first needed (the command runs or shows --help).
+
+    For configs whose module is heavy to import (the exporter's loads numpy and
+    onnxruntime): the dataclass stays the one place for the default, and
+    `tnews-deploy --help` does not import it.
+    """
+
+    def __init__(self, module: str, cls: str, name: str) -> None:
+        self.module, self.cls, self.name = module, cls, name
+
+    def __call__(self) -> Any:
+        return getattr(getattr(importlib.import_module(self.module), self.cls), self.name)
+
+    def __str__(self) -> str:  # what --help shows
+        return str(self())
+
+    def __bool__(self) -> bool:  # --help of an on/off flag shows the side that is on
+        return bool(self())
+
+
+class _ConsoleHandler(logging.Handler):
+    """Log records as plain lines on the current stderr, written above tqdm's progress bars when any show."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            if record.levelno >= logging.WARNING:
+                message = f"{record.levelname.lower()}: {message}"
+            tqdm = sys.modules.get("tqdm")
+            if tqdm is not None:
+                tqdm.tqdm.write(message, file=sys.stderr)
+            else:
+                click.echo(message, err=True)
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(level: int) -> None:
+    """Show the `tnews_deploy` loggers' records at `level` and above on stderr (one handler, added once)."""
+    package_logger = logging.getLogger("tnews_deploy")
+    package_logger.setLevel(level)
+    if not any(isinstance(h, _ConsoleHandler) for h in package_logger.handlers):
+        package_logger.addHandler(_ConsoleHandler())
 
 
 def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
@@ -63,29 +127,25 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return sizes
 
 
-def _variant_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+def _name_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
-    variants = tuple(v.strip() for v in value.split(",") if v.strip())
-    unknown = [v for v in variants if v not in VARIANT_NAMES]
-    if unknown:
-        raise click.BadParameter(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANT_NAMES)}")
-    return variants
+    return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
 def hyperparameter_options(func: Callable) -> Callable:
     """Options shared by `train` and `grid`; None means "take the preset's value"."""
     options = [
-        click.option("--model", default=DEFAULT_MODEL, show_default=True,
+        click.option("--model", default=TrainConfig.model, show_default=True,
                      help="Hub id or local folder of a pretrained encoder (any HF encoder)."),
-        click.option("--data", default=DEFAULT_DATA, show_default=True,
+        click.option("--data", default=TrainConfig.data, show_default=True,
                      help="'clue/tnews' (hub), or a folder of HF-style JSONL or original CLUE files."),
-        click.option("--preset", type=click.Choice(PRESET_NAMES), default="default", show_default=True,
+        click.option("--preset", type=click.Choice(tuple(PRESETS)), default=TrainConfig.preset, show_default=True,
                      help="'default': a recipe that works at every size (step floor, warmup, early "
                           "stopping). 'paper': the study's batch 8, lr 1e-5, 30 epochs, max_length 40."),
-        click.option("--eval-size", type=int, default=2000, show_default=True,
+        click.option("--eval-size", type=int, default=TrainConfig.eval_size, show_default=True,
                      help="Evaluation sentences drawn from validation."),
-        click.option("--selection-size", type=int, default=1000, show_default=True,
+        click.option("--selection-size", type=int, default=TrainConfig.selection_size, show_default=True,
                      help="Validation sentences for model selection, disjoint from the evaluation set."),
         click.option("--epochs", type=float, help="Minimum epochs (small sets get more, see --min-steps)."),
         click.option("--min-steps", type=int, help="Optimiser-step floor; 0 turns it off."),
@@ -94,8 +154,9 @@ def hyperparameter_options(func: Callable) -> Callable:
         click.option("--max-length", type=int, help="Token cap; see `tnews-deploy data-stats`."),
         click.option("--patience", "early_stopping_patience", type=int,
                      help="Early stopping after this many selection evaluations without gain; 0 = off."),
-        click.option("--seed", type=int, default=42, show_default=True, help="Seed for subsets and training."),
-        click.option("--stratify/--no-stratify", default=True, show_default=True,
+        click.option("--seed", type=int, default=TrainConfig.seed, show_default=True,
+                     help="Seed for subsets and training."),
+        click.option("--stratify/--no-stratify", default=TrainConfig.stratify, show_default=True,
                      help="Draw subsets class-proportionally."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
     ]
@@ -112,7 +173,10 @@ def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="tnews-deploy")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Debug log lines too (e.g. every training-loss entry).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Log warnings and errors only; results still go to stdout.")
+def main(verbose: bool, quiet: bool) -> None:
     """Fine-tune a Chinese BERT classifier on CLUE TNEWS and ship it as a verified ONNX model.
 
     \b
@@ -123,6 +187,8 @@ def main() -> None:
 
     Every command takes --help. Without hub access, pass local folders to --model and --data.
     """
+    configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    silence_known_noise()
 
 
 @main.command("data-stats")
@@ -141,7 +207,7 @@ def data_stats(data: str, model: str, split: str, percentile: float, output: Pat
     from transformers import AutoTokenizer
 
     from .data import length_stats, load_tnews, plot_length_histograms
-    from .training.run import write_json_atomic
+    from .runfiles import write_json_atomic
 
     dsd = load_tnews(data)
     if split not in dsd:
@@ -166,19 +232,27 @@ def data_stats(data: str, model: str, split: str, percentile: float, output: Pat
         f"{stats.truncated_share:.2%} of sentences would be truncated)"
     )
     click.echo("class counts:")
-    splits = list(stats.class_counts)
-    click.echo(f"  {'class':<20}" + "".join(f"{s:>12}" for s in splits))
-    for name in next(iter(stats.class_counts.values())):
-        click.echo(f"  {name:<20}" + "".join(f"{stats.class_counts[s].get(name, 0):>12,}" for s in splits))
+    unlabelled = "(unlabelled)"
+    # A split whose every sentence is unlabelled (TNEWS test) gets a line, not a column of zeros.
+    labelled = [s for s, counts in stats.class_counts.items() if any(n for k, n in counts.items() if k != unlabelled)]
+    names = list(dsd[split].features["label"].names)
+    if any(stats.class_counts[s].get(unlabelled) for s in labelled):
+        names.append(unlabelled)
+    click.echo(f"  {'class':<20}" + "".join(f"{s:>12}" for s in labelled))
+    for name in names:
+        click.echo(f"  {name:<20}" + "".join(f"{stats.class_counts[s].get(name, 0):>12,}" for s in labelled))
+    for s, counts in stats.class_counts.items():
+        if s not in labelled:
+            click.echo(f"  {s}: unlabelled ({counts.get(unlabelled, 0):,} sentences)")
     click.echo(f"wrote {png} and {output / 'stats.json'}")
 
 
 @main.command()
 @hyperparameter_options
-@click.option("--variant", type=click.Choice(VARIANT_NAMES), default="full", show_default=True,
+@click.option("--variant", type=click.Choice(VARIANTS), default=TrainConfig.variant, show_default=True,
               help="full: all layers train; freeze-embeddings: embedding layer frozen; "
                    "freeze-encoder: only pooler + classifier train.")
-@click.option("--train-size", type=int, default=1000, show_default=True,
+@click.option("--train-size", type=int, default=TrainConfig.train_size, show_default=True,
               help="Training sentences drawn (seeded) from the train split.")
 @click.option("--output", type=click.Path(path_type=Path), required=True,
               help="Run folder: checkpoint/, metrics.json, run_config.json.")
@@ -207,10 +281,10 @@ def train(variant: str, train_size: int, output: Path, model: str, data: str, pr
 
 @main.command()
 @hyperparameter_options
-@click.option("--variants", callback=_variant_list, default=",".join(VARIANT_NAMES), show_default=True,
-              help="Comma-separated variants.")
-@click.option("--train-sizes", callback=_int_list, default="500,1000,5000", show_default=True,
-              help="Comma-separated training-set sizes.")
+@click.option("--variants", callback=_name_list, default=",".join(GridConfig.variants), show_default=True,
+              help=f"Comma-separated variants, from {', '.join(VARIANTS)}.")
+@click.option("--train-sizes", callback=_int_list, default=",".join(map(str, GridConfig.train_sizes)),
+              show_default=True, help="Comma-separated training-set sizes.")
 @click.option("--output", type=click.Path(path_type=Path), required=True,
               help="Grid folder: one run folder each, results.json/.md/.png.")
 @user_errors
@@ -222,10 +296,10 @@ def grid(variants: tuple[str, ...], train_sizes: tuple[int, ...], output: Path, 
     results.json, results.md (a table) and results.png (bars) into --output
     and names the best run by macro-F1.
     """
-    from .training.grid import GridConfig, record_command, run_grid
-
     config = GridConfig(model=model, data=data, output=output, variants=variants, train_sizes=train_sizes,
                         preset=preset, overrides=_overrides(kwargs))
+    from .training.grid import record_command, run_grid
+
     record_command(output, "tnews-deploy " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     results = run_grid(config, quiet=quiet)
     click.echo((output / "results.md").read_text(encoding="utf-8"))
@@ -239,20 +313,25 @@ def grid(variants: tuple[str, ...], train_sizes: tuple[int, ...], output: Path, 
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(path_type=Path), required=True,
               help="Folder to create: model.onnx, tokenizer, config.json, manifest.json.")
-@click.option("--optimize", type=click.Choice(["none", "O1", "O2", "O3"]), default="none", show_default=True,
+@click.option("--optimize", type=click.Choice(["none", "O1", "O2", "O3"]), show_default=True,
+              default=FieldDefault("tnews_deploy.export.exporter", "ExportConfig", "optimize"),
               help="Optimum graph optimisation. O1/O2 are exact; O3 approximates GELU.")
-@click.option("--quantize", type=click.Choice(["none", "int8"]), default="none", show_default=True,
+@click.option("--quantize", type=click.Choice(["none", "int8"]), show_default=True,
+              default=FieldDefault("tnews_deploy.export.exporter", "ExportConfig", "quantize"),
               help="Dynamic int8 quantisation (Optimum's ORTQuantizer).")
 @click.option("--quantize-for", type=click.Choice(["avx512_vnni", "avx512", "avx2", "arm64"]),
               help="Quantisation config; default: picked from this CPU's flags.")
-@click.option("--per-channel/--per-tensor", default=True, show_default=True,
+@click.option("--per-channel/--per-tensor", show_default=True,
+              default=FieldDefault("tnews_deploy.export.exporter", "ExportConfig", "per_channel"),
               help="Per-channel or per-tensor int8 weight scales.")
 @click.option("--data", help="Verification data; default: the data the run was evaluated on.")
 @click.option("--eval-size", type=int, help="Verification sentences; default: the run's evaluation set.")
 @click.option("--max-length", type=int, help="Token cap baked into the export; default: the run's.")
-@click.option("--min-agreement", type=float, default=0.999, show_default=True,
+@click.option("--min-agreement", type=float, show_default=True,
+              default=FieldDefault("tnews_deploy.export.verify", "GatePolicy", "min_agreement"),
               help="Exact exports (fp32, O1, O2) must agree with PyTorch on this share of sentences.")
-@click.option("--max-f1-drop", type=float, default=0.01, show_default=True,
+@click.option("--max-f1-drop", type=float, show_default=True,
+              default=FieldDefault("tnews_deploy.export.verify", "GatePolicy", "max_f1_drop"),
               help="Approximate exports (O3, int8) may lose at most this much macro-F1.")
 @click.option("--force", is_flag=True, help="Replace --output if it exists.")
 @user_errors
@@ -284,7 +363,7 @@ def export(source: Path, output: Path, optimize: str, quantize: str, quantize_fo
         eval_size=eval_size, max_length=max_length,
         policy=GatePolicy(min_agreement=min_agreement, max_f1_drop=max_f1_drop), force=force,
     )
-    result = export_model(source, output, config, log=lambda m: click.echo(m, err=True))
+    result = export_model(source, output, config)
     m = result.manifest
     click.echo(f"{output}: {m['model']['bytes'] / 1e6:.1f} MB, sha256 {m['model']['sha256'][:12]}…, "
                f"agreement {result.report.agreement:.2%}, ONNX macro-F1 {result.report.onnx['macro_f1']:.4f} "
@@ -305,7 +384,7 @@ def _prediction_fields(result: Any) -> dict[str, Any]:
 @click.argument("texts", nargs=-1)
 @click.option("--input", "input_path",
               help="File of texts: .txt (one a line) or .jsonl ('sentence'/'text'); - for stdin.")
-@click.option("--input-format", type=click.Choice(["auto", "txt", "jsonl"]), default="auto", show_default=True,
+@click.option("--input-format", type=click.Choice(INPUT_FORMATS), default="auto", show_default=True,
               help="auto: by extension; stdin is sniffed.")
 @click.option("--output", "output_path", type=click.Path(path_type=Path),
               help="Write JSONL here instead of stdout.")
@@ -313,7 +392,7 @@ def _prediction_fields(result: Any) -> dict[str, Any]:
 @click.option("--format", "out_format", type=click.Choice(["auto", "table", "jsonl"]), default="auto",
               show_default=True, help="auto: a table on a terminal, JSONL in a pipe or file.")
 @click.option("--threads", type=int, help="onnxruntime intra-op threads (default: all cores).")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @user_errors
 def predict(model_dir: Path, texts: tuple[str, ...], input_path: str | None, input_format: str,
             output_path: Path | None, top_k: int, out_format: str, threads: int | None, batch_size: int) -> None:

@@ -226,6 +226,16 @@ class SplitConfig:
     # (924 sentences occur in both TNEWS train and validation).
     exclude_eval_overlap: bool = True
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train_sizes", tuple(self.train_sizes))
+        bad = [n for n in self.train_sizes if n <= 0]
+        if bad:
+            raise ConfigError(f"--train-size must be positive (got {bad[0]}).")
+        if self.eval_size <= 0:
+            raise ConfigError(f"--eval-size must be positive (got {self.eval_size}).")
+        if self.selection_size < 0:
+            raise ConfigError(f"--selection-size must be >= 0 (got {self.selection_size}).")
+
 
 @dataclass
 class TnewsSplits:
@@ -287,8 +297,6 @@ def make_splits(dsd: DatasetDict, config: SplitConfig = SplitConfig()) -> TnewsS
     train_labels = np.asarray(train["label"])[pool]
     subsets: dict[int, Dataset] = {}
     for size in config.train_sizes:
-        if size <= 0:
-            raise ConfigError(f"train size must be positive, got {size}.")
         if size > len(pool):
             raise ConfigError(
                 f"train size {size} is larger than the {len(pool)} training sentences available; "
@@ -301,7 +309,10 @@ def make_splits(dsd: DatasetDict, config: SplitConfig = SplitConfig()) -> TnewsS
 
 
 def evaluation_split(
-    dsd: DatasetDict, eval_size: int = 2000, seed: int = 42, stratify: bool = True
+    dsd: DatasetDict,
+    eval_size: int = SplitConfig.eval_size,
+    seed: int = SplitConfig.seed,
+    stratify: bool = SplitConfig.stratify,
 ) -> Dataset:
     """The evaluation set `make_splits` draws for these settings (it does not depend on the other sizes)."""
     config = SplitConfig(train_sizes=(), eval_size=eval_size, selection_size=0, seed=seed, stratify=stratify)

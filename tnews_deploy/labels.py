@@ -26,4 +26,3 @@ TNEWS_LABELS: tuple[tuple[str, str], ...] = (
 )
 
 TNEWS_LABEL_NAMES: tuple[str, ...] = tuple(name for _, name in TNEWS_LABELS)
-NUM_TNEWS_LABELS = len(TNEWS_LABEL_NAMES)

@@ -132,13 +132,13 @@ class OnnxBackend(Backend):
             threads: onnxruntime intra-op threads.
             name: the backend's name in the report; default: the folder's name.
         """
-        from ..predictor import CONFIG_FILE, Predictor
+        from ..predictor import MODEL_CONFIG_FILE, Predictor
 
         self.path, self.threads = Path(folder), threads
         self.predictor = Predictor(folder, threads=threads)
         self.name = name or self.path.name
         self.variant = describe_variant(self.predictor.manifest)
-        self.config = json.loads((self.path / CONFIG_FILE).read_text(encoding="utf-8"))
+        self.config = json.loads((self.path / MODEL_CONFIG_FILE).read_text(encoding="utf-8"))
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         return [len(e.ids) for e in self.predictor.encode(texts)]

@@ -1,9 +1,30 @@
-"""Verified ONNX export through Hugging Face Optimum (needs the `train` extra)."""
+"""Verified ONNX export through Hugging Face Optimum.
 
-from .exporter import ExportConfig, ExportRefused, ExportResult, export_model
-from .source import ExportSource, resolve_source
-from .verify import GatePolicy, ParityReport
+Exporting needs the `train` extra. Importing this package, or
+`tnews_deploy.export.source`, loads neither torch nor transformers: the names
+below are loaded from their modules on first use.
+"""
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .exporter import ExportConfig, ExportRefused, ExportResult, export_model
+    from .source import ExportSource, resolve_source
+    from .verify import GatePolicy, ParityReport
+
+_MODULE_OF = {
+    "ExportConfig": "exporter",
+    "ExportRefused": "exporter",
+    "ExportResult": "exporter",
+    "export_model": "exporter",
+    "ExportSource": "source",
+    "resolve_source": "source",
+    "GatePolicy": "verify",
+    "ParityReport": "verify",
+}
 __all__ = [
     "ExportConfig",
     "ExportRefused",
@@ -14,3 +35,9 @@ __all__ = [
     "export_model",
     "resolve_source",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULE_OF:
+        return getattr(import_module(f".{_MODULE_OF[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

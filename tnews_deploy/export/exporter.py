@@ -23,10 +23,10 @@ symbolic shape inference before it is quantised; the fused attention survives.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,9 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import ConfigError, UserError
 from ..machine import detect_quantize_target, library_versions
+from ..noise import silence_known_noise
 from ..predictor import MANIFEST_FILE, MODEL_CONFIG_FILE, MODEL_FILE, Predictor, sha256_of
+from ..training.config import TrainConfig
 from .source import ExportSource, resolve_source
 from .verify import GatePolicy, ParityReport, apply_gate, compare, pytorch_logits
 
@@ -44,6 +46,8 @@ OPTIMIZE_LEVELS = ("none", "O1", "O2", "O3")
 QUANTIZE_MODES = ("none", "int8")
 QUANTIZE_TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")
 MANIFEST_VERSION = 1
+
+logger = logging.getLogger(__name__)
 
 
 class ExportRefused(UserError):
@@ -71,13 +75,17 @@ class ExportConfig:
         """fp32, O1 and O2 are exact rewrites; O3 (approximate GELU) and int8 are not."""
         return self.quantize == "none" and self.optimize in ("none", "O1", "O2")
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if self.optimize not in OPTIMIZE_LEVELS:
-            raise UserError(f"--optimize must be one of {', '.join(OPTIMIZE_LEVELS)}, got {self.optimize!r}.")
+            raise ConfigError(f"--optimize must be one of {', '.join(OPTIMIZE_LEVELS)}, got {self.optimize!r}.")
         if self.quantize not in QUANTIZE_MODES:
-            raise UserError(f"--quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}.")
+            raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}.")
         if self.quantize_for is not None and self.quantize_for not in QUANTIZE_TARGETS:
-            raise UserError(f"--quantize-for must be one of {', '.join(QUANTIZE_TARGETS)}.")
+            raise ConfigError(f"--quantize-for must be one of {', '.join(QUANTIZE_TARGETS)}.")
+        if self.eval_size is not None and self.eval_size <= 0:
+            raise ConfigError(f"--eval-size must be positive (got {self.eval_size}).")
+        if self.max_length is not None and self.max_length < 8:
+            raise ConfigError(f"--max-length must be at least 8 (got {self.max_length}).")
 
 
 @dataclass
@@ -100,8 +108,8 @@ def evaluation_set(source: ExportSource, config: ExportConfig) -> tuple[list[str
     if not data:
         raise UserError(f"{source.checkpoint}: no training-run config beside it says which data it was "
                         "evaluated on; pass --data.")
-    eval_size = config.eval_size or int(run.get("eval_size", 2000))
-    seed, stratify = int(run.get("seed", 42)), bool(run.get("stratify", True))
+    eval_size = config.eval_size or int(run.get("eval_size", TrainConfig.eval_size))
+    seed, stratify = int(run.get("seed", TrainConfig.seed)), bool(run.get("stratify", TrainConfig.stratify))
     try:
         dataset = load_tnews(data)
     except UserError as exc:
@@ -125,7 +133,7 @@ def _onnx_opset(path: Path) -> int | None:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
-def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig, log: Callable[[str], None]) -> dict[str, Any]:
+def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig) -> dict[str, Any]:
     """Export (+ graph-optimise, + quantise) into `folder`; returns what was done, for the manifest."""
     from optimum.onnxruntime import ORTModelForSequenceClassification, ORTOptimizer, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig, AutoQuantizationConfig
@@ -133,7 +141,7 @@ def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig, log: Callab
 
     work = folder / "_work"
     steps: dict[str, Any] = {}
-    log("exporting to ONNX with Optimum ...")
+    logger.info("exporting to ONNX with Optimum ...")
     ort_model = ORTModelForSequenceClassification.from_pretrained(checkpoint, export=True)
     ort_model.save_pretrained(work / "fp32")
     current = work / "fp32" / MODEL_FILE
@@ -142,7 +150,7 @@ def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig, log: Callab
     steps["opset"] = _onnx_opset(current)
 
     if config.optimize != "none":
-        log(f"graph-optimising ({config.optimize}) ...")
+        logger.info("graph-optimising (%s) ...", config.optimize)
         optimizer = ORTOptimizer.from_pretrained(current.parent, file_names=[current.name])
         opt_config = AutoOptimizationConfig.with_optimization_level(config.optimize, for_gpu=False)
         optimizer.optimize(optimization_config=opt_config, save_dir=work / "optimized")
@@ -153,7 +161,7 @@ def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig, log: Callab
 
     if config.quantize == "int8":
         target = config.quantize_for or detect_quantize_target()
-        log(f"quantising to int8 (dynamic, {target}{', per channel' if config.per_channel else ''}) ...")
+        logger.info("quantising to int8 (dynamic, %s%s) ...", target, ", per channel" if config.per_channel else "")
         if steps["optimization"]:
             # The fused graph's contrib ops (Attention, SkipLayerNormalization ...) carry no type
             # information, and the quantizer stops on them ("Unable to find data type for
@@ -200,18 +208,32 @@ def export_model(
     source: str | Path,
     output: str | Path,
     config: ExportConfig = ExportConfig(),
-    log: Callable[[str], None] = print,
 ) -> ExportResult:
-    """Export, verify and (only if accepted) write OUTPUT atomically."""
-    config.validate()
+    """Export, verify and (only if accepted) write OUTPUT atomically; progress goes to this module's logger.
+
+    Args:
+        source: a checkpoint folder, a training-run folder or a grid folder (then the grid's best run by
+            macro-F1).
+        output: the folder to create; it appears only when the export is accepted.
+        config: optimisation, quantisation, verification data and the gate (defaults: plain fp32,
+            verified on the run's own evaluation set).
+
+    Returns:
+        The folder, the resolved source, the manifest written and the parity report.
+
+    Raises:
+        ExportRefused: the export failed the gate; nothing was written.
+        UserError: a bad source, an existing OUTPUT without `config.force`, unreadable data.
+    """
+    silence_known_noise()
     output = Path(output)
     resolved = resolve_source(source)
     if output.exists() and not config.force:
         raise UserError(f"{output}: already exists. Choose another --output or pass --force to replace it.")
-    log(f"source: {resolved.describe()}")
+    logger.info("source: %s", resolved.describe())
     texts, labels, origin = evaluation_set(resolved, config)
     run = resolved.run_config or {}
-    max_length = int(config.max_length or run.get("max_length") or 128)
+    max_length = int(config.max_length or run.get("max_length") or TrainConfig.max_length)
 
     output.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(output)
@@ -220,14 +242,14 @@ def export_model(
     staging.mkdir()
     started = time.perf_counter()
     try:
-        steps = build_onnx(resolved.checkpoint, staging, config, log)
+        steps = build_onnx(resolved.checkpoint, staging, config)
         # A provisional manifest lets the Predictor read max_length while verifying.
         (staging / MANIFEST_FILE).write_text(json.dumps({"max_length": max_length}), encoding="utf-8")
-        log(f"verifying on {len(texts):,} evaluation sentences (PyTorch vs ONNX) ...")
+        logger.info("verifying on %s evaluation sentences (PyTorch vs ONNX) ...", f"{len(texts):,}")
         reference = pytorch_logits(resolved.checkpoint, texts, max_length)
         candidate = Predictor(staging, verify_checksum=False).logits(texts)
         report = apply_gate(compare(labels, reference, candidate, exact=config.exact), config.policy)
-        log(report.summary())
+        logger.info("%s", report.summary())
         if not report.passed:
             raise ExportRefused("export refused: " + "; ".join(report.reasons) + ". Nothing was written.", report)
 
@@ -252,7 +274,7 @@ def export_model(
     except BaseException:  # refused, failed or interrupted: leave nothing behind
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    log(f"accepted: {output} ({manifest['model']['bytes'] / 1e6:.1f} MB)")
+    logger.info("accepted: %s (%.1f MB)", output, manifest["model"]["bytes"] / 1e6)
     return ExportResult(output=output, source=resolved, manifest=manifest, report=report)
 
 

@@ -2,20 +2,17 @@
 
 Resolves SOURCE to a checkpoint folder plus what is known about how it was
 evaluated (data source, evaluation-set size, seed), so that verification can
-reuse the very evaluation set the grid scored.
+reuse the very evaluation set the grid scored. Stdlib only (no torch).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..training.run import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, WEIGHT_FILES
-
-GRID_RESULTS = "results.json"
+from ..runfiles import CHECKPOINT_DIR, GRID_RESULTS_JSON, METRICS_FILE, RUN_CONFIG_FILE, is_checkpoint, read_json
 
 
 @dataclass(frozen=True)
@@ -45,40 +42,35 @@ class ExportSource:
         return data
 
 
-def _is_checkpoint(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and any((folder / w).is_file() for w in WEIGHT_FILES)
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
 def resolve_source(source: str | Path) -> ExportSource:
     """Find the checkpoint behind SOURCE; raises `UserError` when there is none."""
     path = Path(source).expanduser()
     if not path.is_dir():
         raise UserError(f"{path}: no such folder. SOURCE is a checkpoint, a training-run or a grid folder.")
-    if (path / GRID_RESULTS).is_file():
-        results = _read(path / GRID_RESULTS) or {}
+    if (path / GRID_RESULTS_JSON).is_file():
+        results = read_json(path / GRID_RESULTS_JSON) or {}
         best = results.get("best")
         if not best:
-            raise UserError(f"{path / GRID_RESULTS}: no finished run yet; run or resume the grid first.")
+            raise UserError(f"{path / GRID_RESULTS_JSON}: no finished run yet; run or resume the grid first.")
         run_dir = path / Path(best["checkpoint"]).parent
         checkpoint = path / best["checkpoint"]
-        if not _is_checkpoint(checkpoint):
+        if not is_checkpoint(checkpoint):
             raise UserError(
                 f"{checkpoint}: the grid's best run has no checkpoint with weights here "
                 "(was the grid copied without its weights?)."
             )
-        return ExportSource(checkpoint, "grid", _read(run_dir / CONFIG_FILE), _read(run_dir / METRICS_FILE), best)
-    if _is_checkpoint(path / CHECKPOINT_DIR):
+        return ExportSource(checkpoint, "grid", read_json(run_dir / RUN_CONFIG_FILE), read_json(run_dir / METRICS_FILE),
+                            best)
+    if is_checkpoint(path / CHECKPOINT_DIR):
         if not (path / METRICS_FILE).is_file():
             raise UserError(f"{path}: the run is not finished (no {METRICS_FILE}); finish it before exporting.")
-        return ExportSource(path / CHECKPOINT_DIR, "run", _read(path / CONFIG_FILE), _read(path / METRICS_FILE))
-    if _is_checkpoint(path):
+        return ExportSource(path / CHECKPOINT_DIR, "run", read_json(path / RUN_CONFIG_FILE),
+                            read_json(path / METRICS_FILE))
+    if is_checkpoint(path):
         parent = path.parent
-        return ExportSource(path, "checkpoint", _read(parent / CONFIG_FILE), _read(parent / METRICS_FILE))
+        return ExportSource(path, "checkpoint", read_json(parent / RUN_CONFIG_FILE),
+                            read_json(parent / METRICS_FILE))
     raise UserError(
         f"{path}: neither a checkpoint (config.json + model weights), a training-run folder "
-        f"(with {CHECKPOINT_DIR}/) nor a grid folder (with {GRID_RESULTS})."
+        f"(with {CHECKPOINT_DIR}/) nor a grid folder (with {GRID_RESULTS_JSON})."
     )

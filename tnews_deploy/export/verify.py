@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..training.metrics import f1_scores
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,18 @@ class GatePolicy:
 
     Exact variants (fp32, O1, O2) must predict like PyTorch on at least
     `min_agreement` of the evaluation set; approximate ones (O3's GELU
-    approximation, int8) may lose at most `max_f1_drop` macro-F1.
+    approximation, int8) may lose at most `max_f1_drop` macro-F1 (a negative
+    value demands a gain: a gate nothing passes).
     """
 
     min_agreement: float = 0.999
     max_f1_drop: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_agreement <= 1:
+            raise ConfigError(f"--min-agreement must be between 0 and 1 (got {self.min_agreement}).")
+        if not -1 <= self.max_f1_drop <= 1:
+            raise ConfigError(f"--max-f1-drop must be between -1 and 1 (got {self.max_f1_drop}).")
 
 
 @dataclass
@@ -125,6 +132,8 @@ def pytorch_logits(checkpoint: Path, texts: Sequence[str], max_length: int, batc
 
 
 def compare(labels: np.ndarray, reference: np.ndarray, candidate: np.ndarray, exact: bool) -> ParityReport:
+    from ..training.metrics import f1_scores
+
     ref_pred, cand_pred = reference.argmax(-1), candidate.argmax(-1)
     diff = np.abs(reference - candidate)
     return ParityReport(

@@ -1,19 +1,43 @@
 """Fine-tuning on TNEWS: configs and presets, variants, single runs and the grid.
 
-Needs the `train` extra (`pip install "tnews-deploy[train]"`).
+Training needs the `train` extra (`pip install "tnews-deploy[train]"`). Importing
+this package, or `tnews_deploy.training.config`, loads neither torch nor
+transformers: the names below are loaded from their modules on first use.
 """
 
-from .config import PRESETS, VARIANTS, TrainConfig, resolve_config
-from .grid import GridConfig, run_grid
-from .run import RunResult, train_run
+from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import PRESETS, VARIANTS, GridConfig, TrainConfig, resolve_config
+    from .grid import run_grid
+    from .run import RunResult, train_run
+
+_MODULE_OF = {
+    "PRESETS": "config",
+    "VARIANTS": "config",
+    "GridConfig": "config",
+    "TrainConfig": "config",
+    "resolve_config": "config",
+    "run_grid": "grid",
+    "RunResult": "run",
+    "train_run": "run",
+}
 __all__ = [
-    "PRESETS",
-    "VARIANTS",
     "GridConfig",
+    "PRESETS",
     "RunResult",
     "TrainConfig",
+    "VARIANTS",
     "resolve_config",
     "run_grid",
     "train_run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULE_OF:
+        return getattr(import_module(f".{_MODULE_OF[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

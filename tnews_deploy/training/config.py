@@ -1,14 +1,19 @@
-"""Training configuration: the `TrainConfig` dataclass, variants and presets.
+"""Training configuration: `TrainConfig` and `GridConfig`, variants and presets.
 
 A preset fills every hyperparameter; flags given by the user override single
 fields. `resolve_config` is the one place where that merge happens, so the
-resolved config saved next to each checkpoint is exactly what ran.
+resolved config saved next to each checkpoint is exactly what ran. The
+dataclasses own their defaults (the CLI reads them from here) and validate
+themselves, naming the CLI flag of a bad value.
+
+Stdlib only: importing it (or the CLI, which does) never loads torch.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
@@ -16,6 +21,12 @@ from ..errors import ConfigError
 VARIANTS: tuple[str, ...] = ("full", "freeze-embeddings", "freeze-encoder")
 DEFAULT_MODEL = "bert-base-chinese"
 DEFAULT_DATA = "clue/tnews"
+
+
+def _check(checks: list[tuple[bool, str]]) -> None:
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message + ".")
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,29 @@ class TrainConfig:
     early_stopping_patience: int = 5  # evaluations without a better macro-F1; 0 = off
     select_best: bool = True  # keep the checkpoint with the best selection macro-F1
     eval_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        _check([
+            (self.variant in VARIANTS, f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}"),
+            (self.preset in PRESETS, f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}"),
+            (self.train_size > 0, f"--train-size must be positive (got {self.train_size})"),
+            (self.eval_size > 0, f"--eval-size must be positive (got {self.eval_size})"),
+            (self.selection_size >= 0, f"--selection-size must be >= 0 (got {self.selection_size})"),
+            (self.seed >= 0, f"--seed must be >= 0 (got {self.seed})"),
+            (self.epochs > 0, f"--epochs must be positive (got {self.epochs})"),
+            (self.min_steps >= 0, f"--min-steps must be >= 0 (got {self.min_steps})"),
+            (self.lr > 0, f"--lr must be positive (got {self.lr})"),
+            (self.batch_size > 0, f"--batch-size must be positive (got {self.batch_size})"),
+            (self.max_length >= 8, f"--max-length must be at least 8 (got {self.max_length})"),
+            (0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})"),
+            (self.evaluations > 0, f"evaluations must be positive (got {self.evaluations})"),
+            (self.early_stopping_patience >= 0,
+             f"--patience must be >= 0 (got {self.early_stopping_patience})"),
+            (self.eval_batch_size > 0, f"eval_batch_size must be positive (got {self.eval_batch_size})"),
+            (self.selection_size > 0 or not self.select_best,
+             "model selection needs a selection slice: set --selection-size > 0"),
+        ])
 
     def steps_per_epoch(self) -> int:
         return max(1, math.ceil(self.train_size / self.batch_size))
@@ -106,38 +140,57 @@ PRESETS: dict[str, dict[str, Any]] = {
 def resolve_config(
     preset: str = "default", variant: str = "full", **overrides: Any
 ) -> TrainConfig:
-    """A `TrainConfig` from a preset, a variant and user overrides (None = not given)."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
-    if variant not in VARIANTS:
-        raise ConfigError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
+    """A `TrainConfig` from a preset, a variant and user overrides (None = not given).
+
+    Raises `ConfigError` for an unknown preset, variant or setting, or a value that cannot work.
+    """
     values: dict[str, Any] = {}
-    values.update(PRESETS[preset].get("common", {}))
-    values.update(PRESETS[preset].get(variant, {}))
+    values.update(PRESETS.get(preset, {}).get("common", {}))
+    values.update(PRESETS.get(preset, {}).get(variant, {}))
     values.update({k: v for k, v in overrides.items() if v is not None})
     names = {f.name for f in fields(TrainConfig)}
     unknown = set(values) - names
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}.")
-    config = replace(TrainConfig(), preset=preset, variant=variant, **values)
-    validate_config(config)
-    return config
+    return replace(TrainConfig(), preset=preset, variant=variant, **values)
 
 
-def validate_config(config: TrainConfig) -> None:
-    checks = [
-        (config.train_size > 0, f"--train-size must be positive (got {config.train_size})"),
-        (config.eval_size > 0, f"--eval-size must be positive (got {config.eval_size})"),
-        (config.batch_size > 0, f"--batch-size must be positive (got {config.batch_size})"),
-        (config.lr > 0, f"--lr must be positive (got {config.lr})"),
-        (config.epochs > 0, f"--epochs must be positive (got {config.epochs})"),
-        (config.max_length >= 8, f"--max-length must be at least 8 (got {config.max_length})"),
-        (config.selection_size >= 0, "--selection-size must be >= 0"),
-        (
-            config.selection_size > 0 or not config.select_best,
-            "model selection needs a selection slice: set --selection-size > 0",
-        ),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message + ".")
+@dataclass(frozen=True)
+class GridConfig:
+    """A grid of runs: every variant × every training-set size, with shared settings.
+
+    `overrides` maps `TrainConfig` fields to values (None = the preset's); every
+    run's config is resolved (and so validated) when the grid config is made.
+    """
+
+    model: str
+    data: str
+    output: Path
+    variants: tuple[str, ...] = VARIANTS
+    train_sizes: tuple[int, ...] = (500, 1000, 5000)
+    preset: str = "default"
+    overrides: dict[str, Any] = field(default_factory=dict)  # field -> value, None = not given
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output", Path(self.output))
+        object.__setattr__(self, "variants", tuple(self.variants))
+        object.__setattr__(self, "train_sizes", tuple(self.train_sizes))
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        _check([
+            (bool(self.variants), "--variants names no variant"),
+            (not unknown, f"unknown variant(s) {', '.join(map(str, unknown))}; choose from {', '.join(VARIANTS)}"),
+            (bool(self.train_sizes), "--train-sizes names no size"),
+            (all(n > 0 for n in self.train_sizes),
+             f"--train-sizes must be positive (got {', '.join(map(str, self.train_sizes))})"),
+        ])
+        for variant in self.variants:  # the preset and every override, checked before any run starts
+            for size in self.train_sizes:
+                self.run_config(variant, size)
+
+    def run_name(self, variant: str, size: int) -> str:
+        return f"{variant}-{size}"
+
+    def run_config(self, variant: str, size: int) -> TrainConfig:
+        return resolve_config(
+            self.preset, variant, model=self.model, data=self.data, train_size=size, **self.overrides
+        )

@@ -10,53 +10,32 @@ stopped.
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..data import SplitConfig, load_tnews, make_splits
-from ..errors import ConfigError
 from ..machine import library_versions
-from .config import VARIANTS, TrainConfig, resolve_config
-from .run import RunResult, check_model_source, is_finished, load_finished, train_run, write_json_atomic
+from ..runfiles import GRID_RESULTS_JSON, GRID_RESULTS_MD, GRID_RESULTS_PNG, is_finished, write_json_atomic
+from .config import GridConfig
+from .run import RunResult, check_model_source, load_finished, train_run
 
-RESULTS_JSON = "results.json"
-RESULTS_MD = "results.md"
-RESULTS_PNG = "results.png"
-
-
-@dataclass(frozen=True)
-class GridConfig:
-    model: str
-    data: str
-    output: Path
-    variants: tuple[str, ...] = VARIANTS
-    train_sizes: tuple[int, ...] = (500, 1000, 5000)
-    preset: str = "default"
-    overrides: dict[str, Any] = field(default_factory=dict)  # flag -> value, None = not given
-
-    def run_name(self, variant: str, size: int) -> str:
-        return f"{variant}-{size}"
-
-    def run_config(self, variant: str, size: int) -> TrainConfig:
-        return resolve_config(
-            self.preset, variant, model=self.model, data=self.data, train_size=size, **self.overrides
-        )
+logger = logging.getLogger(__name__)
 
 
-def run_grid(
-    config: GridConfig,
-    *,
-    on_run_done: Callable[[RunResult], None] | None = None,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    """Train every unfinished run of the grid and write the report; returns results.json's content."""
+def run_grid(config: GridConfig, *, quiet: bool = False) -> dict[str, Any]:
+    """Train every unfinished run of the grid, rewriting the report after each; finished runs are skipped.
+
+    Args:
+        config: the grid: model, data, output folder, variants × training-set sizes, preset and overrides
+            (validated when the `GridConfig` is made).
+        quiet: no progress bars; each run's start and result are still logged (INFO).
+
+    Returns:
+        The content of the grid's `results.json`: one row per finished run and the best run by macro-F1.
+    """
     output = Path(config.output)
-    for variant in config.variants:
-        if variant not in VARIANTS:
-            raise ConfigError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}.")
     planned = [(v, n, config.run_config(v, n)) for v in config.variants for n in config.train_sizes]
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -80,17 +59,14 @@ def run_grid(
         run_dir = output / config.run_name(variant, size)
         finished = is_finished(run_dir)
         state = "done, skipped" if finished else "training"
-        print(f"[{i}/{len(planned)}] {variant} × {size} ({state}) -> {run_dir}", flush=True)
+        logger.info("[%d/%d] %s × %s (%s) -> %s", i, len(planned), variant, size, state, run_dir)
         result = train_run(run_config, run_dir, splits, quiet=quiet)
-        print(
-            f"[{i}/{len(planned)}] {variant} × {size}: macro-F1 {result.metrics['macro_f1']:.4f}, "
-            f"micro-F1 {result.metrics['micro_f1']:.4f}, {result.metrics['train_seconds']:.0f} s",
-            flush=True,
+        logger.info(
+            "[%d/%d] %s × %s: macro-F1 %.4f, micro-F1 %.4f, %.0f s", i, len(planned), variant, size,
+            result.metrics["macro_f1"], result.metrics["micro_f1"], result.metrics["train_seconds"],
         )
-        if on_run_done:
-            on_run_done(result)
         write_report(config, output, time.perf_counter() - started)
-    return json.loads((output / RESULTS_JSON).read_text(encoding="utf-8"))
+    return json.loads((output / GRID_RESULTS_JSON).read_text(encoding="utf-8"))
 
 
 def collect_runs(config: GridConfig, output: Path) -> list[RunResult]:
@@ -127,8 +103,8 @@ def write_report(config: GridConfig, output: Path, wall_seconds: float) -> dict[
     best = max(rows, key=lambda r: r["macro_f1"]) if rows else None
     first = runs[0].config if runs else config.run_config(config.variants[0], config.train_sizes[0])
     previous = {}
-    if (output / RESULTS_JSON).is_file():
-        previous = json.loads((output / RESULTS_JSON).read_text(encoding="utf-8"))
+    if (output / GRID_RESULTS_JSON).is_file():
+        previous = json.loads((output / GRID_RESULTS_JSON).read_text(encoding="utf-8"))
     results = {
         "model": config.model,
         "data": config.data,
@@ -152,10 +128,10 @@ def write_report(config: GridConfig, output: Path, wall_seconds: float) -> dict[
     }
     if previous.get("command"):
         results["command"] = previous["command"]
-    write_json_atomic(output / RESULTS_JSON, results)
-    (output / RESULTS_MD).write_text(render_markdown(results), encoding="utf-8")
+    write_json_atomic(output / GRID_RESULTS_JSON, results)
+    (output / GRID_RESULTS_MD).write_text(render_markdown(results), encoding="utf-8")
     if rows:
-        plot_results(results, output / RESULTS_PNG)
+        plot_results(results, output / GRID_RESULTS_PNG)
     return results
 
 
@@ -213,22 +189,30 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.patches import Patch
 
     sizes, variants = results["train_sizes"], results["variants"]
     by_key = {(r["variant"], r["train_size"]): r for r in results["runs"]}
-    width = 0.8 / len(variants)
+    width = 0.8 / len(variants)  # one slot per variant: a macro-F1 bar and a micro-F1 bar side by side
     x = np.arange(len(sizes))
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     colors = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974"]
     for i, variant in enumerate(variants):
-        macro = [by_key[(variant, n)]["macro_f1"] if (variant, n) in by_key else 0 for n in sizes]
-        bars = ax.bar(x + i * width - 0.4 + width / 2, macro, width, label=variant, color=colors[i % 5])
-        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+        slot = x + i * width - 0.4
+        color = colors[i % len(colors)]
+        for j, (metric, hatch) in enumerate((("macro_f1", None), ("micro_f1", "//"))):
+            values = [by_key[(variant, n)][metric] if (variant, n) in by_key else 0 for n in sizes]
+            bars = ax.bar(slot + (j + 0.5) * width / 2, values, width / 2, color=color, hatch=hatch,
+                          edgecolor="white" if hatch else None, label=variant if j == 0 else None)
+            ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks(x, [f"{n:,} sentences" for n in sizes])
-    ax.set_ylabel("macro-F1 on the evaluation set")
+    ax.set_ylabel("F1 on the evaluation set")
     ax.set_ylim(0, 1)
     ax.set_title(f"TNEWS: {Path(results['model']).name}, preset {results['preset']}")
-    ax.legend()
+    handles, labels = ax.get_legend_handles_labels()
+    handles += [Patch(facecolor="#999999", label="macro-F1"),
+                Patch(facecolor="#999999", hatch="//", edgecolor="white", label="micro-F1")]
+    ax.legend(handles=handles, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -237,7 +221,7 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
 
 def record_command(output: Path, command: str) -> None:
     """Keep the command line that produced a grid in its results.json."""
-    path = Path(output) / RESULTS_JSON
+    path = Path(output) / GRID_RESULTS_JSON
     data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     data["command"] = command
     Path(output).mkdir(parents=True, exist_ok=True)

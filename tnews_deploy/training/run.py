@@ -12,7 +12,7 @@ A run folder holds:
 from __future__ import annotations
 
 import json
-import os
+import logging
 import shutil
 import time
 from dataclasses import dataclass, fields, replace
@@ -23,19 +23,22 @@ import numpy as np
 
 from ..data import SplitConfig, TnewsSplits, load_tnews, make_splits
 from ..errors import ConfigError, ModelError
+from ..noise import silence_known_noise
+from ..runfiles import (
+    CHECKPOINT_DIR,
+    LOG_HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_CONFIG_FILE,
+    RUN_CONFIG_FILE,
+    WEIGHT_FILES,
+    is_finished,
+    write_json_atomic,
+)
 from .config import TrainConfig
 from .metrics import classification_metrics, selection_metrics
 from .selection import SelectBestCallback
 
-CHECKPOINT_DIR = "checkpoint"
-METRICS_FILE = "metrics.json"
-CONFIG_FILE = "run_config.json"
-WEIGHT_FILES = (
-    "model.safetensors",
-    "pytorch_model.bin",
-    "model.safetensors.index.json",
-    "pytorch_model.bin.index.json",
-)
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,22 +50,6 @@ class RunResult:
     @property
     def checkpoint(self) -> Path:
         return self.run_dir / CHECKPOINT_DIR
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def is_finished(run_dir: Path) -> bool:
-    """A run is finished when its metrics and a complete checkpoint are both there."""
-    checkpoint = run_dir / CHECKPOINT_DIR
-    return (
-        (run_dir / METRICS_FILE).is_file()
-        and (checkpoint / "config.json").is_file()
-        and any((checkpoint / name).is_file() for name in WEIGHT_FILES)
-    )
 
 
 def portable_source(source: str) -> str:
@@ -94,7 +81,7 @@ def config_differences(finished: TrainConfig, wanted: TrainConfig) -> list[tuple
 
 def load_finished(run_dir: Path) -> RunResult:
     metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
-    config = TrainConfig.from_json(json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8")))
+    config = TrainConfig.from_json(json.loads((run_dir / RUN_CONFIG_FILE).read_text(encoding="utf-8")))
     return RunResult(run_dir=run_dir, config=config, metrics=metrics)
 
 
@@ -106,8 +93,8 @@ def check_model_source(model: str) -> None:
         return  # a hub id: transformers resolves it
     if not path.is_dir():
         raise ModelError(f"{model}: no such model folder. Pass a hub id or a folder saved with save_pretrained.")
-    if not (path / "config.json").is_file():
-        raise ModelError(f"{path}: no config.json; this is not a transformers model folder.")
+    if not (path / MODEL_CONFIG_FILE).is_file():
+        raise ModelError(f"{path}: no {MODEL_CONFIG_FILE}; this is not a transformers model folder.")
     if not any((path / name).is_file() for name in WEIGHT_FILES):
         raise ModelError(
             f"{path}: has no weights ({' or '.join(WEIGHT_FILES[:2])}). A tokenizer-only folder cannot "
@@ -153,10 +140,26 @@ def train_run(
     *,
     quiet: bool = False,
 ) -> RunResult:
-    """Train one run into `run_dir` (reused as is when already finished)."""
+    """Train one run into `run_dir`: fine-tune, select on the selection slice, score the evaluation set.
+
+    Args:
+        config: the resolved run settings (see `resolve_config`); saved as `run_config.json`.
+        run_dir: the run folder. A finished run there is loaded and returned as is; a half-done one
+            (no `metrics.json`) is deleted and trained again from scratch.
+        splits: the datasets to use, as `make_splits` draws them (a grid draws them once for all its
+            runs); None loads `config.data` and draws them from the config's sizes and seed.
+        quiet: no progress bars (selection scores are still logged, at INFO).
+
+    Returns:
+        The run folder, its config and the evaluation metrics written to `metrics.json`.
+
+    Raises:
+        ModelError: `config.model` cannot be loaded; DataError / ConfigError: the data or the sizes.
+    """
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
+    from .progress import use_readable_progress
     from .variants import apply_variant, count_parameters
 
     run_dir = Path(run_dir)
@@ -170,12 +173,15 @@ def train_run(
                 f"{run_dir}: already holds a finished run with other settings: {shown}. Choose another "
                 "--output, or delete that folder to train it again."
             )
+        logger.debug("%s: finished already, reused", run_dir)
         return finished
+    silence_known_noise()
     check_model_source(config.model)  # cheap checks first: fail before loading data
     if run_dir.exists():  # a half-done run: start it again from scratch
+        logger.info("%s: an unfinished run, trained again from scratch", run_dir)
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
-    write_json_atomic(run_dir / CONFIG_FILE, config.to_json())
+    write_json_atomic(run_dir / RUN_CONFIG_FILE, config.to_json())
 
     if splits is None:
         splits = make_splits(
@@ -236,6 +242,7 @@ def train_run(
         compute_metrics=selection_metrics,
         callbacks=[selector] if selector else [],
     )
+    use_readable_progress(trainer)  # a progress bar and log lines instead of printed log dicts
     started = time.perf_counter()
     train_output = trainer.train()
     train_seconds = time.perf_counter() - started
@@ -268,7 +275,7 @@ def train_run(
     # Trainer also pickles its TrainingArguments there; run_config.json already says what ran,
     # and a checkpoint without pickles is safe to hand on.
     (checkpoint / "training_args.bin").unlink(missing_ok=True)
-    (run_dir / "log_history.json").write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
+    (run_dir / LOG_HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
     shutil.rmtree(work_dir, ignore_errors=True)
     write_json_atomic(run_dir / METRICS_FILE, metrics)  # last: marks the run finished
     return RunResult(run_dir=run_dir, config=config, metrics=metrics)

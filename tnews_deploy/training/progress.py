@@ -1,0 +1,75 @@
+"""What a person sees while a run trains: a progress bar and readable log lines, not raw dicts.
+
+Transformers' console callbacks print every log dict as is (`ProgressCallback`
+writes `{'loss': …, 'grad_norm': …}` between the bars; `PrinterCallback`, used
+when the bars are off, prints it). `use_readable_progress` swaps them for
+callbacks that put the training loss on the progress bar and log each
+selection evaluation as one line on this module's logger (DEBUG for the raw
+training-loss entries).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+
+def describe(logs: dict[str, Any], step: int, max_steps: int) -> tuple[int, str] | None:
+    """A log level and a readable line for one Trainer log entry (None: nothing worth a line)."""
+    where = f"step {step:,}/{max_steps:,}"
+    if "epoch" in logs:
+        where += f" (epoch {logs['epoch']:.2f})"
+    if "eval_macro_f1" in logs:
+        line = f"{where}: selection macro-F1 {logs['eval_macro_f1']:.4f}"
+        if "eval_micro_f1" in logs:
+            line += f", micro-F1 {logs['eval_micro_f1']:.4f}"
+        if "eval_loss" in logs:
+            line += f", loss {logs['eval_loss']:.4f}"
+        return logging.INFO, line
+    if "train_runtime" in logs:
+        return logging.DEBUG, (f"{where}: training done in {logs['train_runtime']:.1f} s, "
+                               f"mean loss {logs.get('train_loss', float('nan')):.4f}")
+    if "loss" in logs:
+        line = f"{where}: loss {logs['loss']:.4f}"
+        if "learning_rate" in logs:
+            line += f", lr {logs['learning_rate']:.3g}"
+        if "grad_norm" in logs:
+            line += f", grad norm {logs['grad_norm']:.3g}"
+        return logging.DEBUG, line
+    return None
+
+
+class LogLinesCallback(TrainerCallback):
+    """Each Trainer log entry as one line on this module's logger (see `describe`)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            described = describe(logs, state.global_step, state.max_steps)
+            if described:
+                logger.log(*described)
+
+
+class ProgressBarCallback(ProgressCallback):
+    """Transformers' progress bars, with the latest training loss on the bar instead of printed dicts."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
+            self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+
+
+def use_readable_progress(trainer: Any) -> None:
+    """Replace `trainer`'s console callbacks (bar or printer) with `ProgressBarCallback` + `LogLinesCallback`.
+
+    Args:
+        trainer: a `transformers.Trainer`; its bars stay off when `args.disable_tqdm` is set.
+    """
+    bars = any(type(cb) is ProgressCallback for cb in trainer.callback_handler.callbacks)
+    trainer.remove_callback(PrinterCallback)
+    if bars:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(ProgressBarCallback)
+    trainer.add_callback(LogLinesCallback)
