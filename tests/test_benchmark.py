@@ -188,7 +188,7 @@ def seed7_export(tmp_path_factory, tiny_model, hf_data):
     folder = tmp_path_factory.mktemp("seed7")
     config = tiny_train_config(tiny_model, hf_data, seed=RUN_SEED, min_steps=60, evaluations=2)
     run = train_run(config, folder / "run", quiet=True)
-    exported = export_model(run.run_dir, folder / "fp32", log=lambda m: None)
+    exported = export_model(run.run_dir, folder / "fp32")
     return run, exported
 
 
