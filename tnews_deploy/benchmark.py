@@ -252,7 +252,10 @@ class OnnxBackend(Backend):
 def describe_variant(manifest: dict[str, Any]) -> str:
     parts = []
     opt, quant = manifest.get("optimization"), manifest.get("quantization")
-    parts.append("int8" if quant else "fp32")
+    if quant:  # manifests before int8-dynamic existed say mode "int8" without a scheme: per-tensor
+        parts.append("int8" if quant.get("scheme") == "per-token-symmetric" else "int8-dynamic")
+    else:
+        parts.append("fp32")
     if opt:
         parts.append(opt.get("level", "?"))
     return " ".join(parts)
