@@ -30,6 +30,8 @@ VARIANTS = {
     "o3": dict(optimize="O3"),
     "int8": dict(quantize="int8"),
     "int8-o2": dict(quantize="int8", optimize="O2"),
+    "int8-dynamic": dict(quantize="int8-dynamic"),
+    "int8-dynamic-o2": dict(quantize="int8-dynamic", optimize="O2"),
 }
 
 

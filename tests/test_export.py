@@ -82,6 +82,14 @@ def test_int8_and_optimised_exports_pass_with_tolerances(trained_run, tmp_path):
         "avx512_vnni", "avx512", "avx2", "arm64")
     assert m["optimization"]["level"] == "O2" and m["verification"]["exact"] is False
     assert int8.report.macro_f1_drop <= 0.2
+    # per-token int8 on the O2 graph: the fused attention's Q/K/V are int8 too, still batch-invariant
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(int8.output / "model.onnx")).graph.node}
+    assert "MultiHeadAttention" in ops and "Attention" not in ops
+    assert m["quantization"]["scheme"] == "per-token-symmetric" and m["quantization"]["kept_fp32"] == []
+    assert m["verification"]["batch_invariance"]["label_changes"] == 0
+    assert m["verification"]["batch_invariance"]["max_abs_prob_diff"] <= 1e-5
     o2 = export_model(trained_run.run_dir, tmp_path / "o2", ExportConfig(optimize="O2"))
     assert o2.report.agreement >= 0.999
 

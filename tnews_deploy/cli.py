@@ -316,14 +316,17 @@ def grid(variants: tuple[str, ...], train_sizes: tuple[int, ...], output: Path, 
 @click.option("--optimize", type=click.Choice(["none", "O1", "O2", "O3"]), show_default=True,
               default=FieldDefault("tnews_deploy.export.exporter", "ExportConfig", "optimize"),
               help="Optimum graph optimisation. O1/O2 are exact; O3 approximates GELU.")
-@click.option("--quantize", type=click.Choice(["none", "int8"]), show_default=True,
+@click.option("--quantize", type=click.Choice(["none", "int8", "int8-dynamic"]), show_default=True,
               default=FieldDefault("tnews_deploy.export.exporter", "ExportConfig", "quantize"),
-              help="Dynamic int8 quantisation (Optimum's ORTQuantizer).")
+              help="int8: per-token dynamic int8, batch-invariant (a text's answer does not depend on the other "
+                   "texts in its batch). int8-dynamic: Optimum's ORTQuantizer, one activation scale per tensor "
+                   "per call; its answers depend on the batch neighbours (with micro-batching, on other users' "
+                   "requests).")
 @click.option("--quantize-for", type=click.Choice(["avx512_vnni", "avx512", "avx2", "arm64"]),
               help="Quantisation config; default: picked from this CPU's flags.")
 @click.option("--per-channel/--per-tensor", show_default=True,
               default=FieldDefault("tnews_deploy.export.exporter", "ExportConfig", "per_channel"),
-              help="Per-channel or per-tensor int8 weight scales.")
+              help="Per-channel or per-tensor int8 weight scales (int8-dynamic; int8 is always per channel).")
 @click.option("--data", help="Verification data; default: the data the run was evaluated on.")
 @click.option("--eval-size", type=int, help="Verification sentences; default: the run's evaluation set.")
 @click.option("--max-length", type=int, help="Token cap baked into the export; default: the run's.")
@@ -348,7 +351,9 @@ def export(source: Path, output: Path, optimize: str, quantize: str, quantize_fo
     The export is refused (exit 2, nothing written) when an exact export
     agrees with PyTorch on fewer than --min-agreement of the sentences, or
     when an approximate one loses more than --max-f1-drop macro-F1. The
-    folder appears only when accepted (built aside, then renamed).
+    folder appears only when accepted (built aside, then renamed). The
+    manifest also records batch invariance: up to 500 evaluation sentences
+    predicted one at a time vs in batches of 32 (label changes, max |Δp|).
 
     \b
     Examples:

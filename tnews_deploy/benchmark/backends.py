@@ -168,9 +168,12 @@ class OnnxBackend(Backend):
 
 
 def describe_variant(manifest: dict[str, Any]) -> str:
-    """"fp32", "int8", "fp32 O2", "int8 O2" ... from an export manifest."""
+    """"fp32", "int8", "int8-dynamic O2" ... from an export manifest."""
     opt, quant = manifest.get("optimization"), manifest.get("quantization")
-    parts = ["int8" if quant else "fp32"]
+    if quant:  # manifests before int8-dynamic existed say mode "int8" without a scheme: per-tensor
+        parts = ["int8" if quant.get("scheme") == "per-token-symmetric" else "int8-dynamic"]
+    else:
+        parts = ["fp32"]
     if opt:
         parts.append(opt.get("level", "?"))
     return " ".join(parts)

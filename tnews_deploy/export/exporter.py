@@ -5,19 +5,24 @@
 1. resolves SOURCE (checkpoint, run or grid -> best run) and the evaluation set;
 2. exports with Optimum (`ORTModelForSequenceClassification(export=True)`),
    optionally graph-optimises it (Optimum's `ORTOptimizer`) and int8-quantises
-   it (Optimum's `ORTQuantizer`, dynamic, with the config for this CPU);
+   it: `int8` is the batch-invariant per-token scheme of `quantize.py`;
+   `int8-dynamic` is Optimum's `ORTQuantizer` (dynamic, one activation scale per
+   tensor per call, with the config for this CPU), whose answers depend on the
+   batch neighbours;
 3. verifies the result against PyTorch through the runtime `Predictor` and
-   applies the gate;
+   applies the gate; measures batch invariance (one at a time vs batches of 32);
 4. writes `manifest.json` and moves the folder into place atomically.
 
 Everything is built in a hidden sibling folder that is renamed to OUTPUT only
 when the export is accepted; a refused or interrupted export leaves no folder
 that could pass for a finished one.
 
-With both, the graph is optimised first and quantised after: Optimum's quantizer
-fails on an optimised graph as is under onnxruntime 1.32 ("Unable to find data
-type for weight_name"), so the optimised graph is typed with onnxruntime's
-symbolic shape inference before it is quantised; the fused attention survives.
+With both, the graph is optimised first and quantised after. `int8` rewrites the
+optimised graph directly (a fused `Attention` becomes int8 Q/K/V products and a
+`MultiHeadAttention`). For `int8-dynamic`, Optimum's quantizer fails on an
+optimised graph as is under onnxruntime 1.32 ("Unable to find data type for
+weight_name"), so the optimised graph is typed with onnxruntime's symbolic shape
+inference before it is quantised; the fused attention survives (as `QAttention`).
 """
 
 from __future__ import annotations
@@ -39,13 +44,17 @@ from ..machine import detect_quantize_target, library_versions
 from ..noise import silence_known_noise
 from ..predictor import MANIFEST_FILE, MODEL_CONFIG_FILE, MODEL_FILE, Predictor, sha256_of
 from ..training.config import TrainConfig
+from .quantize import SCHEME as PER_TOKEN_SCHEME
+from .quantize import quantize_per_token
 from .source import ExportSource, resolve_source
-from .verify import GatePolicy, ParityReport, apply_gate, compare, pytorch_logits
+from .verify import GatePolicy, ParityReport, apply_gate, batch_invariance, compare, pytorch_logits
 
 OPTIMIZE_LEVELS = ("none", "O1", "O2", "O3")
-QUANTIZE_MODES = ("none", "int8")
+QUANTIZE_MODES = ("none", "int8", "int8-dynamic")
 QUANTIZE_TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")
 MANIFEST_VERSION = 1
+BATCH_INVARIANCE_SENTENCES = 500  # evaluation sentences predicted again one at a time ...
+INVARIANCE_BATCH_SIZE = 32  # ... and compared with their predictions in batches of this size
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +72,7 @@ class ExportConfig:
     optimize: str = "none"
     quantize: str = "none"
     quantize_for: str | None = None  # None: picked from this CPU's flags
-    per_channel: bool = True
+    per_channel: bool = True  # int8-dynamic weights; int8 (per-token) weights are always per channel
     data: str | None = None  # None: the data the run was evaluated on
     eval_size: int | None = None  # None: the run's evaluation-set size
     max_length: int | None = None  # None: the run's max_length
@@ -86,6 +95,9 @@ class ExportConfig:
             raise ConfigError(f"--eval-size must be positive (got {self.eval_size}).")
         if self.max_length is not None and self.max_length < 8:
             raise ConfigError(f"--max-length must be at least 8 (got {self.max_length}).")
+        if self.quantize == "int8" and not self.per_channel:
+            raise ConfigError("--per-tensor applies to --quantize int8-dynamic only; --quantize int8 always uses "
+                            "per-channel weight scales (and per-token activation scales).")
 
 
 @dataclass
@@ -161,7 +173,23 @@ def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig) -> dict[str
 
     if config.quantize == "int8":
         target = config.quantize_for or detect_quantize_target()
-        logger.info("quantising to int8 (dynamic, %s%s) ...", target, ", per channel" if config.per_channel else "")
+        weight_type = "uint8" if target == "avx2" else "int8"
+        logger.info("quantising to int8 (per-token symmetric activations, per-channel %s weights, %s) ...", weight_type, target)
+        (work / "int8").mkdir()
+        quantized = work / "int8" / MODEL_FILE
+        summary = quantize_per_token(current, quantized, weight_type=weight_type)
+        current = quantized
+        if steps["optimization"]:
+            steps["optimization"]["order"] = "before quantisation"
+        steps["quantization"] = {
+            "mode": "int8", "scheme": PER_TOKEN_SCHEME, "batch_invariant": True, "target": target,
+            "activations": "uint8 per token: symmetric scale max|x|/127 per row, zero point 128",
+            "weights": f"{weight_type} per output channel, symmetric", **summary.to_json(),
+        }
+    elif config.quantize == "int8-dynamic":
+        target = config.quantize_for or detect_quantize_target()
+        logger.info("quantising to int8-dynamic (per-tensor activations, %s%s) ...", target,
+                    ", per-channel weights" if config.per_channel else "")
         if steps["optimization"]:
             # The fused graph's contrib ops (Attention, SkipLayerNormalization ...) carry no type
             # information, and the quantizer stops on them ("Unable to find data type for
@@ -173,8 +201,8 @@ def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig) -> dict[str
         quantizer = ORTQuantizer.from_pretrained(current.parent, file_name=current.name)
         quantizer.quantize(quantization_config=qconfig, save_dir=work / "int8")
         current = work / "int8" / f"{current.stem}_quantized.onnx"
-        steps["quantization"] = {"mode": "int8", "dynamic": True, "target": target,
-                                 "per_channel": config.per_channel,
+        steps["quantization"] = {"mode": "int8-dynamic", "scheme": "per-tensor-dynamic", "batch_invariant": False,
+                                 "dynamic": True, "target": target, "per_channel": config.per_channel,
                                  "weights": str(qconfig.weights_dtype), "activations": str(qconfig.activations_dtype)}
     else:
         steps["quantization"] = None
@@ -247,11 +275,18 @@ def export_model(
         (staging / MANIFEST_FILE).write_text(json.dumps({"max_length": max_length}), encoding="utf-8")
         logger.info("verifying on %s evaluation sentences (PyTorch vs ONNX) ...", f"{len(texts):,}")
         reference = pytorch_logits(resolved.checkpoint, texts, max_length)
-        candidate = Predictor(staging, verify_checksum=False).logits(texts)
+        predictor = Predictor(staging, verify_checksum=False)
+        candidate = predictor.logits(texts, batch_size=INVARIANCE_BATCH_SIZE)
         report = apply_gate(compare(labels, reference, candidate, exact=config.exact), config.policy)
         logger.info("%s", report.summary())
         if not report.passed:
             raise ExportRefused("export refused: " + "; ".join(report.reasons) + ". Nothing was written.", report)
+        logger.info("batch invariance: %s sentences one at a time vs batches of %d ...",
+                    f"{min(BATCH_INVARIANCE_SENTENCES, len(texts)):,}", INVARIANCE_BATCH_SIZE)
+        invariance = batch_invariance(predictor, texts, candidate, BATCH_INVARIANCE_SENTENCES,
+                                      INVARIANCE_BATCH_SIZE)
+        logger.info("batch invariance: %d label change(s), max |Δp| %.2e on %s sentences",
+                    invariance["label_changes"], invariance["max_abs_prob_diff"], f"{invariance['sentences']:,}")
 
         model_path = staging / MODEL_FILE
         manifest = {
@@ -264,7 +299,8 @@ def export_model(
             "quantization": steps["quantization"],
             "max_length": max_length,
             "labels": json.loads((staging / MODEL_CONFIG_FILE).read_text(encoding="utf-8")).get("id2label"),
-            "verification": {**report.to_json(), "evaluation": origin, "policy": asdict(config.policy)},
+            "verification": {**report.to_json(), "evaluation": origin, "policy": asdict(config.policy),
+                             "batch_invariance": invariance},
             "export_seconds": round(time.perf_counter() - started, 1),
             "versions": library_versions(),
         }

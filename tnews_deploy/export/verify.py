@@ -1,4 +1,4 @@
-"""Parity between a PyTorch checkpoint and its ONNX export, and the gate on it.
+"""Parity between a PyTorch checkpoint and its ONNX export, the gate on it, and batch invariance.
 
 The ONNX side runs through the runtime `Predictor`, so what is verified is the
 exact path production uses (tokenizer, bucketing, session settings). The PyTorch
@@ -145,6 +145,37 @@ def compare(labels: np.ndarray, reference: np.ndarray, candidate: np.ndarray, ex
         mean_abs_logit_diff=float(diff.mean()) if diff.size else 0.0,
         exact=exact,
     )
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def batch_invariance(predictor: Any, texts: Sequence[str], batched: np.ndarray, limit: int,
+                     batch_size: int = 32) -> dict[str, Any]:
+    """Whether a text's answer depends on the texts it is batched with.
+
+    Args:
+        predictor: a runtime `Predictor` (anything with `logits(texts, batch_size=...)`).
+        texts: the evaluation sentences.
+        batched: their logits predicted in (length-bucketed) batches of `batch_size`.
+        limit: how many of the sentences (the first ones) to predict again one at a time.
+        batch_size: the batch size `batched` was predicted with, for the record.
+
+    Returns:
+        `sentences`, `batch_sizes`, `label_changes`, `max_abs_prob_diff`, `max_abs_logit_diff`.
+    """
+    n = min(limit, len(texts))
+    single = predictor.logits(list(texts[:n]), batch_size=1) if n else np.zeros((0, batched.shape[1]), np.float32)
+    batched = batched[:n]
+    return {
+        "sentences": n,
+        "batch_sizes": [1, batch_size],
+        "label_changes": int(np.sum(single.argmax(-1) != batched.argmax(-1))),
+        "max_abs_prob_diff": float(np.abs(softmax(single) - softmax(batched)).max()) if n else 0.0,
+        "max_abs_logit_diff": float(np.abs(single - batched).max()) if n else 0.0,
+    }
 
 
 def apply_gate(report: ParityReport, policy: GatePolicy) -> ParityReport:
