@@ -174,7 +174,8 @@ def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig) -> dict[str
     if config.quantize == "int8":
         target = config.quantize_for or detect_quantize_target()
         weight_type = "uint8" if target == "avx2" else "int8"
-        logger.info("quantising to int8 (per-token symmetric activations, per-channel %s weights, %s) ...", weight_type, target)
+        logger.info("quantising to int8 (per-token symmetric activations, per-channel %s weights, %s) ...",
+                    weight_type, target)
         (work / "int8").mkdir()
         quantized = work / "int8" / MODEL_FILE
         summary = quantize_per_token(current, quantized, weight_type=weight_type)
