@@ -14,8 +14,8 @@
    and the selection slice, deduplicated. Only the text of an unlabeled example
    is read: its label, if it has one, is never looked at;
 4. computes the teacher's logits on the transfer set once, through an fp32 ONNX
-   export of the teacher and the runtime `Predictor` (measured 1.6-1.9x faster
-   than PyTorch on this CPU, and the export is verified against PyTorch first),
+   export of the teacher and the runtime `Predictor` (1.8x faster than PyTorch
+   on this CPU, see docs/compression.md; the export is verified against PyTorch first),
    and caches them in the run folder (`teacher-logits-<hash>.npy`, keyed by the
    transfer texts, the teacher and max_length; a killed computation resumes at
    its last finished chunk);
@@ -400,7 +400,9 @@ def teacher_logits(
         info["cached"] = False
     started = time.perf_counter()
     export_dir = run_dir / TEACHER_EXPORT_DIR
-    if not (export_dir / MANIFEST_FILE).is_file():
+    manifest = _read_json(export_dir / MANIFEST_FILE) or {}
+    if (manifest.get("source", {}).get("checkpoint") != str(Path(teacher_checkpoint).resolve())
+            or manifest.get("max_length") != max_length):  # none yet, or one of another teacher
         shutil.rmtree(export_dir, ignore_errors=True)
         logger.info("exporting the teacher to fp32 ONNX (verified against PyTorch) for its logits ...")
         export_model(teacher_source, export_dir, ExportConfig(max_length=max_length), log=logger.info)
