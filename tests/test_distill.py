@@ -163,7 +163,7 @@ def test_distilled_run_exports_and_serves(distilled, tmp_path):
     from tnews_deploy import Predictor
     from tnews_deploy.export import export_model
 
-    result = export_model(distilled.run_dir, tmp_path / "fp32", log=lambda m: None)
+    result = export_model(distilled.run_dir, tmp_path / "fp32")
     evaluation = result.manifest["verification"]["evaluation"]
     assert evaluation["same_as_training_run"] and evaluation["eval_size"] == distilled.run_config["eval_size"]
     assert result.report.pytorch["macro_f1"] == pytest.approx(distilled.metrics["macro_f1"], abs=1e-6)

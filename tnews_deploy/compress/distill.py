@@ -56,6 +56,7 @@ logger = logging.getLogger(__name__)
 WORK_DIR = "trainer"  # Trainer checkpoints, best weights, resume records; removed when the run finishes
 TEACHER_EXPORT_DIR = "teacher-fp32"  # removed once the teacher logits are cached
 LOGITS_FILE = "teacher-logits-{key}.npy"
+RUN_CONFIG_FILE = "run_config.json"  # the run folder's settings, as `export` reads them
 RESUMES_FILE = "resumes.json"
 ELAPSED_FILE = "elapsed.json"
 LOGITS_CHUNK = 2048  # texts per teacher call between two progress saves
@@ -405,7 +406,7 @@ def teacher_logits(
             or manifest.get("max_length") != max_length):  # none yet, or one of another teacher
         shutil.rmtree(export_dir, ignore_errors=True)
         logger.info("exporting the teacher to fp32 ONNX (verified against PyTorch) for its logits ...")
-        export_model(teacher_source, export_dir, ExportConfig(max_length=max_length), log=logger.info)
+        export_model(teacher_source, export_dir, ExportConfig(max_length=max_length))
     if threads is None:
         import torch
 
@@ -533,17 +534,17 @@ def distill_model(config: DistillConfig, output: str | Path, *, quiet: bool = Fa
             settings resumes from its last Trainer checkpoint (and cached teacher logits).
         quiet: no progress bars.
     """
-    from ..training.run import CONFIG_FILE, METRICS_FILE, is_finished, write_json_atomic
+    from ..training.run import METRICS_FILE, is_finished, write_json_atomic
 
     run_dir = Path(output)
     teacher, settings = plan_run(config)
     # Load every later phase now: a missing extra fails before the long teacher pass, and edits to
     # the source tree while a run goes on cannot change it halfway.
     from .. import export  # noqa: F401
-    from ..training import progress, selection  # noqa: F401
+    from ..training import selection  # noqa: F401
     from . import distill_trainer  # noqa: F401
     if is_finished(run_dir):
-        finished = _read_json(run_dir / CONFIG_FILE) or {}
+        finished = _read_json(run_dir / RUN_CONFIG_FILE) or {}
         differences = _differences(finished, settings)
         if differences:
             raise ConfigError(f"{run_dir}: already holds a finished distillation with other settings: "
@@ -551,7 +552,7 @@ def distill_model(config: DistillConfig, output: str | Path, *, quiet: bool = Fa
         logger.info("%s: finished already; nothing to do", run_dir)
         return DistillResult(run_dir, finished, _read_json(run_dir / METRICS_FILE) or {})
     work_dir = run_dir / WORK_DIR
-    previous = _read_json(run_dir / CONFIG_FILE)
+    previous = _read_json(run_dir / RUN_CONFIG_FILE)
     if previous is not None:
         differences = _differences(previous, settings)
         if differences and _complete_checkpoints(work_dir):
@@ -565,7 +566,7 @@ def distill_model(config: DistillConfig, output: str | Path, *, quiet: bool = Fa
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"{run_dir}: exists and is not a distillation run folder; choose another --output.")
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / CONFIG_FILE, settings)
+    write_json_atomic(run_dir / RUN_CONFIG_FILE, settings)
 
     from ..data import SplitConfig, load_tnews, make_splits
 
@@ -598,7 +599,7 @@ def distill_model(config: DistillConfig, output: str | Path, *, quiet: bool = Fa
         eval_every=eval_every, save_every_steps=save_every, teacher_logits=logits_info["file"],
         teacher_metrics={k: (teacher.run_metrics or {}).get(k) for k in ("macro_f1", "micro_f1", "accuracy")},
     )
-    write_json_atomic(run_dir / CONFIG_FILE, settings)
+    write_json_atomic(run_dir / RUN_CONFIG_FILE, settings)
     metrics = _train_student(config, settings, teacher.checkpoint, splits, texts, labels, logits, run_dir,
                              quiet=quiet)
     metrics["teacher_logits_seconds"] = logits_info["seconds"]
@@ -617,11 +618,16 @@ def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_chec
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from ..training.metrics import classification_metrics, selection_metrics
-    from ..training.progress import CompactProgressCallback
     from ..training.run import CHECKPOINT_DIR, tokenize, write_json_atomic
     from ..training.selection import SelectBestCallback
     from ..training.variants import count_parameters
-    from .distill_trainer import TEACHER_LOGITS, DistillationCollator, DistillationTrainer, ElapsedCallback
+    from .distill_trainer import (
+        TEACHER_LOGITS,
+        CompactProgressCallback,
+        DistillationCollator,
+        DistillationTrainer,
+        ElapsedCallback,
+    )
 
     work_dir = run_dir / WORK_DIR
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,9 @@ cached teacher logits from the batch (`teacher_logits`); batches without them
 (the selection slice) get the plain cross-entropy, so evaluation works as in
 `train`. The mean KL and CE since the last log are added to the Trainer's logs.
 
-`ElapsedCallback` keeps the training time across resumed invocations.
+`ElapsedCallback` keeps the training time across resumed invocations;
+`CompactProgressCallback` is the progress bar (losses on the bar, never the raw
+log dicts Trainer prints; right ETA after a resume).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 
 IGNORE_LABEL = -100
 TEACHER_LOGITS = "teacher_logits"
@@ -147,3 +150,42 @@ class ElapsedCallback(TrainerCallback):
                        encoding="utf-8")
         os.replace(tmp, self.path)
         return control
+
+
+# Log keys shown on the bar, and their short names.
+SHOWN = {"loss": "loss", "kl": "kl", "ce": "ce", "eval_macro_f1": "sel-F1"}
+
+
+class CompactProgressCallback(ProgressCallback):
+    """Transformers' progress bar with the latest losses and selection macro-F1 as its postfix.
+
+    `ProgressCallback` writes every log entry as a raw dict under the bar; this one shows the
+    training loss, its KL and CE terms, the last and best selection macro-F1 on the bar instead,
+    and starts the bar at the resumed step, so that its rate and ETA are right after a resume.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.postfix: dict[str, str] = {}
+        self.best_selection: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            from tqdm.auto import tqdm as auto_tqdm
+
+            self.training_bar = auto_tqdm(total=state.max_steps, initial=state.global_step, dynamic_ncols=True,
+                                          desc="training")
+        self.current_step = state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or self.training_bar is None:
+            return
+        for key, short in SHOWN.items():
+            value = (logs or {}).get(key)
+            if isinstance(value, (int, float)):
+                self.postfix[short] = f"{value:.4f}"
+                if key == "eval_macro_f1" and (self.best_selection is None or value > self.best_selection):
+                    self.best_selection = float(value)
+        if self.best_selection is not None:
+            self.postfix["best"] = f"{self.best_selection:.4f}"
+        self.training_bar.set_postfix(self.postfix, refresh=False)
