@@ -606,5 +606,99 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | No
     run_service(config, host=host, port=port, workers=workers, log_level=log_level)
 
 
+# --------------------------------------------------------------------------- distill
+
+
+def _distill_defaults():
+    from .compress.distill import DistillConfig  # stdlib-only at import: the CLI stays fast
+
+    return DistillConfig(teacher="TEACHER", layers=1)
+
+
+_DISTILL = _distill_defaults()
+
+
+def _layer_indices(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated layer numbers like 0,4,8,11, got {value!r}") from None
+
+
+@main.command()
+@click.argument("teacher", type=click.Path(path_type=Path))
+@click.option("--layers", type=int, required=True, help="Encoder layers of the student (N).")
+@click.option("--output", type=click.Path(path_type=Path), required=True,
+              help="Run folder: checkpoint/, metrics.json, run_config.json, cached teacher logits.")
+@click.option("--layer-indices", callback=_layer_indices,
+              help="Teacher layers the student copies, e.g. 0,4,8,11; default: N evenly spaced "
+                   "(0,2,4,7,9,11 for 6 of 12).")
+@click.option("--unlabeled", help="Transfer texts (labels never read): a TNEWS data folder (its train split) or a "
+                                  ".txt/.jsonl file; default: the teacher's training split minus its evaluation "
+                                  "and selection sentences.")
+@click.option("--temperature", type=float, default=_DISTILL.temperature, show_default=True,
+              help="Softmax temperature T of the KL term (scaled by T²).")
+@click.option("--alpha", type=float, default=_DISTILL.alpha, show_default=True,
+              help="Weight of the cross-entropy on the teacher's labeled subset.")
+@click.option("--epochs", type=float, default=_DISTILL.epochs, show_default=True,
+              help="Passes over the transfer set (raised to reach --min-steps).")
+@click.option("--min-steps", type=int, default=_DISTILL.min_steps, show_default=True,
+              help="Optimiser-step floor; 0 turns it off.")
+@click.option("--lr", type=float, default=_DISTILL.lr, show_default=True, help="Peak AdamW learning rate.")
+@click.option("--batch-size", type=int, default=_DISTILL.batch_size, show_default=True)
+@click.option("--max-length", type=int, help="Token cap; default: the teacher run's.")
+@click.option("--evaluations", type=int, default=_DISTILL.evaluations, show_default=True,
+              help="Selection-slice evaluations over the run.")
+@click.option("--patience", "early_stopping_patience", type=int, default=_DISTILL.early_stopping_patience,
+              show_default=True, help="Early stopping after this many evaluations without gain; 0 = off.")
+@click.option("--save-every", type=int, help="Steps between resumable checkpoints; default: every evaluation.")
+@click.option("--seed", type=int, help="Training seed; default: the teacher's (the splits are always the teacher's).")
+@click.option("--train-embeddings/--freeze-embeddings", default=_DISTILL.train_embeddings, show_default=True,
+              help="Train the word embeddings too (default frozen: they are most of the model, and AdamW over "
+                   "them costs more than the 6 layers on a CPU).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@user_errors
+def distill(teacher: Path, output: Path, quiet: bool, **kwargs: Any) -> None:
+    """Distill TEACHER into a student with fewer encoder layers.
+
+    \b
+    TEACHER is a checkpoint's run folder, a grid folder (its best run) or a
+    vocabulary-trimmed run. The student copies the teacher's embeddings, N of
+    its layers, pooler and head, and learns T²·KL(teacher ‖ student) + α·CE:
+    soft targets on the transfer texts (teacher logits computed once, cached),
+    gold labels on the teacher's labeled subset only. Selection and early
+    stopping on the teacher's selection slice; scored on its evaluation set.
+
+    Rerun the same command to resume a killed run from its last checkpoint.
+    The folder is a normal run folder: `tnews-deploy export OUTPUT` takes it.
+
+    \b
+    Example:
+      tnews-deploy distill runs/e5-fe-5000 --layers 6 --output runs/distill/e5-L6
+    """
+    import logging
+
+    from .compress.distill import DistillConfig, distill_model
+
+    package_logger = logging.getLogger("tnews_deploy")
+    if not package_logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        package_logger.addHandler(handler)
+        package_logger.setLevel(logging.INFO)
+    config = DistillConfig(teacher=str(teacher), **kwargs)
+    result = distill_model(config, output, quiet=quiet)
+    m = result.metrics
+    teacher_f1 = (m.get("teacher_metrics") or {}).get("macro_f1")
+    click.echo(
+        f"student ({m['layers']} layers {m['layer_indices']}, {m['total_parameters'] / 1e6:.1f}M parameters): "
+        f"macro-F1 {m['macro_f1']:.4f}  micro-F1 {m['micro_f1']:.4f}"
+        + (f"  (teacher {teacher_f1:.4f})" if teacher_f1 is not None else "")
+        + f"; checkpoint: {result.checkpoint}"
+    )
+
+
 if __name__ == "__main__":
     main()
