@@ -50,13 +50,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, UserError
+from ..runfiles import CHECKPOINT_DIR, METRICS_FILE, RUN_CONFIG_FILE, WEIGHT_FILES, is_finished, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 WORK_DIR = "trainer"  # Trainer checkpoints, best weights, resume records; removed when the run finishes
 TEACHER_EXPORT_DIR = "teacher-fp32"  # removed once the teacher logits are cached
 LOGITS_FILE = "teacher-logits-{key}.npy"
-RUN_CONFIG_FILE = "run_config.json"  # the run folder's settings, as `export` reads them
 RESUMES_FILE = "resumes.json"
 ELAPSED_FILE = "elapsed.json"
 LOGITS_CHUNK = 2048  # texts per teacher call between two progress saves
@@ -177,7 +177,6 @@ class DistillResult:
 
     @property
     def checkpoint(self) -> Path:
-        from ..training.run import CHECKPOINT_DIR
 
         return self.run_dir / CHECKPOINT_DIR
 
@@ -341,7 +340,6 @@ def build_transfer_set(
 
 def transfer_key(texts: Sequence[str], teacher_checkpoint: Path, max_length: int) -> str:
     """The cache key of teacher logits: sha256 of the texts, the teacher's weights file and max_length."""
-    from ..training.run import WEIGHT_FILES
 
     digest = hashlib.sha256()
     for text in texts:
@@ -534,7 +532,6 @@ def distill_model(config: DistillConfig, output: str | Path, *, quiet: bool = Fa
             settings resumes from its last Trainer checkpoint (and cached teacher logits).
         quiet: no progress bars.
     """
-    from ..training.run import METRICS_FILE, is_finished, write_json_atomic
 
     run_dir = Path(output)
     teacher, settings = plan_run(config)
