@@ -615,7 +615,7 @@ def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_chec
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from ..training.metrics import classification_metrics, selection_metrics
-    from ..training.run import CHECKPOINT_DIR, tokenize, write_json_atomic
+    from ..training.run import save_checkpoint, tokenize
     from ..training.selection import SelectBestCallback
     from ..training.variants import count_parameters
     from .distill_trainer import (
@@ -738,9 +738,5 @@ def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_chec
         teacher_parameters=teacher_parameters,
         device="cuda:" + torch.cuda.get_device_name(0) if cuda else "cpu",
     )
-    checkpoint = run_dir / CHECKPOINT_DIR
-    trainer.save_model(str(checkpoint))  # model + tokenizer (processing_class)
-    (checkpoint / "training_args.bin").unlink(missing_ok=True)
-    (run_dir / "log_history.json").write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
-    shutil.rmtree(work_dir, ignore_errors=True)
+    save_checkpoint(trainer, run_dir, work_dir)
     return metrics

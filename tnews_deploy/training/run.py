@@ -79,6 +79,22 @@ def config_differences(finished: TrainConfig, wanted: TrainConfig) -> list[tuple
     return differences
 
 
+def save_checkpoint(trainer: Any, run_dir: Path, work_dir: Path) -> Path:
+    """Save the trained model + tokenizer as `run_dir/checkpoint` (no pickles) and its log history.
+
+    Trainer also pickles its TrainingArguments into the checkpoint; `run_config.json`
+    already says what ran, and a checkpoint without pickles is safe to hand on. The
+    Trainer's working folder is removed.
+    """
+    checkpoint = run_dir / CHECKPOINT_DIR
+    trainer.save_model(str(checkpoint))  # model + tokenizer (processing_class)
+    (checkpoint / "training_args.bin").unlink(missing_ok=True)
+    history = trainer.state.log_history
+    (run_dir / LOG_HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return checkpoint
+
+
 def load_finished(run_dir: Path) -> RunResult:
     metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
     config = TrainConfig.from_json(json.loads((run_dir / RUN_CONFIG_FILE).read_text(encoding="utf-8")))
@@ -270,12 +286,6 @@ def train_run(
         total_parameters=total,
         device="cuda:" + torch.cuda.get_device_name(0) if cuda else "cpu",
     )
-    checkpoint = run_dir / CHECKPOINT_DIR
-    trainer.save_model(str(checkpoint))  # model + tokenizer (processing_class)
-    # Trainer also pickles its TrainingArguments there; run_config.json already says what ran,
-    # and a checkpoint without pickles is safe to hand on.
-    (checkpoint / "training_args.bin").unlink(missing_ok=True)
-    (run_dir / LOG_HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
-    shutil.rmtree(work_dir, ignore_errors=True)
+    save_checkpoint(trainer, run_dir, work_dir)
     write_json_atomic(run_dir / METRICS_FILE, metrics)  # last: marks the run finished
     return RunResult(run_dir=run_dir, config=config, metrics=metrics)
