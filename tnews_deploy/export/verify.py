@@ -59,9 +59,16 @@ class ParityReport:
         )
 
 
-def pytorch_logits(checkpoint: Path, texts: Sequence[str], max_length: int, batch_size: int = 64) -> np.ndarray:
-    """Logits of the PyTorch checkpoint in eval mode (batches sorted by length)."""
+def pytorch_logits(
+    checkpoint: Path, texts: Sequence[str], max_length: int, batch_size: int = 64, progress: str | None = None
+) -> np.ndarray:
+    """Logits of the PyTorch checkpoint in eval mode (batches sorted by length).
+
+    Args:
+        progress: a label for a tqdm progress bar over the batches; None: no bar.
+    """
     import torch
+    from tqdm.auto import tqdm
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
@@ -70,7 +77,8 @@ def pytorch_logits(checkpoint: Path, texts: Sequence[str], max_length: int, batc
     order = np.argsort(lengths, kind="stable")
     out = np.empty((len(texts), model.config.num_labels), dtype=np.float32)
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
+        for start in tqdm(range(0, len(texts), batch_size), desc=progress, unit="batch",
+                          disable=progress is None):
             idx = order[start:start + batch_size]
             batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length,
                               padding=True, return_tensors="pt")
