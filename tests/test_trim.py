@@ -372,7 +372,7 @@ def test_real_bert_base_chinese_vocabulary():
     source = AutoTokenizer.from_pretrained(BERT_CHINESE)
     backend = source.backend_tokenizer
     corpus = ["北京大学举行毕业典礼", "国足备战2022世界杯预选赛", "iPhone 15 发布会：苹果的新品"]
-    reasons = choose_tokens(source, BertConfig.from_pretrained(BERT_CHINESE), corpus)
+    reasons, _ = choose_tokens(source, BertConfig.from_pretrained(BERT_CHINESE), corpus)
     keep = sorted(set().union(*reasons.values()))
     singles = single_character_ids(backend)
     assert len(singles["cjk"]) > 5000 and backend.token_to_id("##的") not in set().union(*singles.values())

@@ -431,8 +431,11 @@ def corpus_texts(corpus: str, held_out: set[str]) -> tuple[list[str], dict[str, 
     return kept, info
 
 
-def choose_tokens(source_tokenizer: Any, model_config: Any, texts: Sequence[str]) -> dict[str, set[int]]:
-    """The old ids to keep, by reason: 'special', 'corpus', 'single_characters', 'byte_fallback'.
+def choose_tokens(
+    source_tokenizer: Any, model_config: Any, texts: Sequence[str]
+) -> tuple[dict[str, set[int]], dict[str, set[int]]]:
+    """The old ids to keep by reason ('special', 'corpus', 'single_characters', 'byte_fallback'), and the
+    single characters by class (see `single_character_ids`).
 
     Args:
         source_tokenizer: the transformers fast tokenizer of the checkpoint.
@@ -458,9 +461,10 @@ def choose_tokens(source_tokenizer: Any, model_config: Any, texts: Sequence[str]
     backend.no_truncation()
     encodings = backend.encode_batch(list(texts), add_special_tokens=False)
     corpus = {i for enc in encodings for i in enc.ids}
-    singles = set().union(*single_character_ids(backend).values())
-    return {"special": special, "corpus": corpus, "single_characters": singles,
-            "byte_fallback": _byte_fallback_ids(backend, unigram_state)}
+    by_class = single_character_ids(backend)
+    reasons = {"special": special, "corpus": corpus, "single_characters": set().union(*by_class.values()),
+               "byte_fallback": _byte_fallback_ids(backend, unigram_state)}
+    return reasons, by_class
 
 
 # --------------------------------------------------------------------------- model
@@ -639,7 +643,7 @@ def trim_vocab(source: str | Path, output: str | Path, config: TrimConfig = Trim
     family = tokenizer_family(backend)
     model = AutoModelForSequenceClassification.from_pretrained(resolved.checkpoint).eval()
     logger.info("choosing tokens from %s corpus sentences (%s) ...", f"{len(corpus):,}", corpus_source)
-    reasons = choose_tokens(source_tokenizer, model.config, corpus)
+    reasons, char_classes = choose_tokens(source_tokenizer, model.config, corpus)
     keep = sorted(set().union(*reasons.values()))
     rows_before = model.get_input_embeddings().num_embeddings
     params_before = sum(p.numel() for p in model.parameters())
@@ -665,7 +669,8 @@ def trim_vocab(source: str | Path, output: str | Path, config: TrimConfig = Trim
         # Verify what was written, as it will be loaded: the saved tokenizer and model.
         saved_tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         check_special_ids(source_tokenizer, resolved.checkpoint, saved_tokenizer, checkpoint)
-        extra = [t for t in dict.fromkeys(eval_texts) if t not in set(verify_texts)]
+        verify_set = set(verify_texts)
+        extra = [t for t in dict.fromkeys(eval_texts) if t not in verify_set]  # when --verify-size is smaller
         texts = verify_texts + extra
         logger.info("verifying on %s validation texts (untrimmed vs trimmed, max_length %d) ...",
                     f"{len(verify_texts):,}", max_length)
@@ -702,7 +707,7 @@ def trim_vocab(source: str | Path, output: str | Path, config: TrimConfig = Trim
             "parameters": {"before": params_before, "after": params_after},
             "checkpoint_bytes": {"before": source_bytes, "after": trimmed_bytes},
             "kept": {**{reason: len(ids) for reason, ids in reasons.items()}, "total": len(keep),
-                     "single_characters_by_class": {k: len(v) for k, v in single_character_ids(backend).items()}},
+                     "single_characters_by_class": {k: len(v) for k, v in char_classes.items()}},
             "corpus": {**corpus_info, "distinct_tokens": len(reasons["corpus"])},
             "verification": {**report.to_json(), "data": data, "split": "validation", "seed": seed,
                              "max_length": max_length,
