@@ -136,7 +136,7 @@ class TrimReport:
     """Trimmed vs untrimmed on the verification texts."""
 
     texts: int
-    pieces_unchanged: float  # share of texts tokenised into the same pieces (as strings)
+    pieces_unchanged: float  # share of texts tokenised into the same pieces (vocabulary strings)
     agreement: float  # share of texts with the same predicted class
     max_abs_logit_diff_unchanged: float  # over texts whose pieces are unchanged
     max_abs_logit_diff: float  # over all texts
@@ -522,6 +522,13 @@ def _unk_id(backend: Any) -> int | None:
     return backend.token_to_id(backend.model.unk_token)
 
 
+def _pieces_by_id(backend: Any) -> list[str | None]:
+    pieces: list[str | None] = [None] * backend.get_vocab_size(with_added_tokens=True)
+    for piece, token_id in backend.get_vocab(with_added_tokens=True).items():
+        pieces[token_id] = piece
+    return pieces
+
+
 def compare_trimmed(
     texts: Sequence[str], labels: np.ndarray, old_backend: Any, new_backend: Any,
     reference: np.ndarray, candidate: np.ndarray,
@@ -537,7 +544,11 @@ def compare_trimmed(
 
     old_encodings = old_backend.encode_batch(list(texts), add_special_tokens=False)
     new_encodings = new_backend.encode_batch(list(texts), add_special_tokens=False)
-    unchanged = np.array([a.tokens == b.tokens for a, b in zip(old_encodings, new_encodings)], dtype=bool)
+    # Pieces as the vocabulary names them: a Unigram encoding shows an unknown character as itself, not as
+    # `<unk>`, so `Encoding.tokens` would hide a piece that trimming turned into the unknown token.
+    old_pieces, new_pieces = _pieces_by_id(old_backend), _pieces_by_id(new_backend)
+    unchanged = np.array([[old_pieces[i] for i in a.ids] == [new_pieces[i] for i in b.ids]
+                          for a, b in zip(old_encodings, new_encodings)], dtype=bool)
     old_unk, new_unk = _unk_id(old_backend), _unk_id(new_backend)
     diff = np.abs(reference - candidate).max(axis=-1) if len(texts) else np.zeros(0)
     return TrimReport(
