@@ -46,8 +46,9 @@ def _trim_rows() -> dict[str, list[dict]]:
         train.append({"idx": len(train), "label": i, "sentence": sentence("news", i)})
         validation.append({"idx": len(validation), "label": i, "sentence": sentence("game", i)})
     # A character the vocab has as a piece but no training sentence uses, and no fallback class covers:
-    # it becomes the unknown token, although a Unigram encoding still shows it as itself.
-    validation.append({"idx": len(validation), "label": 3, "sentence": "国足" + GREEK[0] + class_keywords()[3][0]})
+    # it becomes the unknown token, although a Unigram encoding still shows it as itself (between known
+    # characters, so that it is not fused with a neighbouring unknown one).
+    validation.append({"idx": len(validation), "label": 3, "sentence": "的人" + GREEK[0] + class_keywords()[3][0]})
     dup = DUPLICATE.format(kw=class_keywords()[7][0])
     train.append({"idx": len(train), "label": 7, "sentence": dup})
     validation.append({"idx": len(validation), "label": 7, "sentence": dup})
