@@ -1,5 +1,7 @@
 """Making a trained checkpoint smaller before export (needs the `train` extra).
 
+* `trim.py`: vocabulary trimming — keep only the tokens a corpus needs (plus
+  specials and single-character fallbacks) and the embedding rows behind them.
 * `distill.py`: knowledge distillation — an N-layer student initialised from the
   teacher's layers, trained on the teacher's logits (`distill_trainer.py`: the
   loss and the Trainer that applies it).
@@ -12,15 +14,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["DistillConfig", "DistillResult", "distill_model"]
+_TRIM = ("TrimConfig", "TrimRefused", "TrimReport", "TrimResult", "trim_vocab")
+_DISTILL = ("DistillConfig", "DistillResult", "distill_model")
+__all__ = [*_DISTILL, *_TRIM]
 
 if TYPE_CHECKING:
     from .distill import DistillConfig, DistillResult, distill_model
+    from .trim import TrimConfig, TrimRefused, TrimReport, TrimResult, trim_vocab
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("DistillConfig", "DistillResult", "distill_model"):
+    if name in _TRIM:
+        from . import trim as module
+    elif name in _DISTILL:
         from . import distill as module
-
-        return getattr(module, name)
-    raise AttributeError(f"module 'tnews_deploy.compress' has no attribute {name!r}")
+    else:
+        raise AttributeError(f"module 'tnews_deploy.compress' has no attribute {name!r}")
+    return getattr(module, name)

@@ -90,7 +90,7 @@ def load_pytorch_classifier(checkpoint: Path) -> tuple[Any, Any]:
 
 
 def classifier_logits(tokenizer: Any, model: Any, texts: Sequence[str], max_length: int, batch_size: int = 64,
-                      sort_by_length: bool = True) -> TorchPass:
+                      sort_by_length: bool = True, progress: str | None = None) -> TorchPass:
     """Logits of `texts` through a loaded PyTorch classifier, each batch padded to its own longest text.
 
     The one PyTorch inference path: export verification and the benchmark's
@@ -104,8 +104,10 @@ def classifier_logits(tokenizer: Any, model: Any, texts: Sequence[str], max_leng
         batch_size: texts per forward pass.
         sort_by_length: batch texts sorted by token length (as the runtime `Predictor` does, the sort
             included in the work) rather than in input order.
+        progress: a label for a tqdm progress bar over the batches; None: no bar.
     """
     import torch
+    from tqdm.auto import tqdm
 
     if sort_by_length:
         lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
@@ -115,7 +117,8 @@ def classifier_logits(tokenizer: Any, model: Any, texts: Sequence[str], max_leng
     out = np.empty((len(texts), model.config.num_labels), dtype=np.float32)
     real = padded = 0
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
+        for start in tqdm(range(0, len(texts), batch_size), desc=progress, unit="batch",
+                          disable=progress is None):
             idx = order[start:start + batch_size]
             batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length,
                               padding=True, return_tensors="pt")
@@ -125,10 +128,15 @@ def classifier_logits(tokenizer: Any, model: Any, texts: Sequence[str], max_leng
     return TorchPass(out, real, padded)
 
 
-def pytorch_logits(checkpoint: Path, texts: Sequence[str], max_length: int, batch_size: int = 64) -> np.ndarray:
-    """Logits of the PyTorch checkpoint in eval mode (batches sorted by length)."""
+def pytorch_logits(checkpoint: Path, texts: Sequence[str], max_length: int, batch_size: int = 64,
+                   progress: str | None = None) -> np.ndarray:
+    """Logits of the PyTorch checkpoint in eval mode (batches sorted by length).
+
+    Args:
+        progress: a label for a tqdm progress bar over the batches; None: no bar.
+    """
     tokenizer, model = load_pytorch_classifier(checkpoint)
-    return classifier_logits(tokenizer, model, texts, max_length, batch_size).logits
+    return classifier_logits(tokenizer, model, texts, max_length, batch_size, progress=progress).logits
 
 
 def compare(labels: np.ndarray, reference: np.ndarray, candidate: np.ndarray, exact: bool) -> ParityReport:
