@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+__all__ = ["DistillConfig", "DistillResult", "TrimConfig", "TrimRefused", "TrimReport", "TrimResult", "distill_model",
+           "trim_vocab"]
 _TRIM = ("TrimConfig", "TrimRefused", "TrimReport", "TrimResult", "trim_vocab")
 _DISTILL = ("DistillConfig", "DistillResult", "distill_model")
-__all__ = [*_DISTILL, *_TRIM]
 
 if TYPE_CHECKING:
     from .distill import DistillConfig, DistillResult, distill_model
