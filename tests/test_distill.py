@@ -229,6 +229,8 @@ def test_killed_run_resumes_from_its_checkpoint(teacher, tmp_path):
         proc.wait(timeout=30)
     assert not is_finished(out)
     saved = max(int(p.parent.name.split("-")[1]) for p in (out / "trainer").glob("checkpoint-*/trainer_state.json"))
+    state = json.loads((out / "trainer" / f"checkpoint-{saved}" / "trainer_state.json").read_text())
+    best_before = state["stateful_callbacks"]["SelectBestCallback"]["attributes"]["best_metric"]
 
     config = fast_config(teacher.run_dir, min_steps=200, evaluations=4, save_every=20)
     result = distill_model(config, out, quiet=True)
@@ -236,6 +238,9 @@ def test_killed_run_resumes_from_its_checkpoint(teacher, tmp_path):
     assert metrics["resumed_from_steps"] == [saved] and saved >= 20
     assert metrics["steps_this_invocation"] == metrics["steps"] - saved < metrics["steps"]
     assert metrics["teacher_logits_cached"] is True
+    # the resumed run remembers the best selection score found before the kill (callback state restored)
+    if best_before is not None:
+        assert metrics["best_selection_macro_f1"] >= best_before
     assert is_finished(out) and not (out / "trainer").exists()
 
 

@@ -658,6 +658,9 @@ def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_chec
         save_strategy="steps",
         save_steps=settings["save_every_steps"],
         save_total_limit=1,
+        # Without this the Trainer restores no callback state on resume: the selection callback would
+        # forget its best score and overwrite the best weights with the next evaluation's.
+        restore_callback_states_from_checkpoint=True,
         logging_steps=max(1, min(50, settings["eval_every"])),
         seed=settings["train_seed"],
         data_seed=settings["train_seed"],
