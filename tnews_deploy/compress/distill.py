@@ -614,8 +614,8 @@ def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_chec
     from transformers import AutoTokenizer, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from ..training.metrics import classification_metrics, selection_metrics
-    from ..training.run import save_checkpoint, tokenize
+    from ..training.metrics import selection_metrics
+    from ..training.run import save_checkpoint, score_run, tokenize
     from ..training.selection import SelectBestCallback
     from ..training.variants import count_parameters
     from .distill_trainer import (
@@ -707,14 +707,8 @@ def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_chec
     selector = next((c for c in trainer.callback_handler.callbacks if isinstance(c, SelectBestCallback)), None)
     elapsed = next(c for c in trainer.callback_handler.callbacks if isinstance(c, ElapsedCallback))
     train_seconds = elapsed.seconds
-    if selector is not None:
-        selector.restore_best(trainer.model)
-
-    prediction = trainer.predict(evaluation, metric_key_prefix="eval")
-    predicted = np.asarray(prediction.predictions).argmax(-1)
-    metrics = classification_metrics(np.asarray(prediction.label_ids), predicted, splits.label_names)
-    history = trainer.state.log_history
-    losses = [entry["loss"] for entry in history if "loss" in entry]
+    metrics = score_run(trainer, selector, evaluation, selection, splits.label_names, train_output,
+                        train_seconds, trainable, total)
     metrics.update(
         variant=settings["variant"],
         layers=len(settings["layer_indices"]),
@@ -725,21 +719,9 @@ def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_chec
         alpha=config.alpha,
         transfer_size=settings["transfer_size"],
         train_size=settings["train_size"],
-        eval_size=len(evaluation),
-        selection_size=len(selection) if selection is not None else 0,
-        train_seconds=round(train_seconds, 1),
-        steps=int(train_output.global_step),
         steps_this_invocation=int(train_output.global_step) - start_step,
         resumed_from_steps=resumes,
-        best_selection_macro_f1=selector.best_metric if selector else None,
-        best_step=selector.best_step if selector else None,
-        stopped_early=bool(selector and selector.stopped_early),
-        first_loss=losses[0] if losses else None,
-        last_loss=losses[-1] if losses else None,
-        trainable_parameters=trainable,
-        total_parameters=total,
         teacher_parameters=teacher_parameters,
-        device="cuda:" + torch.cuda.get_device_name(0) if cuda else "cpu",
     )
     save_checkpoint(trainer, run_dir, work_dir)
     return metrics

@@ -79,6 +79,45 @@ def config_differences(finished: TrainConfig, wanted: TrainConfig) -> list[tuple
     return differences
 
 
+def score_run(trainer: Any, selector: SelectBestCallback | None, evaluation: Any, selection: Any,
+              label_names: list[str], train_output: Any, train_seconds: float, trainable: int,
+              total: int) -> dict[str, Any]:
+    """Restore the selected weights, score the evaluation set, and add what the training did.
+
+    Args:
+        trainer: the Trainer after `train()`.
+        selector: the selection callback the Trainer holds (None: no selection).
+        evaluation: the tokenized evaluation set; selection: the selection slice (or None).
+        label_names: class names in id order.
+        train_output: what `trainer.train()` returned.
+        train_seconds: wall seconds of training.
+        trainable, total: parameter counts.
+    """
+    import torch
+
+    if selector is not None:
+        selector.restore_best(trainer.model)
+    prediction = trainer.predict(evaluation, metric_key_prefix="eval")
+    predicted = np.asarray(prediction.predictions).argmax(-1)
+    metrics = classification_metrics(np.asarray(prediction.label_ids), predicted, label_names)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    metrics.update(
+        eval_size=len(evaluation),
+        selection_size=len(selection) if selection is not None else 0,
+        train_seconds=round(train_seconds, 1),
+        steps=int(train_output.global_step),
+        best_selection_macro_f1=selector.best_metric if selector else None,
+        best_step=selector.best_step if selector else None,
+        stopped_early=bool(selector and selector.stopped_early),
+        first_loss=losses[0] if losses else None,
+        last_loss=losses[-1] if losses else None,
+        trainable_parameters=trainable,
+        total_parameters=total,
+        device="cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+    )
+    return metrics
+
+
 def save_checkpoint(trainer: Any, run_dir: Path, work_dir: Path) -> Path:
     """Save the trained model + tokenizer as `run_dir/checkpoint` (no pickles) and its log history.
 
@@ -262,30 +301,9 @@ def train_run(
     started = time.perf_counter()
     train_output = trainer.train()
     train_seconds = time.perf_counter() - started
-    if selector is not None:
-        selector.restore_best(trainer.model)
-
-    prediction = trainer.predict(eval_ds, metric_key_prefix="eval")
-    predictions = np.asarray(prediction.predictions).argmax(-1)
-    metrics = classification_metrics(np.asarray(prediction.label_ids), predictions, splits.label_names)
-    history = trainer.state.log_history
-    losses = [entry["loss"] for entry in history if "loss" in entry]
-    metrics.update(
-        variant=config.variant,
-        train_size=config.train_size,
-        eval_size=len(eval_ds),
-        selection_size=len(selection_ds) if selection_ds is not None else 0,
-        train_seconds=round(train_seconds, 1),
-        steps=int(train_output.global_step),
-        best_selection_macro_f1=selector.best_metric if selector else None,
-        best_step=selector.best_step if selector else None,
-        stopped_early=bool(selector and selector.stopped_early),
-        first_loss=losses[0] if losses else None,
-        last_loss=losses[-1] if losses else None,
-        trainable_parameters=trainable,
-        total_parameters=total,
-        device="cuda:" + torch.cuda.get_device_name(0) if cuda else "cpu",
-    )
+    metrics = score_run(trainer, selector, eval_ds, selection_ds, splits.label_names, train_output,
+                        train_seconds, trainable, total)
+    metrics.update(variant=config.variant, train_size=config.train_size)
     save_checkpoint(trainer, run_dir, work_dir)
     write_json_atomic(run_dir / METRICS_FILE, metrics)  # last: marks the run finished
     return RunResult(run_dir=run_dir, config=config, metrics=metrics)
