@@ -40,7 +40,7 @@ def test_top_k_and_empty_list(client):
 
 def test_integral_float_top_k_is_an_integer(client):
     """JSON has one number type and the documented schema says "integer": 3.0 is 3 (the fuzzer's finding)."""
-    as_float = client.post("/v1/classify", content=b'{"texts": ["\u4eca\u5929"], "top_k": 3.0}')
+    as_float = client.post("/v1/classify", content=rb'{"texts": ["\u4eca\u5929"], "top_k": 3.0}')
     assert as_float.status_code == 200, as_float.text
     assert as_float.json() == client.post("/v1/classify", json={"texts": ["今天"], "top_k": 3}).json()
 
