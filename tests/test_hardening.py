@@ -12,7 +12,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -212,13 +214,23 @@ def test_short_soak_keeps_memory_bounded(exported, tmp_path):
     samples = report["curves"]["predictor arena"]
     assert samples[-1][0] == 6000  # every prediction was made
     assert (tmp_path / "soak.png").stat().st_size > 0 and (tmp_path / "soak.md").is_file()
-def _start_serve(model_dir, tmp_path, *flags: str) -> tuple[subprocess.Popen, str, object]:
-    """`serve` on a free loopback port, its log in a file (a pipe nobody reads could fill up and stall it)."""
+@contextmanager
+def _serving(model_dir, tmp_path, *flags: str) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+    """`serve` on a free loopback port, its log in a file (a pipe nobody reads could fill up and stall it).
+
+    Yields (process, base URL, log path); the process group is killed on the way out if still running.
+    """
     port = _free_port()
-    log = (tmp_path / f"serve-{port}.log").open("w")
-    proc = subprocess.Popen(CLI + ["serve", str(model_dir), "--port", str(port), *flags],
-                            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
-    return proc, f"http://127.0.0.1:{port}", log
+    log_path = tmp_path / f"serve-{port}.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(CLI + ["serve", str(model_dir), "--port", str(port), *flags],
+                                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        try:
+            yield proc, f"http://127.0.0.1:{port}", log_path
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
 
 
 def _ready(base: str) -> bool:
@@ -244,17 +256,16 @@ def _classify(base: str, texts: list[str]) -> tuple[str, object]:
 
 def _metric(base: str, name: str) -> float:
     text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
-    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    values = _metric_values(text, name + " ")
     return values[0] if values else float("nan")
 
 
 def test_sigterm_lets_accepted_requests_finish_and_exits_0(exported, tmp_path):
     """SIGTERM while slow requests run: each of them gets its 200, later ones are refused, the process exits 0."""
     pytest.importorskip("uvicorn")
-    proc, base, log = _start_serve(exported.output, tmp_path, "--max-batch", "5000", "--threads", "1",
-                                   "--graceful-timeout", "120")
     texts = ["今天的新闻是关于北京大学举行毕业典礼的消息" * 3] * 4000  # seconds per request
-    try:
+    with _serving(exported.output, tmp_path, "--max-batch", "5000", "--threads", "1",
+                  "--graceful-timeout", "120") as (proc, base, log):
         _wait_for(lambda: _ready(base), 60, "the service to be ready")
         with ThreadPoolExecutor(max_workers=8) as pool:
             in_flight = [pool.submit(_classify, base, texts) for _ in range(4)]
@@ -266,41 +277,31 @@ def test_sigterm_lets_accepted_requests_finish_and_exits_0(exported, tmp_path):
                 # Raced in before the socket closed (answered) or refused; never an error status.
                 assert outcome in ("ok", "refused", "dropped"), (outcome, detail)
         assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        log.close()
-    lines = Path(log.name).read_text().splitlines()
+    lines = log.read_text().splitlines()
     answered = [line for line in lines if "POST /v1/classify 200 texts=4000 " in line]
     assert len(answered) == 4  # one access-log line per request ...
     assert not any('"POST /v1/classify HTTP/1.1"' in line for line in lines)  # ... not uvicorn's second one
 
 
+def _metric_values(text: str, prefix: str, *labels: str) -> list[float]:
+    return [float(line.split()[-1]) for line in text.splitlines()
+            if line.startswith(prefix) and all(label in line for label in labels)]
+
+
 def test_workers_report_metrics_summed_over_processes_and_stop_on_sigterm(exported, tmp_path):
     """--workers 2: /metrics (whichever worker answers) counts every worker's requests; SIGTERM exits 0."""
     pytest.importorskip("uvicorn")
-    proc, base, log = _start_serve(exported.output, tmp_path, "--workers", "2", "--threads", "1")
-    try:
+    with _serving(exported.output, tmp_path, "--workers", "2", "--threads", "1") as (proc, base, _log):
         _wait_for(lambda: _ready(base), 120, "the workers to be ready")
         with ThreadPoolExecutor(max_workers=6) as pool:
             outcomes = list(pool.map(lambda i: _classify(base, [f"第{i}条新闻"] * (1 + i % 3)), range(24)))
         assert outcomes == [("ok", 1 + i % 3) for i in range(24)]
         text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
-        counted = [float(line.split()[-1]) for line in text.splitlines()
-                   if line.startswith("tnews_http_requests_total{") and 'endpoint="/v1/classify"' in line
-                   and 'status="200"' in line]
-        assert sum(counted) == 24
-        texts_sum = [float(line.split()[-1]) for line in text.splitlines()
-                     if line.startswith("tnews_classify_texts_per_request_sum")]
-        assert texts_sum == [sum(1 + i % 3 for i in range(24))]
+        assert sum(_metric_values(text, "tnews_http_requests_total{", 'endpoint="/v1/classify"',
+                                  'status="200"')) == 24
+        assert _metric_values(text, "tnews_classify_texts_per_request_sum") == [sum(1 + i % 3 for i in range(24))]
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        log.close()
 
 
 @pytest.mark.parametrize("flag, value", [("--max-queue", "0"), ("--graceful-timeout", "0")])

@@ -8,7 +8,9 @@ on first use, so the CLI starts fast.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 __all__ = ["ModelLoadError", "Prediction", "Predictor", "__version__"]
@@ -16,10 +18,4 @@ __all__ = ["ModelLoadError", "Prediction", "Predictor", "__version__"]
 if TYPE_CHECKING:
     from .predictor import ModelLoadError, Prediction, Predictor
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("Predictor", "Prediction", "ModelLoadError"):
-        from . import predictor
-
-        return getattr(predictor, name)
-    raise AttributeError(f"module 'tnews_deploy' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, dict.fromkeys(("ModelLoadError", "Prediction", "Predictor"), "predictor"))

@@ -33,8 +33,9 @@ below are loaded on first use, so importing this package (or `report`) is cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .config import BenchmarkConfig
@@ -52,8 +53,4 @@ _EXPORTS = {
 }
 __all__ = ["BenchmarkConfig", "ModelShape", "encoder_flops", "render_markdown", "run_benchmark", "write_report"]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -7,6 +7,8 @@ loads neither torch nor onnxruntime, so reports can be re-rendered anywhere.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,26 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@contextmanager
+def _figure(path: Path, width: float, title: str, ylabel: str, legend_size: float | None = None) -> Iterator[Any]:
+    """A matplotlib Axes (headless backend) whose figure is titled, labelled and saved as a PNG at `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, 4))
+    try:
+        yield ax
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(fontsize=legend_size)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+
+
 def plot_latency(report: dict[str, Any], path: Path) -> None:
     """Bars of p50/p95/p99 batch-1 latency per backend, as a PNG.
 
@@ -91,26 +113,14 @@ def plot_latency(report: dict[str, Any], path: Path) -> None:
         report: the report dict.
         path: where to write the PNG.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = report["backends"]
-    names = [r["backend"] for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(rows)), 4))
     x = np.arange(len(rows))
-    for offset, key, color in ((-0.25, "p50", "#4c72b0"), (0, "p95", "#dd8452"), (0.25, "p99", "#c44e52")):
-        values = [r["latency_ms"][key] for r in rows]
-        bars = ax.bar(x + offset, values, 0.25, label=key, color=color)
-        ax.bar_label(bars, fmt="%.1f", fontsize=7)
-    ax.set_xticks(x, names, rotation=15)
-    ax.set_ylabel("ms per sentence (batch 1)")
-    ax.set_title(f"Latency, {report['machine']['threads']} threads")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with _figure(path, max(6, 1.4 * len(rows)), f"Latency, {report['machine']['threads']} threads",
+                 "ms per sentence (batch 1)") as ax:
+        for offset, key, color in ((-0.25, "p50", "#4c72b0"), (0, "p95", "#dd8452"), (0.25, "p99", "#c44e52")):
+            bars = ax.bar(x + offset, [r["latency_ms"][key] for r in rows], 0.25, label=key, color=color)
+            ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        ax.set_xticks(x, [r["backend"] for r in rows], rotation=15)
 
 
 def plot_throughput(report: dict[str, Any], path: Path) -> None:
@@ -120,29 +130,19 @@ def plot_throughput(report: dict[str, Any], path: Path) -> None:
         report: the report dict.
         path: where to write the PNG.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = report["backends"]
     sizes = list(rows[0]["throughput"])
     width = 0.8 / len(rows)
-    fig, ax = plt.subplots(figsize=(max(6, 2 * len(sizes) + len(rows)), 4))
     x = np.arange(len(sizes))
-    for i, r in enumerate(rows):
-        med = [r["throughput"][bs]["median"] for bs in sizes]
-        err = [[m - r["throughput"][bs]["min"] for bs, m in zip(sizes, med)],
-               [r["throughput"][bs]["max"] - m for bs, m in zip(sizes, med)]]
-        bars = ax.bar(x + i * width - 0.4 + width / 2, med, width, yerr=err, capsize=3, label=r["backend"])
-        ax.bar_label(bars, fmt="%.0f", fontsize=7)
-    ax.set_xticks(x, [f"batch {bs}" for bs in sizes])
-    ax.set_ylabel("sentences / s (median, min–max)")
-    ax.set_title(f"Throughput, {report['machine']['threads']} threads")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with _figure(path, max(6, 2 * len(sizes) + len(rows)), f"Throughput, {report['machine']['threads']} threads",
+                 "sentences / s (median, min–max)", legend_size=8) as ax:
+        for i, r in enumerate(rows):
+            med = [r["throughput"][bs]["median"] for bs in sizes]
+            err = [[m - r["throughput"][bs]["min"] for bs, m in zip(sizes, med)],
+                   [r["throughput"][bs]["max"] - m for bs, m in zip(sizes, med)]]
+            bars = ax.bar(x + i * width - 0.4 + width / 2, med, width, yerr=err, capsize=3, label=r["backend"])
+            ax.bar_label(bars, fmt="%.0f", fontsize=7)
+        ax.set_xticks(x, [f"batch {bs}" for bs in sizes])
 
 
 def write_report(report: dict[str, Any], output: Path) -> None:

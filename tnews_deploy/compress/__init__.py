@@ -12,7 +12,9 @@ transformers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 
 __all__ = ["DistillConfig", "DistillResult", "TrimConfig", "TrimRefused", "TrimReport", "TrimResult", "distill_model",
            "trim_vocab"]
@@ -23,12 +25,4 @@ if TYPE_CHECKING:
     from .distill import DistillConfig, DistillResult, distill_model
     from .trim import TrimConfig, TrimRefused, TrimReport, TrimResult, trim_vocab
 
-
-def __getattr__(name: str) -> Any:
-    if name in _TRIM:
-        from . import trim as module
-    elif name in _DISTILL:
-        from . import distill as module
-    else:
-        raise AttributeError(f"module 'tnews_deploy.compress' has no attribute {name!r}")
-    return getattr(module, name)
+__getattr__ = lazy_exports(__name__, {**dict.fromkeys(_TRIM, "trim"), **dict.fromkeys(_DISTILL, "distill")})

@@ -51,6 +51,7 @@ from typing import Any
 
 from ..errors import ConfigError, UserError
 from ..runfiles import CHECKPOINT_DIR, METRICS_FILE, RUN_CONFIG_FILE, WEIGHT_FILES, is_finished, write_json_atomic
+from ..validation import is_int, is_number, require
 
 logger = logging.getLogger(__name__)
 
@@ -120,14 +121,7 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if self.layer_indices is not None:
             object.__setattr__(self, "layer_indices", tuple(self.layer_indices))
-
-        def is_int(value: Any) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        def is_number(value: Any) -> bool:
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-        checks = [
+        require([
             (bool(str(self.teacher).strip()), "TEACHER must name a checkpoint, run or grid folder"),
             (is_int(self.layers) and self.layers >= 1, f"--layers must be an integer >= 1 (got {self.layers!r})"),
             (is_number(self.temperature) and self.temperature > 0,
@@ -153,10 +147,7 @@ class DistillConfig:
             (self.save_every is None or (is_int(self.save_every) and self.save_every >= 1),
              f"--save-every must be an integer >= 1 (got {self.save_every!r})"),
             (self.seed is None or (is_int(self.seed) and self.seed >= 0), f"--seed must be >= 0 (got {self.seed!r})"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message + ".")
+        ])
         if self.layer_indices is not None:
             indices = self.layer_indices
             if not all(is_int(i) and i >= 0 for i in indices):
@@ -609,13 +600,12 @@ def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_chec
                    texts: list[str], labels: list[int], logits, run_dir: Path, *, quiet: bool) -> dict[str, Any]:
     """Build, train, select and score the student; save its checkpoint. Returns the metrics."""
     import numpy as np
-    import torch
     from datasets import Dataset
-    from transformers import AutoTokenizer, TrainingArguments, set_seed
+    from transformers import AutoTokenizer, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from ..training.metrics import selection_metrics
-    from ..training.run import save_checkpoint, score_run, tokenize
+    from ..training.run import save_checkpoint, score_run, tokenize, training_arguments
     from ..training.selection import SelectBestCallback
     from ..training.variants import count_parameters
     from .distill_trainer import (
@@ -637,39 +627,24 @@ def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_chec
     trainable, total = count_parameters(student)
     tokenizer = AutoTokenizer.from_pretrained(teacher_checkpoint)
 
-    transfer = tokenize(Dataset.from_dict({"sentence": texts, "label": labels}), tokenizer, settings["max_length"])
+    transfer = tokenize(Dataset.from_dict({"sentence": texts, "label": labels}), tokenizer, settings["max_length"],
+                        quiet=quiet)
     transfer = transfer.add_column(TEACHER_LOGITS, [row.tolist() for row in np.asarray(logits, dtype=np.float32)])
-    selection = tokenize(splits.selection, tokenizer, settings["max_length"]) if len(splits.selection) else None
-    evaluation = tokenize(splits.evaluation, tokenizer, settings["max_length"])
+    selection = (tokenize(splits.selection, tokenizer, settings["max_length"], quiet=quiet)
+                 if len(splits.selection) else None)
+    evaluation = tokenize(splits.evaluation, tokenizer, settings["max_length"], quiet=quiet)
     use_selection = selection is not None and (config.select_best or config.early_stopping_patience > 0)
 
-    cuda = torch.cuda.is_available()
-    args = TrainingArguments(
-        output_dir=str(work_dir),
-        num_train_epochs=settings["effective_epochs"],
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.eval_batch_size,
-        learning_rate=config.lr,
-        weight_decay=config.weight_decay,
-        warmup_ratio=config.warmup_ratio,
-        lr_scheduler_type="linear",
-        eval_strategy="steps" if use_selection else "no",
-        eval_steps=settings["eval_every"],
+    args = training_arguments(
+        work_dir, config, epochs=settings["effective_epochs"], eval_every=settings["eval_every"],
+        seed=settings["train_seed"], evaluate=use_selection, quiet=quiet,
         save_strategy="steps",
         save_steps=settings["save_every_steps"],
         save_total_limit=1,
         # Without this the Trainer restores no callback state on resume: the selection callback would
         # forget its best score and overwrite the best weights with the next evaluation's.
         restore_callback_states_from_checkpoint=True,
-        logging_steps=max(1, min(50, settings["eval_every"])),
-        seed=settings["train_seed"],
-        data_seed=settings["train_seed"],
-        report_to=[],
         remove_unused_columns=False,  # the teacher logits are not a model input
-        bf16=cuda and torch.cuda.is_bf16_supported(),
-        dataloader_num_workers=0,
-        disable_tqdm=quiet,
-        use_cpu=not cuda,
     )
     callbacks = [ElapsedCallback(work_dir / ELAPSED_FILE)]
     if use_selection:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..validation import is_number, require
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,12 @@ class GatePolicy:
     max_f1_drop: float = 0.01
 
     def __post_init__(self) -> None:
-        if not 0 <= self.min_agreement <= 1:
-            raise ConfigError(f"--min-agreement must be between 0 and 1 (got {self.min_agreement}).")
-        if not -1 <= self.max_f1_drop <= 1:
-            raise ConfigError(f"--max-f1-drop must be between -1 and 1 (got {self.max_f1_drop}).")
+        require([
+            (is_number(self.min_agreement) and 0 <= self.min_agreement <= 1,
+             f"--min-agreement must be between 0 and 1 (got {self.min_agreement!r})"),
+            (is_number(self.max_f1_drop) and -1 <= self.max_f1_drop <= 1,
+             f"--max-f1-drop must be between -1 and 1 (got {self.max_f1_drop!r})"),
+        ])
 
 
 @dataclass

@@ -9,8 +9,9 @@ until an app name is used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..lazy import lazy_exports
 from .config import ServiceConfig
 
 __all__ = ["ApiError", "MicroBatcher", "ServiceConfig", "create_app", "create_app_from_env", "serve"]
@@ -21,10 +22,4 @@ if TYPE_CHECKING:
 _APP_NAMES = {"ApiError", "MicroBatcher", "create_app", "create_app_from_env", "serve", "parse_classify_request",
               "without_paths", "model_summary"}
 
-
-def __getattr__(name: str) -> Any:
-    if name in _APP_NAMES:
-        from . import app
-
-        return getattr(app, name)
-    raise AttributeError(f"module 'tnews_deploy.service' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, dict.fromkeys(_APP_NAMES, "app"))

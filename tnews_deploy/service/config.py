@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..validation import require
 
 ENV_PREFIX = "TNEWS_DEPLOY_"
 
@@ -53,9 +53,7 @@ class ServiceConfig:
             (self.max_queue >= 1, f"--max-queue must be >= 1 (got {self.max_queue})"),
             (self.graceful_timeout_s > 0, f"--graceful-timeout must be > 0 seconds (got {self.graceful_timeout_s})"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message + ".")
+        require(checks)
 
     def to_env(self) -> dict[str, str]:
         """For uvicorn workers, which build the app in their own process."""

@@ -7,8 +7,9 @@ transformers: the names below are loaded from their modules on first use.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .config import PRESETS, VARIANTS, GridConfig, TrainConfig, resolve_config
@@ -36,8 +37,4 @@ __all__ = [
     "train_run",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _MODULE_OF:
-        return getattr(import_module(f".{_MODULE_OF[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _MODULE_OF)

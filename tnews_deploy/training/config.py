@@ -17,16 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..validation import require
 
 VARIANTS: tuple[str, ...] = ("full", "freeze-embeddings", "freeze-encoder")
 DEFAULT_MODEL = "bert-base-chinese"
 DEFAULT_DATA = "clue/tnews"
-
-
-def _check(checks: list[tuple[bool, str]]) -> None:
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message + ".")
 
 
 @dataclass(frozen=True)
@@ -58,7 +53,7 @@ class TrainConfig:
     eval_batch_size: int = 64
 
     def __post_init__(self) -> None:
-        _check([
+        require([
             (self.variant in VARIANTS, f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}"),
             (self.preset in PRESETS, f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}"),
             (self.train_size > 0, f"--train-size must be positive (got {self.train_size})"),
@@ -176,7 +171,7 @@ class GridConfig:
         object.__setattr__(self, "variants", tuple(self.variants))
         object.__setattr__(self, "train_sizes", tuple(self.train_sizes))
         unknown = [v for v in self.variants if v not in VARIANTS]
-        _check([
+        require([
             (bool(self.variants), "--variants names no variant"),
             (not unknown, f"unknown variant(s) {', '.join(map(str, unknown))}; choose from {', '.join(VARIANTS)}"),
             (bool(self.train_sizes), "--train-sizes names no size"),

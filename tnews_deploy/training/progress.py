@@ -18,28 +18,25 @@ from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 logger = logging.getLogger(__name__)
 
 
+def _with(line: str, logs: dict[str, Any], fields: tuple[tuple[str, str, str], ...]) -> str:
+    """`line` followed by ", <name> <value>" for each (key, name, format) of `fields` that `logs` has."""
+    return line + "".join(f", {name} {logs[key]:{fmt}}" for key, name, fmt in fields if key in logs)
+
+
 def describe(logs: dict[str, Any], step: int, max_steps: int) -> tuple[int, str] | None:
     """A log level and a readable line for one Trainer log entry (None: nothing worth a line)."""
     where = f"step {step:,}/{max_steps:,}"
     if "epoch" in logs:
         where += f" (epoch {logs['epoch']:.2f})"
     if "eval_macro_f1" in logs:
-        line = f"{where}: selection macro-F1 {logs['eval_macro_f1']:.4f}"
-        if "eval_micro_f1" in logs:
-            line += f", micro-F1 {logs['eval_micro_f1']:.4f}"
-        if "eval_loss" in logs:
-            line += f", loss {logs['eval_loss']:.4f}"
-        return logging.INFO, line
+        return logging.INFO, _with(f"{where}: selection macro-F1 {logs['eval_macro_f1']:.4f}", logs,
+                                   (("eval_micro_f1", "micro-F1", ".4f"), ("eval_loss", "loss", ".4f")))
     if "train_runtime" in logs:
         return logging.DEBUG, (f"{where}: training done in {logs['train_runtime']:.1f} s, "
                                f"mean loss {logs.get('train_loss', float('nan')):.4f}")
     if "loss" in logs:
-        line = f"{where}: loss {logs['loss']:.4f}"
-        if "learning_rate" in logs:
-            line += f", lr {logs['learning_rate']:.3g}"
-        if "grad_norm" in logs:
-            line += f", grad norm {logs['grad_norm']:.3g}"
-        return logging.DEBUG, line
+        return logging.DEBUG, _with(f"{where}: loss {logs['loss']:.4f}", logs,
+                                    (("learning_rate", "lr", ".3g"), ("grad_norm", "grad norm", ".3g")))
     return None
 
 

@@ -179,13 +179,69 @@ def load_model_and_tokenizer(model: str, label_names: list[str]):
     return net, tokenizer
 
 
-def tokenize(dataset, tokenizer, max_length: int):
+
+def training_arguments(work_dir: Path, config: Any, *, epochs: float, eval_every: int, seed: int, evaluate: bool,
+                       quiet: bool, **extra: Any):
+    """The `TrainingArguments` every run of this toolkit shares (`train`, `grid`, `distill`).
+
+    AdamW with a linear schedule after warm-up; one selection evaluation every `eval_every` steps when
+    `evaluate`; bf16 on a CUDA device that supports it, else the CPU; no reporting integrations.
+
+    Args:
+        work_dir: the Trainer's output_dir (its checkpoints, if any are saved).
+        config: a `TrainConfig` or `DistillConfig`: its batch_size, eval_batch_size, lr, weight_decay and
+            warmup_ratio are used.
+        epochs: passes over the training set (fractional allowed).
+        eval_every: steps between selection evaluations; also caps the logging interval (at most 50).
+        seed: seeds both the model initialisation and the data order.
+        evaluate: evaluate on the selection slice at all.
+        quiet: no progress bars.
+        extra: further `TrainingArguments` fields (saving, resume), overriding these.
+    """
+    import torch
+    from transformers import TrainingArguments
+
+    cuda = torch.cuda.is_available()
+    settings: dict[str, Any] = dict(
+        output_dir=str(work_dir),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_ratio=config.warmup_ratio,
+        lr_scheduler_type="linear",
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=eval_every,
+        logging_steps=max(1, min(50, eval_every)),
+        seed=seed,
+        data_seed=seed,
+        report_to=[],
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        dataloader_num_workers=0,
+        disable_tqdm=quiet,
+        use_cpu=not cuda,
+    )
+    settings.update(extra)
+    return TrainingArguments(**settings)
+
+def tokenize(dataset, tokenizer, max_length: int, *, quiet: bool = False):
+    """`dataset` with its sentences tokenized (truncated to `max_length`); only `label` kept. `quiet`: no bar."""
+    import datasets
+
     def encode(batch):
         return tokenizer(batch["sentence"], truncation=True, max_length=max_length)
 
     keep = {"label"}
     drop = [c for c in dataset.column_names if c not in keep]
-    return dataset.map(encode, batched=True, remove_columns=drop, desc="tokenizing")
+    silence = quiet and not datasets.are_progress_bars_disabled()  # datasets' switch is process-wide
+    if silence:
+        datasets.disable_progress_bars()
+    try:
+        return dataset.map(encode, batched=True, remove_columns=drop, desc="tokenizing")
+    finally:
+        if silence:
+            datasets.enable_progress_bars()
 
 
 def train_run(
@@ -211,8 +267,8 @@ def train_run(
     Raises:
         ModelError: `config.model` cannot be loaded; DataError / ConfigError: the data or the sizes.
     """
-    import torch
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+    import torch  # noqa: F401  (first: without the train extra, fail before any data is read)
+    from transformers import DataCollatorWithPadding, Trainer, set_seed
 
     from .progress import use_readable_progress
     from .variants import apply_variant, count_parameters
@@ -254,35 +310,19 @@ def train_run(
     apply_variant(model, config.variant)
     trainable, total = count_parameters(model)
 
-    train_ds = tokenize(splits.train[config.train_size], tokenizer, config.max_length)
-    selection_ds = tokenize(splits.selection, tokenizer, config.max_length) if len(splits.selection) else None
-    eval_ds = tokenize(splits.evaluation, tokenizer, config.max_length)
+    train_ds = tokenize(splits.train[config.train_size], tokenizer, config.max_length, quiet=quiet)
+    selection_ds = (tokenize(splits.selection, tokenizer, config.max_length, quiet=quiet)
+                    if len(splits.selection) else None)
+    eval_ds = tokenize(splits.evaluation, tokenizer, config.max_length, quiet=quiet)
 
     use_selection = selection_ds is not None and (config.select_best or config.early_stopping_patience > 0)
-    cuda = torch.cuda.is_available()
     work_dir = run_dir / "trainer"
-    args = TrainingArguments(
-        output_dir=str(work_dir),
-        num_train_epochs=config.effective_epochs(),
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.eval_batch_size,
-        learning_rate=config.lr,
-        weight_decay=config.weight_decay,
-        warmup_ratio=config.warmup_ratio,
-        lr_scheduler_type="linear",
-        eval_strategy="steps" if use_selection else "no",
-        eval_steps=config.eval_every(),
+    args = training_arguments(
+        work_dir, config, epochs=config.effective_epochs(), eval_every=config.eval_every(), seed=config.seed,
+        evaluate=use_selection, quiet=quiet,
         # The best weights are kept in memory by SelectBestCallback: no checkpoint
         # of ~0.5 GB is written to disk at every evaluation.
         save_strategy="no",
-        logging_steps=max(1, min(50, config.eval_every())),
-        seed=config.seed,
-        data_seed=config.seed,
-        report_to=[],
-        bf16=cuda and torch.cuda.is_bf16_supported(),
-        dataloader_num_workers=0,
-        disable_tqdm=quiet,
-        use_cpu=not cuda,
     )
     selector = SelectBestCallback(
         patience=config.early_stopping_patience, keep_best=config.select_best
