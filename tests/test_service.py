@@ -51,7 +51,8 @@ def test_health_and_model_info(client, exported):
     assert len(info["labels"]) == 15 and info["max_length"] == exported.manifest["max_length"]
     assert info["manifest"]["verification"]["passed"] is True
     assert info["manifest"]["model"]["sha256"] == exported.manifest["model"]["sha256"]
-    assert info["limits"] == {"max_batch": 64, "max_chars": 500, "max_queue": 64}
+    assert info["limits"] == {"max_batch": 64, "max_chars": 500, "max_queue": 64,
+                              "max_body_bytes": ServiceConfig(exported.output, max_batch=64, max_chars=500).max_body_bytes}
 
 
 BAD_REQUESTS = [
@@ -119,6 +120,30 @@ def test_service_config_validates_itself(tmp_path, kwargs, message):
 
     with pytest.raises(ConfigError, match=message):
         ServiceConfig(model_dir=tmp_path, **kwargs)
+
+
+def test_a_body_over_the_cap_is_refused_before_it_is_read(client):
+    """413 body_too_large from the declared length, and from a chunked body as it streams in; the largest valid
+    request (every text at max_chars, each character at its longest JSON spelling) still fits under the cap."""
+    limit = client.get("/v1/model").json()["limits"]["max_body_bytes"]
+    padded = b'{"texts": ["x"]' + b" " * limit + b"}"  # valid JSON, but no request needs that much space
+    response = client.post("/v1/classify", content=padded, headers={"content-type": "application/json"})
+    assert (response.status_code, response.json()["error"]["code"]) == (413, "body_too_large")
+
+    sent = []
+
+    def chunks():  # no Content-Length: the server must count while it reads, and stop reading
+        for _ in range(limit // 1024 + 64):
+            sent.append(1)
+            yield b" " * 1024
+
+    response = client.post("/v1/classify", content=chunks(), headers={"content-type": "application/json"})
+    assert (response.status_code, response.json()["error"]["code"]) == (413, "body_too_large")
+
+    largest = json.dumps({"texts": ["\U0001f600" * 500] * 64, "top_k": 1}).encode()  # ensure_ascii: 12 bytes/char
+    assert len(largest) <= limit
+    response = client.post("/v1/classify", content=largest, headers={"content-type": "application/json"})
+    assert response.status_code == 200 and len(response.json()["predictions"]) == 64
 
 
 def test_unusual_but_valid_texts(client):

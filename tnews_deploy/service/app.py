@@ -16,7 +16,9 @@ Every bad request gets a 4xx with `{"error": {"code", "message"[, "positions"]}}
 never a 500: invalid JSON or UTF-8, or JSON nested too deeply (400); a body that
 is not an object, `texts` that is not a list, non-string or empty texts, texts
 with lone UTF-16 surrogates (422, positions named); more than `max_batch` texts or
-a text over `max_chars` characters (413); an unknown path (404) or method (405).
+a text over `max_chars` characters, or a body over `max_body_bytes` (413, refused
+before the body is read: from its Content-Length, or while a chunked body streams in);
+an unknown path (404) or method (405).
 `/v1/model` shows the manifest without filesystem paths.
 
 Prediction runs in the thread pool, off the event loop, so slow requests do not
@@ -206,6 +208,29 @@ class MicroBatcher:
                     future.set_result(self.predictor.rank(rows, top_k))
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 `body_too_large` as soon as it is known to exceed `limit` bytes.
+
+    A declared Content-Length over the limit is refused before anything is read; a chunked body is read
+    chunk by chunk and refused once the running total passes the limit, so memory stays bounded.
+
+    Args:
+        request: the incoming request.
+        limit: most bytes accepted.
+    """
+    refused = ApiError(413, "body_too_large", f"request body over {limit} bytes; no valid request is that large.")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise refused
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise refused
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def model_summary(predictor: Predictor) -> dict[str, Any]:
     manifest = predictor.manifest
     return {
@@ -342,7 +367,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
                   (400, "BadRequest", "`invalid_json`: not JSON, or nested too deeply; `invalid_utf8`: not UTF-8."),
                   (413, "PayloadTooLarge", f"`too_many_texts`: more than {config.max_batch} texts; "
                                            f"`text_too_long`: a text over {config.max_chars} characters "
-                                           "(positions)."),
+                                           f"(positions); `body_too_large`: a body over {config.max_body_bytes} "
+                                           "bytes (more than any valid request needs)."),
                   (422, "Unprocessable", "`invalid_body`: not a JSON object; `missing_texts`; `texts_not_a_list`; "
                                          "`text_not_a_string`, `empty_text` (empty or whitespace-only), "
                                          "`invalid_text` (lone UTF-16 surrogate): positions named; "
@@ -353,7 +379,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
                   internal))
     async def classify(request: Request) -> dict[str, Any]:
         """Classify up to `max_batch` texts; answers in input order."""
-        texts, top_k = parse_classify_request(await request.body(), config, num_labels)
+        texts, top_k = parse_classify_request(await read_body(request, config.max_body_bytes), config, num_labels)
         request.state.texts = len(texts)
         metrics.texts.observe(len(texts))
         if not texts:
@@ -401,7 +427,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
             **summary,
             "labels": list(predictor.labels),
             "max_length": predictor.max_length,
-            "limits": {"max_batch": config.max_batch, "max_chars": config.max_chars, "max_queue": config.max_queue},
+            "limits": {"max_batch": config.max_batch, "max_chars": config.max_chars, "max_queue": config.max_queue,
+                       "max_body_bytes": config.max_body_bytes},
             "micro_batching": ({"window_ms": config.batch_window_ms, "max_texts": config.batch_max_texts,
                                 "batches": batcher.batches, "requests": batcher.requests}
                                if batcher else None),

@@ -13,6 +13,10 @@ from pathlib import Path
 from ..validation import require
 
 ENV_PREFIX = "TNEWS_DEPLOY_"
+# Body cap: the largest valid request (max_batch texts of max_chars characters, each character at its longest
+# JSON spelling, a \uXXXX\uXXXX surrogate pair = 12 bytes) plus this much for the rest (keys, top_k, spaces).
+BODY_SLACK_BYTES = 64 * 1024
+MAX_JSON_BYTES_PER_CHAR = 12
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,11 @@ class ServiceConfig:
             (self.graceful_timeout_s > 0, f"--graceful-timeout must be > 0 seconds (got {self.graceful_timeout_s})"),
         ]
         require(checks)
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest request body read (larger: 413 `body_too_large` before it is read): any valid request fits."""
+        return BODY_SLACK_BYTES + self.max_batch * (self.max_chars * MAX_JSON_BYTES_PER_CHAR + 8)
 
     def to_env(self) -> dict[str, str]:
         """For uvicorn workers, which build the app in their own process."""

@@ -23,7 +23,7 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
     400: ("invalid_json", "invalid_utf8"),
     404: ("not_found",),
     405: ("method_not_allowed",),
-    413: ("too_many_texts", "text_too_long"),
+    413: ("too_many_texts", "text_too_long", "body_too_large"),
     422: ("invalid_body", "missing_texts", "texts_not_a_list", "text_not_a_string", "empty_text", "invalid_text",
           "invalid_top_k"),
     500: ("internal_error",),
@@ -75,6 +75,8 @@ class Limits(BaseModel):
     max_batch: int = Field(description="Most texts in one request (more: 413 too_many_texts).")
     max_chars: int = Field(description="Longest text, in characters (longer: 413 text_too_long).")
     max_queue: int = Field(description="Most classify requests waiting for or in the model (more: 503 overloaded).")
+    max_body_bytes: int = Field(description="Largest request body read (larger: 413 body_too_large); any valid "
+                                            "request fits.")
 
 
 class MicroBatching(BaseModel):
@@ -199,7 +201,8 @@ def build_schemas(max_batch: int, max_chars: int, labels: tuple[str, ...]) -> Se
     errors = {
         "BadRequest": error_model("BadRequest", ERROR_CODES[400], "The body is not valid JSON / UTF-8, or is "
                                                                    "nested too deeply."),
-        "PayloadTooLarge": error_model("PayloadTooLarge", ERROR_CODES[413], "Too many texts, or a text too long."),
+        "PayloadTooLarge": error_model("PayloadTooLarge", ERROR_CODES[413],
+                                       "Too many texts, a text too long, or a body too large."),
         "Unprocessable": error_model("Unprocessable", ERROR_CODES[422], "Valid JSON that is not a valid request."),
         "Unavailable": error_model("Unavailable", ("overloaded", "shutting_down"),
                                    "The model's queue is full, or the service stopped before answering."),
