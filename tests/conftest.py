@@ -12,6 +12,15 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_TNEWS = SHARED / "data" / "tnews"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory) -> Path:
+    """The user-wide cache (teacher logits) in a temporary folder: tests never write to ~/.cache."""
+    folder = tmp_path_factory.mktemp("user-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TNEWS_DEPLOY_CACHE", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def synthetic_rows():
     return synthetic_splits()

@@ -282,6 +282,39 @@ def test_interrupted_teacher_logits_resume_at_the_last_chunk(teacher, tmp_path, 
     assert sorted(p.name for p in run_dir.iterdir()) == [info["file"]]  # no partial files, no export left
 
 
+def test_a_second_student_reuses_the_teachers_logits_from_the_user_cache(teacher, tmp_path, monkeypatch):
+    """Logits computed for one run folder serve another run on the same texts without exporting the teacher
+    again; a teacher whose weights file changes (retrained in place) gets a new key."""
+    import os
+
+    import numpy as np
+
+    from tnews_deploy.compress import distill as module
+
+    monkeypatch.setenv(module.CACHE_ENV, str(tmp_path / "cache"))
+    texts = [r["sentence"] for r in make_rows(4, seed=43)]
+    (tmp_path / "a").mkdir()
+    first, info = module.teacher_logits(teacher.run_dir, teacher.checkpoint, texts, 32, tmp_path / "a", quiet=True)
+    assert info["cached"] is False and (module.logits_cache_dir() / info["file"]).is_file()
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the teacher was exported again")
+
+    monkeypatch.setattr("tnews_deploy.export.export_model", no_export)
+    (tmp_path / "b").mkdir()
+    second, again = module.teacher_logits(teacher.run_dir, teacher.checkpoint, texts, 32, tmp_path / "b", quiet=True)
+    assert (again["file"], again["cached"]) == (info["file"], True) and np.array_equal(first, second)
+    assert (tmp_path / "b" / info["file"]).is_file()  # the run folder holds its own copy
+
+    weights = next(teacher.checkpoint / w for w in module.WEIGHT_FILES if (teacher.checkpoint / w).is_file())
+    stat = weights.stat()
+    try:
+        os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        assert module.transfer_key(texts, teacher.checkpoint, 32) != info["file"].split("-")[-1].split(".")[0]
+    finally:
+        os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 def test_resumed_selection_keeps_the_best_weights_found_before_the_kill(tmp_path):
     import torch
     from transformers import TrainerControl, TrainerState

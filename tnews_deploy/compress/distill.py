@@ -17,8 +17,10 @@
    export of the teacher and the runtime `Predictor` (1.8x faster than PyTorch
    on this CPU, see docs/compression.md; the export is verified against PyTorch first),
    and caches them in the run folder (`teacher-logits-<hash>.npy`, keyed by the
-   transfer texts, the teacher and max_length; a killed computation resumes at
-   its last finished chunk);
+   transfer texts, the teacher's weights file and max_length; a killed computation
+   resumes at its last finished chunk) and in the user cache
+   (`$TNEWS_DEPLOY_CACHE`, default `~/.cache/tnews-deploy/teacher-logits/`), so a
+   second student of the same teacher on the same texts skips this step;
 5. builds the student: the teacher's config with `num_hidden_layers = N`, the
    teacher's embeddings, N evenly spaced encoder layers (DistilBERT-style: 0, 2,
    4, 7, 9, 11 for 6 of 12), pooler and classifier head;
@@ -41,6 +43,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import time
@@ -58,6 +61,7 @@ logger = logging.getLogger(__name__)
 WORK_DIR = "trainer"  # Trainer checkpoints, best weights, resume records; removed when the run finishes
 TEACHER_EXPORT_DIR = "teacher-fp32"  # removed once the teacher logits are cached
 LOGITS_FILE = "teacher-logits-{key}.npy"
+CACHE_ENV = "TNEWS_DEPLOY_CACHE"  # root of the user cache (teacher logits); default ~/.cache/tnews-deploy
 RESUMES_FILE = "resumes.json"
 ELAPSED_FILE = "elapsed.json"
 LOGITS_CHUNK = 2048  # texts per teacher call between two progress saves
@@ -330,18 +334,41 @@ def build_transfer_set(
 
 
 def transfer_key(texts: Sequence[str], teacher_checkpoint: Path, max_length: int) -> str:
-    """The cache key of teacher logits: sha256 of the texts, the teacher's weights file and max_length."""
+    """The cache key of teacher logits: sha256 of the texts, the teacher's weights file and max_length.
+
+    The weights file counts by path, size and modification time: a teacher retrained into the same folder
+    gets a new key, without hashing hundreds of MB at every run.
+    """
 
     digest = hashlib.sha256()
     for text in texts:
         digest.update(text.encode("utf-8", "surrogatepass") + b"\n")
     weights = next((teacher_checkpoint / w for w in WEIGHT_FILES if (teacher_checkpoint / w).is_file()), None)
     stat = weights.stat() if weights else None
-    digest.update(f"\0{teacher_checkpoint.resolve()}\0{stat.st_size if stat else 0}\0{max_length}".encode())
+    digest.update(f"\0{teacher_checkpoint.resolve()}\0{stat.st_size if stat else 0}\0{stat.st_mtime_ns if stat else 0}"
+                  f"\0{max_length}".encode())
     return digest.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- teacher logits
+
+
+def logits_cache_dir() -> Path:
+    """The user-wide teacher-logits cache: `$TNEWS_DEPLOY_CACHE/teacher-logits`, else under ~/.cache."""
+    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "tnews-deploy"
+    return Path(root) / "teacher-logits"
+
+
+def _share(path: Path) -> None:
+    """Copy finished logits into the user cache; a cache that cannot be written only costs a recomputation."""
+    try:
+        shared = logits_cache_dir()
+        shared.mkdir(parents=True, exist_ok=True)
+        tmp = shared / f".{path.name}.{os.getpid()}.tmp"
+        shutil.copyfile(path, tmp)
+        tmp.replace(shared / path.name)
+    except OSError as exc:
+        logger.debug("teacher logits not copied to the user cache: %s", exc)
 
 
 def teacher_logits(
@@ -354,7 +381,7 @@ def teacher_logits(
     threads: int | None = None,
     quiet: bool = False,
 ):
-    """The teacher's logits on `texts` (float32, (len(texts), classes)), cached in `run_dir`.
+    """The teacher's logits on `texts` (float32, (len(texts), classes)), cached in `run_dir` and the user cache.
 
     Computed through a verified fp32 ONNX export of the teacher (`export_model`, into
     `run_dir/teacher-fp32`, removed afterwards) and the runtime `Predictor`, `LOGITS_CHUNK` texts at a
@@ -380,14 +407,17 @@ def teacher_logits(
 
     key = transfer_key(texts, teacher_checkpoint, max_length)
     final = run_dir / LOGITS_FILE.format(key=key)
-    info: dict[str, Any] = {"file": final.name, "cached": final.is_file(), "seconds": 0.0}
-    if final.is_file():
-        logits = np.load(final)
-        if logits.shape[0] == len(texts):
-            logger.info("teacher logits: cached in %s", final.name)
-            return logits, info
-        final.unlink()
-        info["cached"] = False
+    info: dict[str, Any] = {"file": final.name, "cached": False, "seconds": 0.0}
+    for cached in (final, logits_cache_dir() / final.name):
+        if cached.is_file():
+            logits = np.load(cached)
+            if logits.shape[0] == len(texts):
+                if cached != final:
+                    shutil.copyfile(cached, final)
+                logger.info("teacher logits: cached in %s", cached)
+                info["cached"] = True
+                return logits, info
+            cached.unlink(missing_ok=True)
     started = time.perf_counter()
     export_dir = run_dir / TEACHER_EXPORT_DIR
     manifest = _read_json(export_dir / MANIFEST_FILE) or {}
@@ -428,6 +458,7 @@ def teacher_logits(
     partial.unlink(missing_ok=True)
     progress.unlink(missing_ok=True)
     shutil.rmtree(export_dir, ignore_errors=True)
+    _share(final)
     info["seconds"] = round(time.perf_counter() - started, 1)
     logger.info("teacher logits: %d texts in %.0f s -> %s", len(texts), info["seconds"], final.name)
     return logits, info
