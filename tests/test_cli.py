@@ -276,5 +276,8 @@ def test_train_and_export_show_progress_not_false_alarms(big_vocab_model, hf_dat
         for noise in KNOWN_NOISE:
             assert noise not in command.stdout + command.stderr, (noise, command.args[3])
     assert "selection macro-F1" in train.stderr and "macro-F1" in train.stdout
+    # stderr is a pipe, not a terminal: log lines only, no redrawn bars (carriage returns, cursor-up codes)
+    for command in (train, export):
+        assert "\r" not in command.stderr and "\x1b[" not in command.stderr and "it/s" not in command.stderr
     assert "verifying on 100 evaluation sentences" in export.stderr and "accepted:" in export.stderr
     assert "agreement 100.00%" in export.stdout

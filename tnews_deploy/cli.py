@@ -158,11 +158,16 @@ def hyperparameter_options(func: Callable) -> Callable:
                      help="Seed for subsets and training."),
         click.option("--stratify/--no-stratify", default=TrainConfig.stratify, show_default=True,
                      help="Draw subsets class-proportionally."),
-        click.option("--quiet", is_flag=True, help="No progress bars."),
+        click.option("--quiet", is_flag=True, help="No progress bars (there are none when stderr is not a terminal)."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _no_bars(quiet: bool) -> bool:
+    """Progress bars only on a terminal: redrawn bars in a log file are noise (log lines say how it goes)."""
+    return quiet or not sys.stderr.isatty()
 
 
 def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -271,7 +276,7 @@ def train(variant: str, train_size: int, output: Path, model: str, data: str, pr
         f"training {variant} × {train_size:,} on {model}: lr {config.lr:g}, batch {config.batch_size}, "
         f"{config.effective_epochs():g} epochs ({config.total_steps():,} steps), max_length {config.max_length}"
     )
-    result = train_run(config, output, quiet=quiet)
+    result = train_run(config, output, quiet=_no_bars(quiet))
     m = result.metrics
     click.echo(
         f"macro-F1 {m['macro_f1']:.4f}  micro-F1 {m['micro_f1']:.4f}  accuracy {m['accuracy']:.4f}  "
@@ -301,7 +306,7 @@ def grid(variants: tuple[str, ...], train_sizes: tuple[int, ...], output: Path, 
     from .training.grid import record_command, run_grid
 
     record_command(output, "tnews-deploy " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
-    results = run_grid(config, quiet=quiet)
+    results = run_grid(config, quiet=_no_bars(quiet))
     click.echo((output / "results.md").read_text(encoding="utf-8"))
     best = results["best"]
     click.echo(f"best run: {best['variant']} × {best['train_size']:,} -> {output / best['checkpoint']}")
@@ -623,7 +628,7 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | No
 @click.option("--max-length", type=int, help="Token cap for verification; default: the run's.")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Verification batch size.")
 @click.option("--force", is_flag=True, help="Replace --output if it exists.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars (there are none when stderr is not a terminal).")
 @user_errors
 def trim_vocab(source: Path, output: Path, corpus: str | None, data: str | None, verify_size: int | None,
                min_agreement: float, max_length: int | None, batch_size: int, force: bool, quiet: bool) -> None:
@@ -666,7 +671,7 @@ def trim_vocab(source: Path, output: Path, corpus: str | None, data: str | None,
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     config = TrimConfig(corpus=corpus, data=data, verify_size=verify_size, min_agreement=min_agreement,
-                        max_length=max_length, batch_size=batch_size, force=force, progress=not quiet)
+                        max_length=max_length, batch_size=batch_size, force=force, progress=not _no_bars(quiet))
     result = run_trim(source, output, config)
     r, report = result.record, result.report
     vocab, params, size = r["tokenizer"], r["parameters"], r["checkpoint_bytes"]
@@ -730,7 +735,7 @@ def _layer_indices(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--train-embeddings/--freeze-embeddings", default=_DISTILL.train_embeddings, show_default=True,
               help="Train the word embeddings too (default frozen: they are most of the model, and AdamW over "
                    "them costs more than the 6 layers on a CPU).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars (there are none when stderr is not a terminal).")
 @user_errors
 def distill(teacher: Path, output: Path, quiet: bool, **kwargs: Any) -> None:
     """Distill TEACHER into a student with fewer encoder layers.
@@ -761,7 +766,7 @@ def distill(teacher: Path, output: Path, quiet: bool, **kwargs: Any) -> None:
         package_logger.addHandler(handler)
         package_logger.setLevel(logging.INFO)
     config = DistillConfig(teacher=str(teacher), **kwargs)
-    result = distill_model(config, output, quiet=quiet)
+    result = distill_model(config, output, quiet=_no_bars(quiet))
     m = result.metrics
     teacher_f1 = (m.get("teacher_metrics") or {}).get("macro_f1")
     click.echo(

@@ -441,7 +441,8 @@ def teacher_logits(
             done, out = 0, None
     if not done:
         out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(texts), classes))
-    bar = tqdm(total=len(texts), initial=done, desc="teacher logits", unit="text", disable=quiet, dynamic_ncols=True)
+    bar = tqdm(total=len(texts), initial=done, desc="teacher logits", unit="text", disable=True if quiet else None,
+               dynamic_ncols=True)
     for start in range(done, len(texts), LOGITS_CHUNK):
         stop = min(start + LOGITS_CHUNK, len(texts))
         out[start:stop] = predictor.logits(list(texts[start:stop]))
@@ -633,9 +634,9 @@ def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_chec
     import numpy as np
     from datasets import Dataset
     from transformers import AutoTokenizer, set_seed
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from ..training.metrics import selection_metrics
+    from ..training.progress import use_readable_progress
     from ..training.run import save_checkpoint, score_run, tokenize, training_arguments
     from ..training.selection import SelectBestCallback
     from ..training.variants import count_parameters
@@ -693,11 +694,9 @@ def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_chec
         temperature=config.temperature,
         alpha=config.alpha,
     )
-    # A progress bar with the losses on it, or nothing: never the raw log dicts Trainer prints.
-    trainer.remove_callback(ProgressCallback)
-    trainer.remove_callback(PrinterCallback)
-    if not quiet:
-        trainer.add_callback(CompactProgressCallback())
+    # A progress bar with the losses on it (unless quiet) and a log line per selection evaluation: never the
+    # raw log dicts Trainer prints.
+    use_readable_progress(trainer, CompactProgressCallback)
 
     resume = _resume_point(work_dir)
     resumes = (_read_json(work_dir / RESUMES_FILE) or {}).get("resumed_from_steps", [])

@@ -120,7 +120,7 @@ def classifier_logits(tokenizer: Any, model: Any, texts: Sequence[str], max_leng
     real = padded = 0
     with torch.inference_mode():
         for start in tqdm(range(0, len(texts), batch_size), desc=progress, unit="batch",
-                          disable=progress is None):
+                          disable=True if progress is None else None):  # None: only on a terminal
             idx = order[start:start + batch_size]
             batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length,
                               padding=True, return_tensors="pt")

@@ -58,15 +58,17 @@ class ProgressBarCallback(ProgressCallback):
             self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
 
 
-def use_readable_progress(trainer: Any) -> None:
-    """Replace `trainer`'s console callbacks (bar or printer) with `ProgressBarCallback` + `LogLinesCallback`.
+def use_readable_progress(trainer: Any, bar: type[ProgressCallback] | None = None) -> None:
+    """Replace `trainer`'s console callbacks (bar or printer) with a progress bar + `LogLinesCallback`.
 
     Args:
-        trainer: a `transformers.Trainer`; its bars stay off when `args.disable_tqdm` is set.
+        trainer: a `transformers.Trainer`; its bars stay off when `args.disable_tqdm` is set (the log
+            lines remain: a run whose output goes to a file still says how it goes).
+        bar: the progress-bar callback class; default `ProgressBarCallback`.
     """
     bars = any(type(cb) is ProgressCallback for cb in trainer.callback_handler.callbacks)
     trainer.remove_callback(PrinterCallback)
     if bars:
         trainer.remove_callback(ProgressCallback)
-        trainer.add_callback(ProgressBarCallback)
+        trainer.add_callback(bar or ProgressBarCallback)
     trainer.add_callback(LogLinesCallback)
