@@ -93,6 +93,9 @@ def measure_rounds(backends: Sequence[Backend], texts: Sequence[str], batch_size
                     t.throughput[str(bs)].append(len(texts) / result.seconds)
                     t.padding_efficiency[str(bs)] = result.real_tokens / result.padded_tokens
                     t.logits = result.logits
+            # One line a round, so that a run whose stderr is a file (no bar) still shows how far it is.
+            logger.info("round %d/%d done: %s", round_no, rounds, ", ".join(
+                f"{b.name} p50 {timings[b.name].latency_round_p50[-1]:.1f} ms" for b in backends))
     return timings
 
 
