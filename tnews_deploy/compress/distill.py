@@ -475,6 +475,7 @@ def plan_run(config: DistillConfig) -> tuple[Any, dict[str, Any]]:
         (the teacher's `ExportSource`, the run settings).
     """
     from ..export.source import resolve_source
+    from ..datasource import DataSource
     from ..training.run import portable_source
 
     teacher = resolve_source(config.teacher)
@@ -501,7 +502,7 @@ def plan_run(config: DistillConfig) -> tuple[Any, dict[str, Any]]:
         # What export, benchmark and the splits need, as the teacher run had them.
         "model": str(teacher.checkpoint.resolve()),
         "variant": f"distill-{config.layers}-layers",
-        "data": portable_source(str(run["data"])),
+        "data": DataSource.coerce(run["data"]).portable().to_json(),
         "train_size": int(run.get("train_size", 0)),
         "eval_size": int(run.get("eval_size", 2000)),
         "selection_size": int(run.get("selection_size", 1000)),
