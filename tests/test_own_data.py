@@ -135,7 +135,8 @@ def test_a_hub_dataset_with_a_config_goes_through_the_same_rules(monkeypatch):
 @pytest.mark.parametrize(("rows", "kwargs", "message"), [
     ([("今天新闻", "billing"), ("  ", "returns")], {}, r"bad.csv:3: empty text"),
     ([("今天新闻", "billing"), ("新闻", "")], {}, r"bad.csv:3: empty label"),
-    ([("今天新闻", "billing")], {"text_field": "title"}, r"bad.csv: no text column 'title'.*'text', 'label'.*--text-field"),
+    ([("今天新闻", "billing")], {"text_field": "title"},
+     r"bad.csv: no text column 'title'.*'text', 'label'.*--text-field"),
     ([("今天新闻", "billing")], {"label_field": "topic"}, r"bad.csv: no label column 'topic'.*--label-field"),
 ])
 def test_bad_rows_name_the_file_and_line(tmp_path, rows, kwargs, message):
@@ -173,7 +174,8 @@ def test_a_label_absent_from_the_names_file_is_named_with_its_line(tmp_path):
 def test_a_class_too_small_to_hold_out_is_named_with_its_count(tmp_path):
     rows = topic_rows(10, seed=4)[:25] + [("孤单的一行", "warranty")]
     path = write_csv(tmp_path / "tickets.csv", rows, header=("text", "label"))
-    with pytest.raises(DataError, match=r"tickets.csv: class 'warranty' has 1 training example\(s\).*at least 3 per class"):
+    with pytest.raises(DataError,
+                       match=r"tickets.csv: class 'warranty' has 1 training example\(s\).*at least 3 per class"):
         load_data(own_source(path))
 
 
@@ -284,6 +286,26 @@ def test_parquet_goes_through_train_export_predict_and_serve(tmp_path, tiny_mode
     assert [p["label"] for p in body["predictions"]] == [p.label for p in predictions]
 
 
+def test_benchmark_measures_the_runs_held_out_evaluation_set(tmp_path, tiny_model, tickets_parquet):
+    """No flags: the benchmark rebuilds the holdout the run was scored on from what the export recorded."""
+    from tnews_deploy.benchmark import BenchmarkConfig, run_benchmark
+    from tnews_deploy.export import export_model
+    from tnews_deploy.training import train_run
+
+    config = tiny_train_config(tiny_model, tickets_parquet, train_size=100, eval_size=24, selection_size=12,
+                               min_steps=20)
+    result = train_run(config, tmp_path / "run", quiet=True)
+    export_model(result.run_dir, tmp_path / "export")
+    bench = BenchmarkConfig.quick_config(pytorch=None, onnx=(tmp_path / "export",), output=tmp_path / "bench",
+                                         latency_sentences=2, cold_start=False)
+    report = run_benchmark(bench)
+    assert report["evaluation"]["data"]["label_names"] == sorted(TOPICS)
+    assert report["eval_sentences"] == 24
+    pytorch = report["backends"][0]  # the run's checkpoint on the run's evaluation set: the run's own score
+    assert pytorch["kind"] == "pytorch"
+    assert pytorch["macro_f1"] == pytest.approx(result.metrics["macro_f1"], abs=1e-4)
+
+
 def test_runs_recorded_before_data_sources_still_export_and_benchmark(trained_run, hf_data):
     """A run_config.json whose `data` is a plain path (older runs) rebuilds the same evaluation set."""
     from tnews_deploy.benchmark.config import BenchmarkConfig
@@ -310,3 +332,15 @@ def test_data_flags_without_data_are_refused_on_export(trained_run, tmp_path):
     result = CliRunner().invoke(main, ["train", "--data", "x.csv", "--validation-fraction", "1.5",
                                        "--output", str(tmp_path / "y")])
     assert result.exit_code == 2 and "--validation-fraction must be between 0 and 1" in result.output
+
+
+def test_data_stats_counts_the_users_classes(tmp_path, tiny_model, tickets_csv):
+    result = CliRunner().invoke(main, ["data-stats", "--model", str(tiny_model), "--data", str(tickets_csv),
+                                       "--text-field", "ticket", "--label-field", "category",
+                                       "--output", str(tmp_path / "stats")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    stats = json.loads((tmp_path / "stats" / "stats.json").read_text(encoding="utf-8"))
+    assert stats["class_counts"]["train"] == {topic: 48 for topic in TOPICS}
+    assert stats["class_counts"]["validation"] == {topic: 12 for topic in TOPICS}
+    assert stats["data"]["text_field"] == "ticket"
+    assert all(topic in result.output for topic in TOPICS)

@@ -24,11 +24,11 @@ from typing import Any
 import click
 
 from .benchmark.config import BenchmarkConfig
+from .datasource import DEFAULT_DATA, DataSource
 from .errors import UserError
 from .inputs import FORMATS as INPUT_FORMATS
 from .noise import silence_known_noise
 from .service.config import ServiceConfig
-from .datasource import DEFAULT_DATA, DataSource
 from .training.config import DEFAULT_MODEL, PRESETS, VARIANTS, GridConfig, TrainConfig
 
 _SERVICE_DEFAULTS = ServiceConfig(model_dir=Path("."))
@@ -242,6 +242,8 @@ def main(verbose: bool, quiet: bool) -> None:
       tnews-deploy train --variant full --train-size 5000 --output runs/full-5000
 
     Every command takes --help. Without hub access, pass local folders to --model and --data.
+    Your own data: --data tickets.csv --text-field body --label-field category (string labels, or
+    integers with --labels names.txt); without a validation file one is held out of train.
     """
     configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     silence_known_noise()

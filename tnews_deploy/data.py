@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import itertools
 import json
 import logging
 import math
@@ -121,7 +122,8 @@ def _has_split_jsonl(folder: Path) -> bool:
 
 
 def _looks_like_hub_id(value: str) -> bool:
-    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", value)) and Path(value).suffix.lower() not in DATA_SUFFIXES
+    return (bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", value))
+            and Path(value).suffix.lower() not in DATA_SUFFIXES)
 
 
 def _split_of(file: Path) -> str | None:
@@ -355,7 +357,7 @@ def _assemble(splits: dict[str, list[_Rows]], src: DataSource, *, names_beside: 
     elif hub_names:
         names, names_from = hub_names, "the hub dataset's class names"
 
-    for split, parts in splits.items():
+    for parts in splits.values():
         for rows in parts:
             _check_texts(rows)
     kind = _label_kind([rows for parts in splits.values() for rows in parts])
@@ -445,6 +447,10 @@ def _label_kind(parts: list[_Rows]) -> str:
     return kind or "str"
 
 
+def _held_out_count(size: int, fraction: float) -> int:
+    return math.floor(size * fraction + 0.5)  # half up, not Python's round-half-to-even
+
+
 def _hold_out(train: dict[str, list], names: list[str], src: DataSource) -> tuple[dict, dict]:
     """A seeded, stratified validation split held out of `train`: `validation_fraction` of every class."""
     labels = np.asarray(train["label"])
@@ -452,10 +458,10 @@ def _hold_out(train: dict[str, list], names: list[str], src: DataSource) -> tupl
     held: list[int] = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        take = int(round(len(members) * src.validation_fraction))
+        take = _held_out_count(len(members), src.validation_fraction)
         if take < 1 or take >= len(members):
             rows, _ = train["where"][members[0]]
-            need = max(2, math.ceil(0.5 / src.validation_fraction), math.ceil(1 / (1 - src.validation_fraction)))
+            need = next(n for n in itertools.count(2) if 1 <= _held_out_count(n, src.validation_fraction) < n)
             raise DataError(
                 f"{rows.where}: class {names[label]!r} has {len(members)} training example(s); holding out a "
                 f"validation split of {src.validation_fraction:g} needs at least {need} per class (one on each "

@@ -64,7 +64,8 @@ class DataSource:
             object.__setattr__(self, "label_names", tuple(str(n) for n in self.label_names))
         names = self.label_names or ()
         require([
-            (isinstance(self.path, str) and bool(self.path.strip()), f"--data must name a data source (got {self.path!r})"),
+            (isinstance(self.path, str) and bool(self.path.strip()),
+             f"--data must name a data source (got {self.path!r})"),
             (self.config is None or (isinstance(self.config, str) and bool(self.config.strip())),
              f"--data-config must be a non-empty name (got {self.config!r})"),
             (self.text_field is None or (isinstance(self.text_field, str) and bool(self.text_field.strip())),

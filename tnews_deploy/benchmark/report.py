@@ -34,7 +34,8 @@ def _evaluation_line(report: dict[str, Any]) -> str:
         return f"Data `{describe_data(report['data'])}`"
     origins = sorted(set(ev.get("origin", {}).values()))
     subset = f"{ev['sentences']:,} of " if ev["sentences"] < ev["eval_size"] else ""
-    return (f"Evaluation set: {subset}{ev['eval_size']:,} sentences of `{describe_data(ev['data'])}` (seed {ev['seed']}, "
+    return (f"Evaluation set: {subset}{ev['eval_size']:,} sentences of `{describe_data(ev['data'])}` "
+            f"(seed {ev['seed']}, "
             f"{'stratified' if ev['stratify'] else 'not stratified'}; settings from {', '.join(origins)})")
 
 

@@ -474,8 +474,8 @@ def plan_run(config: DistillConfig) -> tuple[Any, dict[str, Any]]:
     Returns:
         (the teacher's `ExportSource`, the run settings).
     """
-    from ..export.source import resolve_source
     from ..datasource import DataSource
+    from ..export.source import resolve_source
     from ..training.run import portable_source
 
     teacher = resolve_source(config.teacher)

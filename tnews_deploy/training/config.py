@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..datasource import DEFAULT_DATA, DataSource
+from ..datasource import DEFAULT_DATA, DataSource  # noqa: F401  (DEFAULT_DATA: re-exported, its old home)
 from ..errors import ConfigError
 from ..validation import require
 

@@ -209,7 +209,8 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
     ax.set_xticks(x, [f"{n:,} sentences" for n in sizes])
     ax.set_ylabel("F1 on the evaluation set")
     ax.set_ylim(0, 1)
-    ax.set_title(f"{Path(DataSource.coerce(results['data']).path).name}: {Path(results['model']).name}, preset {results['preset']}")
+    data_name = Path(DataSource.coerce(results.get("data") or DataSource()).path).name
+    ax.set_title(f"{data_name}: {Path(results['model']).name}, preset {results['preset']}")
     handles, labels = ax.get_legend_handles_labels()
     handles += [Patch(facecolor="#999999", label="macro-F1"),
                 Patch(facecolor="#999999", hatch="//", edgecolor="white", label="micro-F1")]
