@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -152,7 +153,10 @@ def test_line_numbers_count_quoted_newlines_and_blank_lines(tmp_path):
         load_data(own_source(path))
     jsonl = tmp_path / "bad.jsonl"
     jsonl.write_text('{"text": "新闻", "label": "a"}\n\n{"text": "新闻"}\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"bad.jsonl:3: no label"):
+    with pytest.raises(DataError, match=r"bad.jsonl:3: no label: 'label' is missing or null"):
+        load_data(own_source(jsonl))
+    jsonl.write_text('{"text": "新闻", "label": "a"}\n{"label": "b"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.jsonl:2: no text: 'text' is missing or null"):
         load_data(own_source(jsonl))
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"text": "新闻", "label": "a"}\n{oops\n', encoding="utf-8")
@@ -344,3 +348,20 @@ def test_data_stats_counts_the_users_classes(tmp_path, tiny_model, tickets_csv):
     assert stats["class_counts"]["validation"] == {topic: 12 for topic in TOPICS}
     assert stats["data"]["text_field"] == "ticket"
     assert all(topic in result.output for topic in TOPICS)
+
+
+def test_export_refuses_data_whose_classes_are_not_the_models(trained_run, tickets_csv, tmp_path):
+    import shutil
+
+    args = ["--data", str(tickets_csv), "--text-field", "ticket", "--label-field", "category"]
+    # A run: the labels must map onto the classes the run recorded.
+    result = CliRunner().invoke(main, ["export", str(trained_run.run_dir), *args, "--output", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert re.search(r"tickets.csv:2: label '(billing|returns|shipping)' is not in the run's recorded classes",
+                     result.output)
+    # A bare checkpoint (no run config beside it): the class count must be the model's.
+    bare = tmp_path / "bare"
+    shutil.copytree(trained_run.checkpoint, bare)
+    result = CliRunner().invoke(main, ["export", str(bare), *args, "--output", str(tmp_path / "y")])
+    assert result.exit_code == 2 and "has 3 classes, but the model" in result.output
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -73,6 +73,8 @@ class _Rows:
     labels: list[Any] | None  # None: no label column (an unlabelled test split)
     ids: list[int]
     line: Any  # row index -> "file:line" for messages
+    text_field: str = "sentence"
+    label_field: str = "label"
 
 
 def load_data(source: DataSource | str | Path | dict[str, Any] = HUB_DATASET) -> DatasetDict:
@@ -206,7 +208,8 @@ def _read_file(file: Path, src: DataSource, split: str) -> _Rows:
                         "Pass --label-field.")
     ids = list(dataset["idx"]) if "idx" in columns and dataset.features["idx"].dtype.startswith("int") else None
     return _Rows(where=str(file), texts=list(dataset[text_field]), labels=labels,
-                 ids=ids or list(range(len(dataset))), line=_line_numbers(file, kind))
+                 ids=ids or list(range(len(dataset))), line=_line_numbers(file, kind), text_field=text_field,
+                 label_field=src.label_field)
 
 
 def _read_error(file: Path, kind: str, exc: Exception) -> str:
@@ -300,7 +303,8 @@ def _load_hub(src: DataSource) -> DatasetDict:
             hub_names = list(feature.names)
         splits[split] = [_Rows(where=where, texts=list(dataset[text_field]), labels=labels,
                                ids=list(range(len(dataset))),
-                               line=lambda row, where=where: f"{where} row {row + 1}")]
+                               line=lambda row, where=where: f"{where} row {row + 1}",
+                               text_field=text_field, label_field=src.label_field)]
     if "train" not in splits:
         raise DataError(f"{src.path}: has no train split (it has {', '.join(dsd)}).")
     return _assemble(splits, src, hub_names=hub_names)
@@ -420,12 +424,16 @@ def _assemble(splits: dict[str, list[_Rows]], src: DataSource, *, names_beside: 
 
 def _check_texts(rows: _Rows) -> None:
     for i, text in enumerate(rows.texts):
-        if text is None or (isinstance(text, str) and not text.strip()):
-            raise DataError(f"{rows.line(i)}: empty text; every row needs a non-empty text.")
+        if text is None:
+            raise DataError(f"{rows.line(i)}: no text: {rows.text_field!r} is missing or null.")
+        if isinstance(text, str) and not text.strip():
+            raise DataError(f"{rows.line(i)}: empty text in {rows.text_field!r}; every row needs a non-empty text.")
         if isinstance(text, (list, dict)):
-            raise DataError(f"{rows.line(i)}: the text is a {type(text).__name__}, not a string.")
+            raise DataError(f"{rows.line(i)}: the text in {rows.text_field!r} is a {type(text).__name__}, "
+                            "not a string.")
         if rows.labels is not None and rows.labels[i] is None:
-            raise DataError(f"{rows.line(i)}: no label; every training and validation row needs one.")
+            raise DataError(f"{rows.line(i)}: no label: {rows.label_field!r} is missing or null; every training "
+                            "and validation row needs one.")
 
 
 def _label_kind(parts: list[_Rows]) -> str:
@@ -559,6 +567,29 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{line_no}: invalid JSON ({exc.msg}).") from exc
     return rows
+
+
+def check_label_names(checkpoint: Path, names: list[str], data: Any) -> None:
+    """Refuse data whose classes are not the model's (a model scored on other labels scores nonsense).
+
+    Args:
+        checkpoint: a transformers checkpoint folder; its `config.json` `id2label` holds the model's classes.
+        names: the data's class names in id order.
+        data: the data source, for the message.
+    """
+    config_file = Path(checkpoint) / "config.json"
+    try:
+        id2label = json.loads(config_file.read_text(encoding="utf-8")).get("id2label") or {}
+    except (OSError, json.JSONDecodeError):
+        return  # the model loader reports a broken checkpoint more clearly
+    model_names = [str(id2label[key]) for key in sorted(id2label, key=int)]
+    if len(model_names) != len(names):
+        raise DataError(f"{data}: has {len(names)} classes, but the model in {checkpoint} has {len(model_names)} "
+                        f"({', '.join(model_names[:6])}{', …' if len(model_names) > 6 else ''}); pass the data "
+                        "the model was trained on.")
+    if model_names != list(names) and not all(n.startswith("LABEL_") for n in model_names):
+        logger.warning("%s: its class names differ from the model's (%s … vs %s …); scoring by id", data,
+                       ", ".join(names[:3]), ", ".join(model_names[:3]))
 
 
 # ----------------------------------------------------------------------------- subsets

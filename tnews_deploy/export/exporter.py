@@ -116,7 +116,7 @@ class ExportResult:
 
 def evaluation_set(source: ExportSource, config: ExportConfig) -> tuple[list[str], np.ndarray, dict[str, Any]]:
     """The evaluation sentences and labels the export is verified on, and where they came from."""
-    from ..data import evaluation_split, load_tnews
+    from ..data import check_label_names, evaluation_split, load_tnews
 
     run = source.run_config or {}
     recorded = DataSource.coerce(run["data"]) if run.get("data") else None
@@ -135,6 +135,7 @@ def evaluation_set(source: ExportSource, config: ExportConfig) -> tuple[list[str
             raise UserError(f"the run was evaluated on {str(data)!r}, which cannot be loaded here ({exc}); "
                             "pass --data.") from exc
         raise
+    check_label_names(source.checkpoint, list(dataset["validation"].features["label"].names), data)
     evaluation = evaluation_split(dataset, eval_size, seed, stratify)
     origin = {"data": data.to_json(), "eval_size": len(evaluation), "seed": seed,
               "same_as_training_run": config.data is None and config.eval_size is None and bool(run)}
