@@ -365,3 +365,14 @@ def test_export_refuses_data_whose_classes_are_not_the_models(trained_run, ticke
     result = CliRunner().invoke(main, ["export", str(bare), *args, "--output", str(tmp_path / "y")])
     assert result.exit_code == 2 and "has 3 classes, but the model" in result.output
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_labels_json_beside_csv_files_names_their_integer_labels(tmp_path):
+    rows = [(text, TOPICS.index(topic)) for text, topic in topic_rows(10, seed=8)]
+    write_csv(tmp_path / "train.csv", rows, header=("text", "label"))
+    with (tmp_path / "labels.json").open("w", encoding="utf-8") as fh:
+        for code, name in zip(("100", "101", "102"), TOPICS):
+            fh.write(json.dumps({"label": code, "label_desc": name}) + "\n")
+    dsd = load_data(str(tmp_path))
+    assert list(dsd["train"].features["label"].names) == list(TOPICS)
+    assert len(dsd["validation"]) == 6

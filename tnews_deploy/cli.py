@@ -249,6 +249,17 @@ def main(verbose: bool, quiet: bool) -> None:
     silence_known_noise()
 
 
+def _display_width(text: str) -> int:
+    """Terminal columns of `text`: wide (CJK) characters take two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - _display_width(text))
+
+
 @main.command("data-stats")
 @data_options(default=True, help_data=DATA_HELP)
 @click.option("--model", default=DEFAULT_MODEL, show_default=True,
@@ -295,9 +306,10 @@ def data_stats(data: DataSource, model: str, split: str, percentile: float, outp
     names = list(dsd[split].features["label"].names)
     if any(stats.class_counts[s].get(unlabelled) for s in labelled):
         names.append(unlabelled)
-    click.echo(f"  {'class':<20}" + "".join(f"{s:>12}" for s in labelled))
+    width = max([20, *(_display_width(name) + 2 for name in names)])
+    click.echo("  " + _pad("class", width) + "".join(f"{s:>12}" for s in labelled))
     for name in names:
-        click.echo(f"  {name:<20}" + "".join(f"{stats.class_counts[s].get(name, 0):>12,}" for s in labelled))
+        click.echo("  " + _pad(name, width) + "".join(f"{stats.class_counts[s].get(name, 0):>12,}" for s in labelled))
     for s, counts in stats.class_counts.items():
         if s not in labelled:
             click.echo(f"  {s}: unlabelled ({counts.get(unlabelled, 0):,} sentences)")

@@ -98,8 +98,7 @@ def load_data(source: DataSource | str | Path | dict[str, Any] = HUB_DATASET) ->
     """
     src = DataSource.coerce(source)
     path = Path(src.path).expanduser()
-    if path.is_dir() and not _has_split_jsonl(path) and (
-            (path / "dev.json").is_file() or (path / "labels.json").is_file()):
+    if path.is_dir() and _is_clue_folder(path):
         return _load_clue(path, src)
     if path.is_dir() or path.is_file() or any(ch in src.path for ch in GLOB_CHARS):
         splits = {split: [_read_file(file, src, split) for file in files]
@@ -117,6 +116,14 @@ def load_data(source: DataSource | str | Path | dict[str, Any] = HUB_DATASET) ->
 
 
 load_tnews = load_data  # the name earlier versions used
+
+
+def _is_clue_folder(folder: Path) -> bool:
+    """The original CLUE layout: dev.json / train.json, or CLUE's header-less train.tsv beside labels.json."""
+    if _has_split_jsonl(folder):
+        return False
+    return ((folder / "dev.json").is_file() or (folder / "train.json").is_file()
+            or ((folder / "train.tsv").is_file() and (folder / "labels.json").is_file()))
 
 
 def _has_split_jsonl(folder: Path) -> bool:
