@@ -376,3 +376,17 @@ def test_a_labels_json_beside_csv_files_names_their_integer_labels(tmp_path):
     dsd = load_data(str(tmp_path))
     assert list(dsd["train"].features["label"].names) == list(TOPICS)
     assert len(dsd["validation"]) == 6
+
+
+def test_grid_on_own_data_records_the_source_and_the_class_list(tmp_path, tiny_model, tickets_csv):
+    result = CliRunner().invoke(main, [
+        "grid", "--model", str(tiny_model), "--data", str(tickets_csv), "--text-field", "ticket",
+        "--label-field", "category", "--variants", "freeze-encoder", "--train-sizes", "60", "--eval-size", "24",
+        "--selection-size", "12", "--min-steps", "10", "--batch-size", "16", "--max-length", "32", "--quiet",
+        "--output", str(tmp_path / "grid")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "grid" / "results.json").read_text(encoding="utf-8"))
+    assert results["data"]["text_field"] == "ticket" and results["data"]["label_field"] == "category"
+    assert "text-field=ticket" in (tmp_path / "grid" / "results.md").read_text(encoding="utf-8")
+    run_config = json.loads((tmp_path / "grid" / "freeze-encoder-60" / "run_config.json").read_text())
+    assert run_config["data"]["label_names"] == sorted(TOPICS)

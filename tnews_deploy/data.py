@@ -379,7 +379,7 @@ def _assemble(splits: dict[str, list[_Rows]], src: DataSource, *, names_beside: 
             if tnews_default and top == len(TNEWS_LABEL_NAMES) - 1:
                 names, names_from = list(TNEWS_LABEL_NAMES), "the TNEWS classes"
             else:
-                names, names_from = [str(i) for i in range(top + 1)], "the integer labels"
+                names, names_from = [str(i) for i in range(top + 1)], "the training data's integer labels"
                 logger.info("integer labels without a names file: the classes are named 0..%d (pass --labels "
                             "FILE to name them)", top)
         else:
