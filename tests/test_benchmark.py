@@ -159,18 +159,18 @@ def test_evaluation_settings_precedence(tmp_path, caplog):
     run_config = {"data": "d-manifest", "eval_size": 300, "seed": 7, "stratify": False}
 
     s = evaluation_settings(BenchmarkConfig(**base), manifests, run_config)
-    assert (s.data, s.eval_size, s.seed, s.stratify) == ("d-manifest", 300, 7, False)
+    assert (s.data.path, s.eval_size, s.seed, s.stratify) == ("d-manifest", 300, 7, False)
     assert s.origin["seed"].endswith("manifest.json verification") and s.origin["stratify"] == "run_config.json"
 
     s = evaluation_settings(BenchmarkConfig(**base), {tmp_path / "fp32": {}}, run_config)
-    assert (s.data, s.eval_size, s.seed, s.stratify) == ("d-manifest", 300, 7, False)
+    assert (s.data.path, s.eval_size, s.seed, s.stratify) == ("d-manifest", 300, 7, False)
 
     s = evaluation_settings(BenchmarkConfig(**base), {tmp_path / "fp32": {}}, {"data": "d"})
     assert (s.eval_size, s.seed, s.stratify) == (2000, 42, True) and s.origin["seed"] == "default"
 
     with caplog.at_level(logging.WARNING, logger="tnews_deploy.benchmark"):
         s = evaluation_settings(BenchmarkConfig(**base, seed=3, data="other"), manifests, run_config)
-    assert (s.data, s.seed) == ("other", 3) and s.origin["seed"] == "--seed"
+    assert (s.data.path, s.seed) == ("other", 3) and s.origin["seed"] == "--seed"
     assert "model selection" in caplog.text
 
     from tnews_deploy.errors import UserError

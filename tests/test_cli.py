@@ -44,7 +44,7 @@ def test_data_stats_writes_png_and_json(hf_data, tiny_model, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--data", "/no/such/folder"], "no such folder"),
+        (["--data", "/no/such/folder"], "no such file or folder"),
         (["--train-size", "100000"], "larger than the"),
         (["--lr", "0"], "--lr must be positive"),
     ],

@@ -6,6 +6,7 @@ import pytest
 
 from conftest import SHARED_TNEWS, requires_shared_tnews
 from tnews_deploy.data import SplitConfig, load_tnews, make_splits, suggest_max_length
+from tnews_deploy.datasource import DataSource
 from tnews_deploy.errors import ConfigError, DataError
 from tnews_deploy.labels import TNEWS_LABEL_NAMES
 
@@ -29,10 +30,10 @@ def test_three_local_layouts_agree(hf_data, clue_data, clue_tsv_data, synthetic_
 
 
 def test_missing_or_unknown_data_path_is_a_clear_error(tmp_path):
-    with pytest.raises(DataError, match="no such folder"):
+    with pytest.raises(DataError, match="no such file or folder"):
         load_tnews(tmp_path / "nope")
     (tmp_path / "readme.txt").write_text("hi")
-    with pytest.raises(DataError, match="not a TNEWS folder"):
+    with pytest.raises(DataError, match="no data files"):
         load_tnews(tmp_path)
 
 
@@ -44,10 +45,12 @@ def test_bad_jsonl_line_names_file_and_line(tmp_path):
 
 
 def test_label_out_of_range_is_rejected(tmp_path):
-    (tmp_path / "train.jsonl").write_text('{"idx": 0, "label": 15, "sentence": "a"}\n')
+    (tmp_path / "train.jsonl").write_text('{"idx": 0, "label": 1, "sentence": "a"}\n'
+                                          '{"idx": 1, "label": 15, "sentence": "b"}\n')
     (tmp_path / "validation.jsonl").write_text('{"idx": 0, "label": 1, "sentence": "a"}\n')
-    with pytest.raises(DataError, match="outside 0..14"):
-        load_tnews(tmp_path)
+    (tmp_path / "names.txt").write_text("\n".join(TNEWS_LABEL_NAMES) + "\n")
+    with pytest.raises(DataError, match=r"train.jsonl:2: label 15 is not in the names file .*names.txt.*0\.\.14"):
+        load_tnews(DataSource(str(tmp_path), labels=str(tmp_path / "names.txt")))
 
 
 def test_subsets_are_seeded_sized_and_disjoint(hf_data):

@@ -122,7 +122,7 @@ def test_distilled_run_folder(distilled, teacher):
     assert (config["temperature"], config["alpha"]) == (2.0, 0.5)
     teacher_config = teacher.config
     # What `export` needs to verify on the teacher's evaluation set, as the teacher had it.
-    assert config["data"] == teacher_config.data and config["seed"] == teacher_config.seed
+    assert config["data"] == teacher_config.data.to_json() and config["seed"] == teacher_config.seed
     assert (config["eval_size"], config["max_length"]) == (teacher_config.eval_size, teacher_config.max_length)
     assert config["train_size"] == teacher_config.train_size
     assert config["transfer_size"] > config["labeled_in_transfer"] > 0

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import tiny_train_config
 from tnews_deploy.errors import ConfigError, ModelError
+from tnews_deploy.labels import TNEWS_LABEL_NAMES
 from tnews_deploy.training import resolve_config
 from tnews_deploy.training.config import VARIANTS, GridConfig, TrainConfig
 
@@ -139,7 +140,8 @@ def test_run_config_stores_paths_that_resolve_from_anywhere(trained_run, tiny_mo
     from tnews_deploy.training import train_run
 
     saved = json.loads((trained_run.run_dir / "run_config.json").read_text())
-    assert os.path.isabs(saved["data"]) and os.path.isabs(saved["model"])
+    assert os.path.isabs(saved["data"]["path"]) and os.path.isabs(saved["model"])
+    assert saved["data"]["label_names"] == list(TNEWS_LABEL_NAMES)  # the class names, in id order
     # the same run named with relative paths from another directory is the same run, not another config
     monkeypatch.chdir(hf_data.parent)
     relative = train_run(

@@ -24,13 +24,18 @@ from typing import Any
 import click
 
 from .benchmark.config import BenchmarkConfig
+from .datasource import DEFAULT_DATA, DataSource
 from .errors import UserError
 from .inputs import FORMATS as INPUT_FORMATS
 from .noise import silence_known_noise
 from .service.config import ServiceConfig
-from .training.config import DEFAULT_DATA, DEFAULT_MODEL, PRESETS, VARIANTS, GridConfig, TrainConfig
+from .training.config import DEFAULT_MODEL, PRESETS, VARIANTS, GridConfig, TrainConfig
 
 _SERVICE_DEFAULTS = ServiceConfig(model_dir=Path("."))
+_DATA_DEFAULTS = DataSource()
+DATA_HELP = ("'clue/tnews' (hub) or another hub id (with --data-config); a folder of HF-style JSONL or original "
+             "CLUE files; or a .csv/.tsv/.jsonl/.parquet file, glob or folder (files named train*/validation*/dev*/"
+             "test* are those splits).")
 
 # Top-level import names of the packages each optional extra installs (pyproject.toml).
 EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {
@@ -133,13 +138,64 @@ def _name_list(ctx: click.Context, param: click.Parameter, value: str | None) ->
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+def data_options(*, default: bool, help_data: str) -> Callable:
+    """`--data` and the flags that describe it, turned into one `DataSource` passed to the command as `data`.
+
+    Args:
+        default: `--data` defaults to `clue/tnews` (train, grid, data-stats); else None means "the data the
+            run recorded" (export, benchmark), and the describing flags need `--data`.
+        help_data: `--data`'s help text.
+    """
+    options = [
+        click.option("--data", default=DEFAULT_DATA if default else None, show_default=default, help=help_data),
+        click.option("--data-config", help="Configuration of a hub dataset, e.g. --data clue/clue --data-config "
+                                           "iflytek."),
+        click.option("--text-field", help="Column holding the text. Default: 'sentence', else 'text'."),
+        click.option("--label-field", default=_DATA_DEFAULTS.label_field, show_default=True,
+                     help="Column holding the label: integers (named by --labels) or strings (their sorted set "
+                          "is the class list)."),
+        click.option("--labels", "labels_file",
+                     help="Class names for integer labels: one a line (line 1 = id 0), or CLUE's labels.json. "
+                          "Default: a labels.json beside the data."),
+        click.option("--validation-fraction", type=float, default=_DATA_DEFAULTS.validation_fraction,
+                     show_default=True,
+                     help="Data without a validation split: share of each class held out of train as one "
+                          "(seeded, stratified; recorded in the run, so export and benchmark rebuild it)."),
+    ]
+
+    def decorate(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def wrapper(*args: Any, data: str | None, data_config: str | None, text_field: str | None,
+                    label_field: str, labels_file: str | None, validation_fraction: float, **kwargs: Any) -> Any:
+            described = dict(config=data_config, text_field=text_field, label_field=label_field,
+                             labels=labels_file, validation_fraction=validation_fraction)
+            source = None
+            if data is None:
+                given = [name for name, value in described.items() if value != getattr(_DATA_DEFAULTS, name)]
+                if given:
+                    flags = ", ".join("--" + ("data-config" if n == "config" else n.replace("_", "-")) for n in given)
+                    raise click.UsageError(f"{flags} describe the data given with --data; pass --data too "
+                                           "(without it the run's recorded data is used as recorded).")
+            else:
+                try:
+                    source = DataSource(path=data, **described)
+                except UserError as exc:
+                    click.secho(f"error: {exc}", fg="red", err=True)
+                    sys.exit(2)
+            return func(*args, data=source, **kwargs)
+
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate
+
+
 def hyperparameter_options(func: Callable) -> Callable:
     """Options shared by `train` and `grid`; None means "take the preset's value"."""
     options = [
         click.option("--model", default=TrainConfig.model, show_default=True,
                      help="Hub id or local folder of a pretrained encoder (any HF encoder)."),
-        click.option("--data", default=TrainConfig.data, show_default=True,
-                     help="'clue/tnews' (hub), or a folder of HF-style JSONL or original CLUE files."),
         click.option("--preset", type=click.Choice(tuple(PRESETS)), default=TrainConfig.preset, show_default=True,
                      help="'default': a recipe that works at every size (step floor, warmup, early "
                           "stopping). 'paper': the study's batch 8, lr 1e-5, 30 epochs, max_length 40."),
@@ -162,7 +218,7 @@ def hyperparameter_options(func: Callable) -> Callable:
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    return data_options(default=True, help_data=DATA_HELP)(func)
 
 
 def _no_bars(quiet: bool) -> bool:
@@ -191,14 +247,26 @@ def main(verbose: bool, quiet: bool) -> None:
       tnews-deploy train --variant full --train-size 5000 --output runs/full-5000
 
     Every command takes --help. Without hub access, pass local folders to --model and --data.
+    Your own data: --data tickets.csv --text-field body --label-field category (string labels, or
+    integers with --labels names.txt); without a validation file one is held out of train.
     """
     configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     silence_known_noise()
 
 
+def _display_width(text: str) -> int:
+    """Terminal columns of `text`: wide (CJK) characters take two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - _display_width(text))
+
+
 @main.command("data-stats")
-@click.option("--data", default=DEFAULT_DATA, show_default=True,
-              help="'clue/tnews' (hub), or a folder of HF-style JSONL or original CLUE files.")
+@data_options(default=True, help_data=DATA_HELP)
 @click.option("--model", default=DEFAULT_MODEL, show_default=True,
               help="Tokenizer to count tokens with (hub id or local folder).")
 @click.option("--split", default="train", show_default=True, help="Split whose lengths are measured.")
@@ -207,7 +275,7 @@ def main(verbose: bool, quiet: bool) -> None:
 @click.option("--output", type=click.Path(path_type=Path), default=Path("runs/data-stats"), show_default=True,
               help="Folder for lengths.png and stats.json.")
 @user_errors
-def data_stats(data: str, model: str, split: str, percentile: float, output: Path) -> None:
+def data_stats(data: DataSource, model: str, split: str, percentile: float, output: Path) -> None:
     """Sentence-length histograms, percentiles, a suggested max_length, class counts."""
     from transformers import AutoTokenizer
 
@@ -224,7 +292,7 @@ def data_stats(data: str, model: str, split: str, percentile: float, output: Pat
     stats = length_stats(dsd, tokenizer, split=split, percentile=percentile)
     output.mkdir(parents=True, exist_ok=True)
     png = plot_length_histograms(stats, output / "lengths.png")
-    payload = {"data": data, "tokenizer": model, "split": split, "percentile": percentile, **stats.to_json()}
+    payload = {"data": data.to_json(), "tokenizer": model, "split": split, "percentile": percentile, **stats.to_json()}
     write_json_atomic(output / "stats.json", payload)
 
     click.echo(f"{split}: {len(stats.char_lengths):,} sentences")
@@ -243,9 +311,10 @@ def data_stats(data: str, model: str, split: str, percentile: float, output: Pat
     names = list(dsd[split].features["label"].names)
     if any(stats.class_counts[s].get(unlabelled) for s in labelled):
         names.append(unlabelled)
-    click.echo(f"  {'class':<20}" + "".join(f"{s:>12}" for s in labelled))
+    width = max([20, *(_display_width(name) + 2 for name in names)])
+    click.echo("  " + _pad("class", width) + "".join(f"{s:>12}" for s in labelled))
     for name in names:
-        click.echo(f"  {name:<20}" + "".join(f"{stats.class_counts[s].get(name, 0):>12,}" for s in labelled))
+        click.echo("  " + _pad(name, width) + "".join(f"{stats.class_counts[s].get(name, 0):>12,}" for s in labelled))
     for s, counts in stats.class_counts.items():
         if s not in labelled:
             click.echo(f"  {s}: unlabelled ({counts.get(unlabelled, 0):,} sentences)")
@@ -262,7 +331,7 @@ def data_stats(data: str, model: str, split: str, percentile: float, output: Pat
 @click.option("--output", type=click.Path(path_type=Path), required=True,
               help="Run folder: checkpoint/, metrics.json, run_config.json.")
 @user_errors
-def train(variant: str, train_size: int, output: Path, model: str, data: str, preset: str,
+def train(variant: str, train_size: int, output: Path, model: str, data: DataSource, preset: str,
           quiet: bool, **kwargs: Any) -> None:
     """Fine-tune one run (one variant on one training-set size) and score it.
 
@@ -293,7 +362,7 @@ def train(variant: str, train_size: int, output: Path, model: str, data: str, pr
 @click.option("--output", type=click.Path(path_type=Path), required=True,
               help="Grid folder: one run folder each, results.json/.md/.png.")
 @user_errors
-def grid(variants: tuple[str, ...], train_sizes: tuple[int, ...], output: Path, model: str, data: str,
+def grid(variants: tuple[str, ...], train_sizes: tuple[int, ...], output: Path, model: str, data: DataSource,
          preset: str, quiet: bool, **kwargs: Any) -> None:
     """Train variants × sizes (3 × 3 by default) and report macro/micro-F1.
 
@@ -332,7 +401,8 @@ def grid(variants: tuple[str, ...], train_sizes: tuple[int, ...], output: Path, 
 @click.option("--per-channel/--per-tensor", show_default=True,
               default=FieldDefault("tnews_deploy.export.exporter", "ExportConfig", "per_channel"),
               help="Per-channel or per-tensor int8 weight scales (int8-dynamic; int8 is always per channel).")
-@click.option("--data", help="Verification data; default: the data the run was evaluated on.")
+@data_options(default=False, help_data="Verification data (see `train --help`); default: the data the run "
+                                       "was evaluated on, as its run_config.json records it.")
 @click.option("--eval-size", type=int, help="Verification sentences; default: the run's evaluation set.")
 @click.option("--max-length", type=int, help="Token cap baked into the export; default: the run's.")
 @click.option("--min-agreement", type=float, show_default=True,
@@ -344,7 +414,7 @@ def grid(variants: tuple[str, ...], train_sizes: tuple[int, ...], output: Path, 
 @click.option("--force", is_flag=True, help="Replace --output if it exists.")
 @user_errors
 def export(source: Path, output: Path, optimize: str, quantize: str, quantize_for: str | None,
-           per_channel: bool, data: str | None, eval_size: int | None, max_length: int | None,
+           per_channel: bool, data: DataSource | None, eval_size: int | None, max_length: int | None,
            min_agreement: float, max_f1_drop: float, force: bool) -> None:
     """Export a checkpoint to ONNX with Optimum, verified against PyTorch.
 
@@ -499,7 +569,8 @@ _BENCH = BenchmarkConfig.defaults()
               help="An exported folder; repeat for each variant (fp32, O2, int8 ...).")
 @click.option("--output", type=click.Path(path_type=Path), required=True,
               help="Folder for results.json, results.md, latency.png, throughput.png.")
-@click.option("--data", help="Evaluation data; default: what the exports were verified on (else the run's).")
+@data_options(default=False, help_data="Evaluation data (see `train --help`); default: what the exports were "
+                                       "verified on (else the run's).")
 @click.option("--eval-size", type=int,
               help="Evaluation-set size; default: the exports' verification set (else the run's).")
 @click.option("--seed", type=int, help="Evaluation-set seed; default: the exports' / the run's.")

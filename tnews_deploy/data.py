@@ -1,14 +1,16 @@
-"""TNEWS data: loading from the hub or local files, seeded subsets, length statistics.
+"""Labelled data: loading from the hub or local files, seeded subsets, length statistics.
 
-Owns everything between "a data source the user names" and "the datasets a
-training run consumes":
+Owns everything between "a data source the user names" (a `tnews_deploy.datasource.DataSource`) and "the
+datasets a training run consumes":
 
-* `load_tnews(source)` turns `clue/tnews` (the hub), a folder of HF-style JSONL
-  (`train.jsonl`, `validation.jsonl`[, `test.jsonl`]) or a folder of the original
-  CLUE files (`train.json`/`train.tsv`, `dev.json`, `test.json`, `labels.json`)
-  into one `DatasetDict` with the same schema: `idx` (int), `label`
-  (`ClassLabel` of the 15 TNEWS names; -1 on the unlabelled test split) and
-  `sentence` (str).
+* `load_data(source)` turns `clue/tnews` (the hub, the default), any hub dataset with a config, a folder of
+  HF-style JSONL (`train.jsonl`, `validation.jsonl`[, `test.jsonl`]), a folder of the original CLUE files
+  (`train.json`/`train.tsv`, `dev.json`, `test.json`, `labels.json`), or a file, glob or folder of
+  `.csv`/`.tsv`/`.jsonl`/`.parquet` files (read by `datasets`' own loaders) into one `DatasetDict` with
+  the same schema: `idx` (int), `label` (`ClassLabel` of the class names; -1 on an unlabelled test split)
+  and `sentence` (str, whatever the text column was called). Labels are integers (named by a names file)
+  or strings (their sorted set); data without a validation split gets a seeded, stratified holdout from
+  train. Bad rows are reported with their file and line.
 * `make_splits(...)` draws the seeded training subsets, the evaluation set and a
   model-selection slice; evaluation and selection never overlap.
 * `length_stats(...)` measures character and token lengths and suggests a
@@ -17,8 +19,13 @@ training run consumes":
 
 from __future__ import annotations
 
+import csv
+import glob
+import itertools
 import json
+import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,10 +35,13 @@ from typing import Any
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
+from .datasource import DEFAULT_DATA, DEFAULT_TEXT_FIELDS, DataSource
 from .errors import ConfigError, DataError
 from .labels import TNEWS_LABEL_NAMES, TNEWS_LABELS
 
-HUB_DATASET = "clue/tnews"
+logger = logging.getLogger(__name__)
+
+HUB_DATASET = DEFAULT_DATA
 SPLITS = ("train", "validation", "test")
 
 
@@ -47,36 +57,211 @@ def tnews_features(label_names: Sequence[str] = TNEWS_LABEL_NAMES) -> Features:
 
 # ----------------------------------------------------------------------------- loading
 
+DATA_SUFFIXES: dict[str, str] = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json",
+                                 ".parquet": "parquet"}
+SPLIT_FILE_NAMES: dict[str, tuple[str, ...]] = {
+    "train": ("train",), "validation": ("validation", "dev", "valid", "val"), "test": ("test",)}
+GLOB_CHARS = "*?["
 
-def load_tnews(source: str | Path = HUB_DATASET) -> DatasetDict:
-    """Load TNEWS from the hub id `clue/tnews`, an HF-JSONL folder or a CLUE folder.
 
-    Raises `DataError` with a message naming what is missing when the source is
-    neither an existing folder of a known layout nor the hub id.
+@dataclass
+class _Rows:
+    """One file's (or one hub split's) texts and raw label values, before labels become ids."""
+
+    where: str  # the file (or hub split) for messages
+    texts: list[Any]
+    labels: list[Any] | None  # None: no label column (an unlabelled test split)
+    ids: list[int]
+    line: Any  # row index -> "file:line" for messages
+    text_field: str = "sentence"
+    label_field: str = "label"
+
+
+def load_data(source: DataSource | str | Path | dict[str, Any] = HUB_DATASET) -> DatasetDict:
+    """Load a labelled data set into the toolkit's schema: `idx`, `label` (`ClassLabel`), `sentence`.
+
+    Args:
+        source: a `DataSource`, or what one is read from (a path or hub id string, a recorded dict):
+            `clue/tnews` (the hub), any hub id (with `config`), a folder of HF-style JSONL or original CLUE
+            files, or a file, glob or folder of `.csv`/`.tsv`/`.jsonl`/`.parquet` files. In a folder or glob,
+            files named `train*`, `validation*`/`dev*`/`valid*`/`val*` and `test*` are those splits; without a
+            `train*` file every file is training data.
+
+    Returns:
+        `train` and `validation` (held out of train, seeded and stratified, when the data has none) and
+        `test` when present. Labels are ids into the `ClassLabel` names: the names file's, the run's recorded
+        `label_names`, a hub `ClassLabel`'s, the sorted set of string labels, or the integers themselves.
+
+    Raises:
+        DataError: naming the file and line of a missing field, an empty text or a label absent from the names;
+            naming the class when one is too small to hold out a validation split.
     """
-    path = Path(source).expanduser()
-    if path.is_dir():
-        if (path / "train.jsonl").is_file() or (path / "validation.jsonl").is_file():
-            return _load_hf_jsonl(path)
-        if (path / "dev.json").is_file() or (path / "labels.json").is_file():
-            return _load_clue(path)
-        found = sorted(p.name for p in path.iterdir())[:10]
-        raise DataError(
-            f"{path}: not a TNEWS folder. Expected HF-style JSONL (train.jsonl, validation.jsonl"
-            f"[, test.jsonl]) or the original CLUE files (train.json or train.tsv, dev.json, "
-            f"test.json, labels.json); found {found or 'nothing'}."
-        )
-    if str(source) in (HUB_DATASET, "clue"):
-        return _load_hub()
-    if path.exists():
-        raise DataError(f"{path}: is a file; --data takes a folder or the hub id {HUB_DATASET!r}.")
+    src = DataSource.coerce(source)
+    path = Path(src.path).expanduser()
+    if path.is_dir() and _is_clue_folder(path):
+        return _load_clue(path, src)
+    if path.is_dir() or path.is_file() or any(ch in src.path for ch in GLOB_CHARS):
+        splits = {split: [_read_file(file, src, split) for file in files]
+                  for split, files in _split_files(src, path).items()}
+        beside = path if path.is_dir() else None
+        return _assemble(splits, src, names_beside=beside, tnews_default=path.is_dir() and _has_split_jsonl(path))
+    if src.path in (HUB_DATASET, "clue") and src.config in (None, "tnews"):
+        return _load_tnews_hub()
+    if _looks_like_hub_id(src.path):
+        return _load_hub(src)
     raise DataError(
-        f"{source}: no such folder. --data takes {HUB_DATASET!r} (the Hugging Face hub) or a "
-        "local folder of HF-style JSONL or original CLUE files."
+        f"{src.path}: no such file or folder. --data takes {HUB_DATASET!r} or another hub id, a folder (HF-style "
+        "JSONL, original CLUE files, or .csv/.tsv/.jsonl/.parquet files), a file or a glob of such files."
     )
 
 
-def _load_hub() -> DatasetDict:
+load_tnews = load_data  # the name earlier versions used
+
+
+def _is_clue_folder(folder: Path) -> bool:
+    """The original CLUE layout: dev.json / train.json, or CLUE's header-less train.tsv beside labels.json."""
+    if _has_split_jsonl(folder):
+        return False
+    return ((folder / "dev.json").is_file() or (folder / "train.json").is_file()
+            or ((folder / "train.tsv").is_file() and (folder / "labels.json").is_file()))
+
+
+def _has_split_jsonl(folder: Path) -> bool:
+    return (folder / "train.jsonl").is_file() or (folder / "validation.jsonl").is_file()
+
+
+def _looks_like_hub_id(value: str) -> bool:
+    return (bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", value))
+            and Path(value).suffix.lower() not in DATA_SUFFIXES)
+
+
+def _split_of(file: Path) -> str | None:
+    stem = file.name.lower().split(".")[0]
+    for split, names in SPLIT_FILE_NAMES.items():
+        if any(stem == n or stem.startswith((n + "-", n + "_")) for n in names):
+            return split
+    return None
+
+
+def _split_files(src: DataSource, path: Path) -> dict[str, list[Path]]:
+    """Data files per split: a single file is the training data; a folder or glob splits by file name."""
+    if path.is_file():
+        if path.suffix.lower() not in DATA_SUFFIXES:
+            raise DataError(f"{path}: not a data file; --data takes .csv, .tsv, .jsonl or .parquet files "
+                            "(or a folder or glob of them).")
+        return {"train": [path]}
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES
+                       and p.name != "labels.json")
+        if not files:
+            found = sorted(p.name for p in path.iterdir())[:10]
+            raise DataError(
+                f"{path}: no data files. Expected HF-style JSONL (train.jsonl, validation.jsonl[, test.jsonl]), "
+                f"the original CLUE files (train.json or train.tsv, dev.json, test.json, labels.json) or "
+                f".csv/.tsv/.jsonl/.parquet files; found {found or 'nothing'}."
+            )
+    else:
+        files = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).suffix.lower() in DATA_SUFFIXES)
+        if not files:
+            raise DataError(f"{src.path}: the pattern matches no .csv/.tsv/.jsonl/.parquet file.")
+    named: dict[str, list[Path]] = {}
+    for file in files:
+        split = _split_of(file)
+        if split:
+            named.setdefault(split, []).append(file)
+    if "train" not in named:
+        if "validation" in named:
+            raise DataError(f"{path}: has a validation file ({named['validation'][0].name}) but no train file.")
+        return {"train": files}
+    ignored = [f.name for f in files if _split_of(f) is None]
+    if ignored:
+        logger.warning("%s: ignoring %s (not named train/validation/dev/test)", path, ", ".join(ignored))
+    return named
+
+
+def _read_file(file: Path, src: DataSource, split: str) -> _Rows:
+    """One data file through `datasets`' own loader, with its text and label columns picked out."""
+    from datasets import load_dataset
+
+    kind = DATA_SUFFIXES[file.suffix.lower()]
+    options: dict[str, Any] = {}
+    if kind in ("csv", "tsv"):
+        # Keep texts as written: no "NA" -> NaN; TSV has no quoting.
+        options = dict(keep_default_na=False, na_filter=False)
+        if kind == "tsv":
+            options.update(sep="\t", quoting=csv.QUOTE_NONE)
+    import datasets as hf_datasets
+
+    silence = not hf_datasets.are_progress_bars_disabled()
+    if silence:
+        hf_datasets.disable_progress_bars()
+    try:
+        dataset = load_dataset("csv" if kind == "tsv" else kind, data_files=[str(file)], split="train", **options)
+    except Exception as exc:  # datasets wraps pandas/pyarrow errors; find the line ourselves where we can
+        raise DataError(_read_error(file, kind, exc)) from exc
+    finally:
+        if silence:
+            hf_datasets.enable_progress_bars()
+    columns = dataset.column_names
+    text_field = src.text_field or next((f for f in DEFAULT_TEXT_FIELDS if f in columns), None)
+    if text_field not in columns:
+        wanted = repr(src.text_field) if src.text_field else " or ".join(map(repr, DEFAULT_TEXT_FIELDS))
+        raise DataError(f"{file}: no text column {wanted}; its columns are {columns}. Pass --text-field.")
+    labels = None
+    if src.label_field in columns:
+        labels = list(dataset[src.label_field])
+    elif split != "test":
+        raise DataError(f"{file}: no label column {src.label_field!r}; its columns are {columns}. "
+                        "Pass --label-field.")
+    ids = list(dataset["idx"]) if "idx" in columns and dataset.features["idx"].dtype.startswith("int") else None
+    return _Rows(where=str(file), texts=list(dataset[text_field]), labels=labels,
+                 ids=ids or list(range(len(dataset))), line=_line_numbers(file, kind), text_field=text_field,
+                 label_field=src.label_field)
+
+
+def _read_error(file: Path, kind: str, exc: Exception) -> str:
+    if kind == "json":
+        with file.open(encoding="utf-8", errors="replace") as fh:
+            for line_no, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError as bad:
+                    return f"{file}:{line_no}: invalid JSON ({bad.msg})."
+    cause = exc
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        cause = cause.__cause__ or cause.__context__
+    message = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return f"{file}: cannot be read as {kind.upper()} ({message})."
+
+
+def _line_numbers(file: Path, kind: str):
+    """row index -> "file:line" (or "file: row N" for Parquet), computed only when a message needs it."""
+    cache: list[int] = []
+
+    def line(row: int) -> str:
+        if kind == "parquet":
+            return f"{file}: row {row + 1}"
+        if not cache:
+            with file.open(encoding="utf-8", errors="replace", newline="") as fh:
+                if kind == "json":
+                    cache.extend(n for n, text in enumerate(fh, 1) if text.strip())
+                else:  # the line each CSV record starts on (quoted fields may span lines), header skipped
+                    reader = csv.reader(fh, delimiter="\t" if kind == "tsv" else ",",
+                                        quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL)
+                    end = 0
+                    for record in reader:
+                        start, end = end + 1, reader.line_num
+                        if record:
+                            cache.append(start)
+                    del cache[:1]
+        return f"{file}:{cache[row]}" if row < len(cache) else f"{file}: row {row + 1}"
+
+    return line
+
+
+def _load_tnews_hub() -> DatasetDict:
     from datasets import load_dataset
 
     try:
@@ -90,69 +275,237 @@ def _load_hub() -> DatasetDict:
     return DatasetDict({name: split.cast(tnews_features()) for name, split in dsd.items()})
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{line_no}: invalid JSON ({exc.msg}).") from exc
-    return rows
+def _load_hub(src: DataSource) -> DatasetDict:
+    """Any hub dataset (with `src.config`): its splits through the same label and holdout rules as files."""
+    from datasets import ClassLabel as HubClassLabel
+    from datasets import load_dataset
 
-
-def _label_names_from(labels_json: Path) -> tuple[list[str], dict[str, int]]:
-    """Names in file order and a code -> id map, from CLUE's labels.json."""
-    names, code_to_id = [], {}
-    for row in _read_jsonl(labels_json):
-        try:
-            code_to_id[str(row["label"])] = len(names)
-            names.append(str(row["label_desc"]))
-        except KeyError as exc:
-            raise DataError(f"{labels_json}: every line needs 'label' and 'label_desc'.") from exc
-    return names, code_to_id
-
-
-def _load_hf_jsonl(folder: Path) -> DatasetDict:
-    names = list(TNEWS_LABEL_NAMES)
-    if (folder / "labels.json").is_file():
-        names, _ = _label_names_from(folder / "labels.json")
-    features = tnews_features(names)
-    splits = {}
-    for split in SPLITS:
-        file = folder / f"{split}.jsonl"
-        if not file.is_file():
+    try:
+        dsd = load_dataset(src.path, src.config)
+    except Exception as exc:
+        raise DataError(
+            f"could not load {src.path!r}{f' (config {src.config!r})' if src.config else ''} from the Hugging "
+            f"Face hub ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Without network "
+            "access, pass local files with --data."
+        ) from exc
+    aliases = {n: split for split, names in SPLIT_FILE_NAMES.items() for n in names}
+    splits: dict[str, list[_Rows]] = {}
+    hub_names: list[str] | None = None
+    for name, dataset in dsd.items():
+        split = aliases.get(name)
+        if split is None:
             continue
-        rows = _read_jsonl(file)
-        for i, row in enumerate(rows):
-            if "sentence" not in row or "label" not in row:
-                raise DataError(f"{file}:{i + 1}: each line needs 'sentence' and 'label'.")
-            label = int(row["label"])
-            if not -1 <= label < len(names):
-                raise DataError(f"{file}:{i + 1}: label {label} is outside 0..{len(names) - 1}.")
-        splits[split] = Dataset.from_dict(
-            {
-                "idx": [int(r.get("idx", i)) for i, r in enumerate(rows)],
-                "label": [int(r["label"]) for r in rows],
-                "sentence": [str(r["sentence"]) for r in rows],
-            },
-            features=features,
-        )
-    _require_train_and_validation(folder, splits, "train.jsonl", "validation.jsonl")
-    return DatasetDict(splits)
+        columns = dataset.column_names
+        text_field = src.text_field or next((f for f in DEFAULT_TEXT_FIELDS if f in columns), None)
+        where = f"{src.path}[{name}]"
+        if text_field not in columns:
+            raise DataError(f"{where}: no text column {src.text_field or 'sentence or text'!r}; its columns are "
+                            f"{columns}. Pass --text-field.")
+        labels = list(dataset[src.label_field]) if src.label_field in columns else None
+        if labels is None and split != "test":
+            raise DataError(f"{where}: no label column {src.label_field!r}; its columns are {columns}. "
+                            "Pass --label-field.")
+        feature = dataset.features.get(src.label_field)
+        if isinstance(feature, HubClassLabel):
+            hub_names = list(feature.names)
+        splits[split] = [_Rows(where=where, texts=list(dataset[text_field]), labels=labels,
+                               ids=list(range(len(dataset))),
+                               line=lambda row, where=where: f"{where} row {row + 1}",
+                               text_field=text_field, label_field=src.label_field)]
+    if "train" not in splits:
+        raise DataError(f"{src.path}: has no train split (it has {', '.join(dsd)}).")
+    return _assemble(splits, src, hub_names=hub_names)
 
 
-def _load_clue(folder: Path) -> DatasetDict:
-    labels_json = folder / "labels.json"
-    if labels_json.is_file():
-        names, code_to_id = _label_names_from(labels_json)
+def read_label_names(file: Path) -> tuple[list[str], dict[str, int]]:
+    """Class names in file order and a code -> id map from a names file.
+
+    Args:
+        file: one name a line, or CLUE's `labels.json` (JSON lines with `label` codes and `label_desc` names).
+    """
+    if not file.is_file():
+        raise DataError(f"{file}: no such names file (--labels takes one class name a line, or CLUE's "
+                        "labels.json).")
+    lines = [(n, line.strip()) for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1)
+             if line.strip()]
+    names: list[str] = []
+    codes: dict[str, int] = {}
+    if lines and lines[0][1].startswith("{"):
+        for line_no, line in lines:
+            try:
+                row = json.loads(line)
+                codes[str(row["label"])] = len(names)
+                names.append(str(row["label_desc"]))
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise DataError(f"{file}:{line_no}: expected a JSON object with 'label' and 'label_desc' "
+                                "(CLUE's labels.json).") from exc
+    else:
+        names = [line for _, line in lines]
+    seen: dict[str, int] = {}
+    for (line_no, _), name in zip(lines, names):
+        if name in seen:
+            raise DataError(f"{file}:{line_no}: class {name!r} repeats line {seen[name]}.")
+        seen[name] = line_no
+    if len(names) < 2:
+        raise DataError(f"{file}: names {len(names)} class(es); a classifier needs at least 2.")
+    return names, codes
+
+
+def _assemble(splits: dict[str, list[_Rows]], src: DataSource, *, names_beside: Path | None = None,
+              tnews_default: bool = False, hub_names: list[str] | None = None) -> DatasetDict:
+    """Raw rows -> validated `DatasetDict`: texts checked, labels mapped to ids, validation held out if absent."""
+    names: list[str] | None = None
+    codes: dict[str, int] = {}
+    names_from = ""
+    if src.label_names:
+        names, names_from = list(src.label_names), "the run's recorded classes"
+    elif src.labels:
+        names, codes = read_label_names(Path(src.labels).expanduser())
+        names_from = f"the names file {src.labels}"
+    elif names_beside is not None and (names_beside / "labels.json").is_file():
+        names, codes = read_label_names(names_beside / "labels.json")
+        names_from = f"the names file {names_beside / 'labels.json'}"
+    elif hub_names:
+        names, names_from = hub_names, "the hub dataset's class names"
+
+    for parts in splits.values():
+        for rows in parts:
+            _check_texts(rows)
+    kind = _label_kind([rows for parts in splits.values() for rows in parts])
+    if names is None:
+        train_labels = [v for rows in splits["train"] for v in rows.labels or [] if v != -1]
+        if kind == "int":
+            top = max(train_labels, default=-1)
+            if tnews_default and top == len(TNEWS_LABEL_NAMES) - 1:
+                names, names_from = list(TNEWS_LABEL_NAMES), "the TNEWS classes"
+            else:
+                names, names_from = [str(i) for i in range(top + 1)], "the training data's integer labels"
+                logger.info("integer labels without a names file: the classes are named 0..%d (pass --labels "
+                            "FILE to name them)", top)
+        else:
+            names, names_from = sorted(set(train_labels)), "the training data"
+        if len(names) < 2:
+            raise DataError(f"{splits['train'][0].where}: the training data has {len(names)} class(es); a "
+                            "classifier needs at least 2.")
+    name_to_id = {name: i for i, name in enumerate(names)}
+
+    def label_id(rows: _Rows, row: int, value: Any, split: str) -> int:
+        if value == -1 and split == "test":
+            return -1
+        if isinstance(value, str):
+            if value in name_to_id:
+                return name_to_id[value]
+            if value in codes:
+                return codes[value]
+        elif isinstance(value, int):
+            if str(value) in codes:
+                return codes[str(value)]
+            if 0 <= value < len(names) and names_from != "the training data":
+                return value
+        shown = ", ".join(names[:8]) + (", …" if len(names) > 8 else "")
+        if names_from == "the training data":
+            raise DataError(f"{rows.line(row)}: label {value!r} does not occur in the training data "
+                            f"({len(names)} classes: {shown}).")
+        expected = f"0..{len(names) - 1} or " if kind == "int" else ""
+        raise DataError(f"{rows.line(row)}: label {value!r} is not in {names_from} "
+                        f"(expected {expected}one of {len(names)} classes: {shown}).")
+
+    built: dict[str, dict[str, list]] = {}
+    for split, parts in splits.items():
+        out: dict[str, list] = {"idx": [], "label": [], "sentence": [], "where": []}
+        for rows in parts:
+            for i, text in enumerate(rows.texts):
+                out["idx"].append(int(rows.ids[i]))
+                out["sentence"].append(str(text))
+                out["label"].append(-1 if rows.labels is None else label_id(rows, i, rows.labels[i], split))
+                out["where"].append((rows, i))
+        built[split] = out
+    if "validation" not in built:
+        built["train"], built["validation"] = _hold_out(built["train"], names, src)
+    features = tnews_features(names)
+    return DatasetDict({
+        split: Dataset.from_dict({k: v for k, v in columns.items() if k != "where"}, features=features)
+        for split, columns in sorted(built.items(), key=lambda kv: SPLITS.index(kv[0]))
+    })
+
+
+def _check_texts(rows: _Rows) -> None:
+    for i, text in enumerate(rows.texts):
+        if text is None:
+            raise DataError(f"{rows.line(i)}: no text: {rows.text_field!r} is missing or null.")
+        if isinstance(text, str) and not text.strip():
+            raise DataError(f"{rows.line(i)}: empty text in {rows.text_field!r}; every row needs a non-empty text.")
+        if isinstance(text, (list, dict)):
+            raise DataError(f"{rows.line(i)}: the text in {rows.text_field!r} is a {type(text).__name__}, "
+                            "not a string.")
+        if rows.labels is not None and rows.labels[i] is None:
+            raise DataError(f"{rows.line(i)}: no label: {rows.label_field!r} is missing or null; every training "
+                            "and validation row needs one.")
+
+
+def _label_kind(parts: list[_Rows]) -> str:
+    """'int' or 'str': all labels must be integers, or all strings (checked row by row)."""
+    kind = None
+    for rows in parts:
+        for i, value in enumerate(rows.labels or []):
+            this = ("int" if isinstance(value, int) and not isinstance(value, bool)
+                    else "str" if isinstance(value, str) else None)
+            if this is None:
+                raise DataError(f"{rows.line(i)}: label {value!r} is neither an integer nor a string.")
+            if this == "str" and not value.strip():
+                raise DataError(f"{rows.line(i)}: empty label; every training and validation row needs one.")
+            if kind is None:
+                kind = this
+            elif this != kind:
+                raise DataError(f"{rows.line(i)}: label {value!r} is {'an integer' if this == 'int' else 'a string'} "
+                                f"but earlier labels are {'integers' if kind == 'int' else 'strings'}; use one kind.")
+    return kind or "str"
+
+
+def _held_out_count(size: int, fraction: float) -> int:
+    return math.floor(size * fraction + 0.5)  # half up, not Python's round-half-to-even
+
+
+def _hold_out(train: dict[str, list], names: list[str], src: DataSource) -> tuple[dict, dict]:
+    """A seeded, stratified validation split held out of `train`: `validation_fraction` of every class."""
+    labels = np.asarray(train["label"])
+    rng = np.random.default_rng(src.validation_seed)
+    held: list[int] = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        take = _held_out_count(len(members), src.validation_fraction)
+        if take < 1 or take >= len(members):
+            rows, _ = train["where"][members[0]]
+            need = next(n for n in itertools.count(2) if 1 <= _held_out_count(n, src.validation_fraction) < n)
+            raise DataError(
+                f"{rows.where}: class {names[label]!r} has {len(members)} training example(s); holding out a "
+                f"validation split of {src.validation_fraction:g} needs at least {need} per class (one on each "
+                "side). Add examples of it, drop it, change --validation-fraction, or give a validation file."
+            )
+        held.extend(rng.permutation(members)[:take].tolist())
+    held_set = set(held)
+    keep = [i for i in range(len(labels)) if i not in held_set]
+    held.sort()
+    logger.info("no validation split: held out %s of %s training rows (%g per class, seed %d)",
+                f"{len(held):,}", f"{len(labels):,}", src.validation_fraction, src.validation_seed)
+    return ({k: [v[i] for i in keep] for k, v in train.items()},
+            {k: [v[i] for i in held] for k, v in train.items()})
+
+
+def _load_clue(folder: Path, src: DataSource) -> DatasetDict:
+    if src.label_names:
+        names = list(src.label_names)
+        code_to_id = {}
+        if (folder / "labels.json").is_file():
+            _, code_to_id = read_label_names(folder / "labels.json")
+    elif src.labels or (folder / "labels.json").is_file():
+        names, code_to_id = read_label_names(Path(src.labels).expanduser() if src.labels else folder / "labels.json")
     else:
         names = list(TNEWS_LABEL_NAMES)
         code_to_id = {code: i for i, (code, _) in enumerate(TNEWS_LABELS)}
     name_to_id = {name: i for i, name in enumerate(names)}
     features = tnews_features(names)
+    text_field = src.text_field or "sentence"
 
     def label_of(row: dict[str, Any], where: str) -> int:
         if "label" in row and str(row["label"]) in code_to_id:
@@ -165,11 +518,14 @@ def _load_clue(folder: Path) -> DatasetDict:
 
     def from_json(file: Path) -> Dataset:
         rows = _read_jsonl(file)
+        for i, row in enumerate(rows):
+            if not str(row.get(text_field) or "").strip():
+                raise DataError(f"{file}:{i + 1}: no text in {text_field!r}.")
         return Dataset.from_dict(
             {
                 "idx": [int(r.get("id", i)) for i, r in enumerate(rows)],
                 "label": [label_of(r, f"{file}:{i + 1}") for i, r in enumerate(rows)],
-                "sentence": [str(r["sentence"]) for r in rows],
+                "sentence": [str(r[text_field]) for r in rows],
             },
             features=features,
         )
@@ -200,14 +556,47 @@ def _load_clue(folder: Path) -> DatasetDict:
         splits["validation"] = from_json(folder / "dev.json")
     if (folder / "test.json").is_file():
         splits["test"] = from_json(folder / "test.json")
-    _require_train_and_validation(folder, splits, "train.json (or train.tsv)", "dev.json")
+    if "train" not in splits:
+        raise DataError(f"{folder}: missing train.json (or train.tsv).")
+    if "validation" not in splits:
+        raise DataError(f"{folder}: missing dev.json.")
     return DatasetDict(splits)
 
 
-def _require_train_and_validation(folder: Path, splits: dict, train: str, validation: str) -> None:
-    missing = [name for key, name in (("train", train), ("validation", validation)) if key not in splits]
-    if missing:
-        raise DataError(f"{folder}: missing {', '.join(missing)}.")
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{line_no}: invalid JSON ({exc.msg}).") from exc
+    return rows
+
+
+def check_label_names(checkpoint: Path, names: list[str], data: Any) -> None:
+    """Refuse data whose classes are not the model's (a model scored on other labels scores nonsense).
+
+    Args:
+        checkpoint: a transformers checkpoint folder; its `config.json` `id2label` holds the model's classes.
+        names: the data's class names in id order.
+        data: the data source, for the message.
+    """
+    config_file = Path(checkpoint) / "config.json"
+    try:
+        id2label = json.loads(config_file.read_text(encoding="utf-8")).get("id2label") or {}
+    except (OSError, json.JSONDecodeError):
+        return  # the model loader reports a broken checkpoint more clearly
+    model_names = [str(id2label[key]) for key in sorted(id2label, key=int)]
+    if len(model_names) != len(names):
+        raise DataError(f"{data}: has {len(names)} classes, but the model in {checkpoint} has {len(model_names)} "
+                        f"({', '.join(model_names[:6])}{', …' if len(model_names) > 6 else ''}); pass the data "
+                        "the model was trained on.")
+    if model_names != list(names) and not all(n.startswith("LABEL_") for n in model_names):
+        logger.warning("%s: its class names differ from the model's (%s … vs %s …); scoring by id", data,
+                       ", ".join(names[:3]), ", ".join(model_names[:3]))
 
 
 # ----------------------------------------------------------------------------- subsets
@@ -256,7 +645,9 @@ def _sample_indices(labels: np.ndarray, size: int, seed: int, stratify: bool) ->
     from sklearn.model_selection import train_test_split
 
     counts = np.bincount(labels)
-    if (counts[counts > 0] < 2).any():  # sklearn needs two of every class to stratify
+    classes = int((counts > 0).sum())
+    # sklearn needs two of every class, and at least one per class on each side, to stratify.
+    if (counts[counts > 0] < 2).any() or size < classes or len(labels) - size < classes:
         return np.random.default_rng(seed).choice(len(labels), size=size, replace=False)
     chosen, _ = train_test_split(
         np.arange(len(labels)), train_size=size, stratify=labels, random_state=seed
@@ -276,7 +667,8 @@ def make_splits(dsd: DatasetDict, config: SplitConfig = SplitConfig()) -> TnewsS
     if config.eval_size + config.selection_size > len(validation):
         raise ConfigError(
             f"eval size {config.eval_size} + selection size {config.selection_size} exceed the "
-            f"{len(validation)} validation sentences; lower --eval-size or --selection-size."
+            f"{len(validation)} validation sentences; lower --eval-size or --selection-size (data without a "
+            "validation split holds out --validation-fraction of train as one)."
         )
     val_labels = np.asarray(validation["label"])
     order = _sample_indices(val_labels, config.eval_size, config.seed, config.stratify)
@@ -405,7 +797,7 @@ def plot_length_histograms(stats: LengthStats, path: Path) -> Path:
         label=f"suggested max_length = {stats.suggested_max_length}",
     )
     axes[1].legend()
-    fig.suptitle(f"TNEWS sentence lengths ({len(stats.char_lengths):,} sentences)")
+    fig.suptitle(f"Sentence lengths ({len(stats.char_lengths):,} sentences)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -12,7 +12,7 @@ class UserError(Exception):
 
 
 class DataError(UserError, ValueError):
-    """A dataset path or file that cannot be read as TNEWS."""
+    """A data source that cannot be read, or a bad row in it (the message names the file and line)."""
 
 
 class ConfigError(UserError, ValueError):

@@ -14,6 +14,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..datasource import DataSource
 from ..errors import ConfigError
 
 QUICK_SETTINGS: dict[str, Any] = dict(max_sentences=64, latency_sentences=24, warmup=3, rounds=1, batch_sizes=(8,))
@@ -39,7 +40,7 @@ class BenchmarkConfig:
     pytorch: Path | None  # checkpoint, run or grid folder; None: the first ONNX manifest's source checkpoint
     onnx: tuple[Path, ...]  # exported folders, one backend each
     output: Path  # folder for results.json, results.md, latency.png, throughput.png
-    data: str | None = None
+    data: DataSource | str | None = None  # a DataSource, or its path / hub id
     eval_size: int | None = None
     seed: int | None = None
     stratify: bool | None = None
@@ -60,6 +61,8 @@ class BenchmarkConfig:
         if self.pytorch is not None:
             set_(self, "pytorch", Path(self.pytorch))
         set_(self, "batch_sizes", tuple(self.batch_sizes))
+        if self.data is not None:
+            set_(self, "data", DataSource.coerce(self.data))
         if not self.onnx:
             raise ConfigError(f"{flag('onnx')}: give at least one exported folder.")
         for name in ("eval_size", "max_sentences", "threads", "max_length"):

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..datasource import describe_data
+
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 LATENCY_PNG = "latency.png"
@@ -29,10 +31,11 @@ def _model_name(checkpoint: str) -> str:
 def _evaluation_line(report: dict[str, Any]) -> str:
     ev = report.get("evaluation")
     if not ev:  # reports written before the evaluation set was recorded
-        return f"Data `{report['data']}`"
+        return f"Data `{describe_data(report['data'])}`"
     origins = sorted(set(ev.get("origin", {}).values()))
     subset = f"{ev['sentences']:,} of " if ev["sentences"] < ev["eval_size"] else ""
-    return (f"Evaluation set: {subset}{ev['eval_size']:,} sentences of `{ev['data']}` (seed {ev['seed']}, "
+    return (f"Evaluation set: {subset}{ev['eval_size']:,} sentences of `{describe_data(ev['data'])}` "
+            f"(seed {ev['seed']}, "
             f"{'stratified' if ev['stratify'] else 'not stratified'}; settings from {', '.join(origins)})")
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..datasource import DataSource, describe_data
 from ..errors import UserError
 from ..machine import usable_cpus
 from ..predictor import MANIFEST_FILE
@@ -40,14 +41,14 @@ DEFAULT_MAX_LENGTH = 128
 class EvaluationSettings:
     """How the evaluation set is drawn (`tnews_deploy.data.evaluation_split`) and where each setting came from."""
 
-    data: str
+    data: DataSource
     eval_size: int
     seed: int
     stratify: bool
     origin: dict[str, str] = field(default_factory=dict)  # setting -> its source, e.g. "fp32/manifest.json"
 
     def draw(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in EVALUATION_KEYS}
+        return {**{k: getattr(self, k) for k in EVALUATION_KEYS}, "data": self.data.to_json()}
 
 
 @dataclass
@@ -116,17 +117,23 @@ def evaluation_settings(config: BenchmarkConfig, manifests: dict[Path, dict[str,
     if "data" not in values:
         raise UserError("no --data given, and neither the ONNX manifests nor the PyTorch run record the "
                         "evaluation data; pass --data.")
-    settings = EvaluationSettings(data=str(values["data"]), eval_size=int(values["eval_size"]),
+    data = DataSource.coerce(values["data"])
+    recorded = next((DataSource.coerce(source["data"]) for _, source in sources[1:]
+                     if source.get("data") and DataSource.coerce(source["data"]).label_names), None)
+    if data.label_names is None and recorded is not None:
+        data = data.with_label_names(recorded.label_names)  # label ids as the model was trained on them
+    settings = EvaluationSettings(data=data, eval_size=int(values["eval_size"]),
                                   seed=int(values["seed"]), stratify=bool(values["stratify"]), origin=origin)
     if run_config:
-        differs = [k for k in EVALUATION_KEYS if run_config.get(k) is not None
-                   and str(run_config[k]) != str(getattr(settings, k))]
+        differs = [k for k in EVALUATION_KEYS if run_config.get(k) is not None and (
+            not settings.data.same_data(run_config[k]) if k == "data"
+            else str(run_config[k]) != str(getattr(settings, k)))]
         if differs:
             logger.warning(
                 "the benchmark's evaluation set differs from the run's in %s (%s vs the run's %s): it may "
                 "contain sentences the run used for model selection, so its F1 is not the run's held-out F1.",
                 ", ".join(differs), ", ".join(f"{k}={getattr(settings, k)}" for k in differs),
-                ", ".join(f"{k}={run_config[k]}" for k in differs))
+                ", ".join(f"{k}={describe_data(run_config[k]) if k == 'data' else run_config[k]}" for k in differs))
     return settings
 
 
@@ -173,7 +180,7 @@ def resolve_plan(config: BenchmarkConfig) -> BenchmarkPlan:
         int((source.run_config or {}).get("max_length") or DEFAULT_MAX_LENGTH))
     sentences = f"{config.max_sentences:,} of " if config.max_sentences else ""
     logger.info("loading the evaluation set (%s%s sentences of %s, seed %s) ...", sentences,
-                f"{settings.eval_size:,}", settings.data, settings.seed)
+                f"{settings.eval_size:,}", settings.data.describe(), settings.seed)
     texts, labels = load_evaluation(settings, config.max_sentences)
     return BenchmarkPlan(checkpoint=source.checkpoint, onnx=config.onnx, threads=config.threads or usable_cpus(),
                          max_length=max_length, evaluation=settings, texts=texts, labels=labels,

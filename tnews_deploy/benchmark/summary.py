@@ -107,7 +107,7 @@ def summarise(config: BenchmarkConfig, plan: BenchmarkPlan, backends: Sequence[B
         "fp32_peak": peak,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
                      if k not in ("onnx", "pytorch", "output")},
-        "data": plan.evaluation.data,
+        "data": plan.evaluation.data.to_json(),
         "evaluation": plan.evaluation_json(),
         "pytorch_checkpoint": str(plan.checkpoint),
         "max_length": plan.max_length,

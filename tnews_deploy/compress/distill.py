@@ -506,6 +506,7 @@ def plan_run(config: DistillConfig) -> tuple[Any, dict[str, Any]]:
     Returns:
         (the teacher's `ExportSource`, the run settings).
     """
+    from ..datasource import DataSource
     from ..export.source import resolve_source
     from ..training.run import portable_source
 
@@ -533,7 +534,7 @@ def plan_run(config: DistillConfig) -> tuple[Any, dict[str, Any]]:
         # What export, benchmark and the splits need, as the teacher run had them.
         "model": str(teacher.checkpoint.resolve()),
         "variant": f"distill-{config.layers}-layers",
-        "data": portable_source(str(run["data"])),
+        "data": DataSource.coerce(run["data"]).portable().to_json(),
         "train_size": int(run.get("train_size", 0)),
         "eval_size": int(run.get("eval_size", 2000)),
         "selection_size": int(run.get("selection_size", 1000)),

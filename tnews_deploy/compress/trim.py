@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..datasource import DataSource
 from ..errors import ConfigError, UserError
 from ..export.exporter import ExportConfig, _move_into_place, evaluation_set, remove_stale_staging
 from ..export.source import ExportSource, resolve_source
@@ -404,17 +405,18 @@ def _read_text_file(path: Path) -> list[str]:
     return texts
 
 
-def corpus_texts(corpus: str, held_out: set[str]) -> tuple[list[str], dict[str, Any]]:
+def corpus_texts(corpus: str | DataSource, held_out: set[str]) -> tuple[list[str], dict[str, Any]]:
     """The texts whose tokens are kept, without any held-out (validation) sentence.
 
     Args:
-        corpus: a TNEWS data source (its train split is used) or a `.txt`/`.jsonl` file.
+        corpus: a data source (a `DataSource`, or a path / hub id; its train split is used) or a
+            `.txt`/`.jsonl` file of texts (a string path).
         held_out: sentences that must not choose tokens (validation splits).
     """
     from ..data import load_tnews
 
-    path = Path(corpus).expanduser()
-    if path.is_file():
+    path = Path(corpus.path if isinstance(corpus, DataSource) else corpus).expanduser()
+    if not isinstance(corpus, DataSource) and path.is_file() and path.suffix.lower() in (".txt", ".jsonl"):
         texts, split, dataset = _read_text_file(path), None, None
     else:
         dataset = load_tnews(corpus)
@@ -579,7 +581,7 @@ def apply_gate(report: TrimReport, config: TrimConfig) -> TrimReport:
 
 
 def _verification_texts(
-    data: str, size: int | None, seed: int, stratify: bool
+    data: DataSource, size: int | None, seed: int, stratify: bool
 ) -> tuple[list[str], np.ndarray, set[str]]:
     """(texts, labels) to verify on, drawn from the validation split of `data`, and all its sentences."""
     from ..data import evaluation_split, load_tnews
@@ -631,11 +633,14 @@ def trim_vocab(source: str | Path, output: str | Path, config: TrimConfig = Trim
     if output.exists() and not config.force:
         raise UserError(f"{output}: already exists. Choose another --output or pass --force to replace it.")
     run = resolved.run_config or {}
-    data = config.data or run.get("data")
-    if not data:
+    recorded = DataSource.coerce(run["data"]) if run.get("data") else None
+    data = DataSource.coerce(config.data) if config.data else recorded
+    if data is None:
         raise UserError(f"{resolved.checkpoint}: no training-run config beside it says which data it was trained "
                         "on; pass --data (and --corpus if the tokens should come from other texts).")
-    corpus_source = config.corpus or run.get("data") or data
+    if data.label_names is None and recorded is not None and recorded.label_names:
+        data = data.with_label_names(recorded.label_names)  # label ids as the model was trained on them
+    corpus_source = config.corpus or recorded or data
     seed, stratify = int(run.get("seed", 42)), bool(run.get("stratify", True))
     max_length = int(config.max_length or run.get("max_length") or 128)
     logger.info("source: %s", resolved.describe())
@@ -720,7 +725,7 @@ def trim_vocab(source: str | Path, output: str | Path, config: TrimConfig = Trim
             "kept": {**{reason: len(ids) for reason, ids in reasons.items()}, "total": len(keep),
                      "single_characters_by_class": {k: len(v) for k, v in char_classes.items()}},
             "corpus": {**corpus_info, "distinct_tokens": len(reasons["corpus"])},
-            "verification": {**report.to_json(), "data": data, "split": "validation", "seed": seed,
+            "verification": {**report.to_json(), "data": data.to_json(), "split": "validation", "seed": seed,
                              "max_length": max_length,
                              "policy": {"min_agreement": config.min_agreement,
                                         "unchanged_tolerance": config.unchanged_tolerance}},

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from ..datasource import DataSource
 from ..errors import ConfigError, UserError
 from ..machine import detect_quantize_target, library_versions
 from ..noise import silence_known_noise
@@ -73,7 +74,7 @@ class ExportConfig:
     quantize: str = "none"
     quantize_for: str | None = None  # None: picked from this CPU's flags
     per_channel: bool = True  # int8-dynamic weights; int8 (per-token) weights are always per channel
-    data: str | None = None  # None: the data the run was evaluated on
+    data: DataSource | str | None = None  # None: the data the run was evaluated on (a DataSource, or its path)
     eval_size: int | None = None  # None: the run's evaluation-set size
     max_length: int | None = None  # None: the run's max_length
     policy: GatePolicy = GatePolicy()
@@ -85,6 +86,8 @@ class ExportConfig:
         return self.quantize == "none" and self.optimize in ("none", "O1", "O2")
 
     def __post_init__(self) -> None:
+        if self.data is not None:
+            object.__setattr__(self, "data", DataSource.coerce(self.data))
         if self.optimize not in OPTIMIZE_LEVELS:
             raise ConfigError(f"--optimize must be one of {', '.join(OPTIMIZE_LEVELS)}, got {self.optimize!r}.")
         if self.quantize not in QUANTIZE_MODES:
@@ -113,24 +116,28 @@ class ExportResult:
 
 def evaluation_set(source: ExportSource, config: ExportConfig) -> tuple[list[str], np.ndarray, dict[str, Any]]:
     """The evaluation sentences and labels the export is verified on, and where they came from."""
-    from ..data import evaluation_split, load_tnews
+    from ..data import check_label_names, evaluation_split, load_tnews
 
     run = source.run_config or {}
-    data = config.data or run.get("data")
-    if not data:
+    recorded = DataSource.coerce(run["data"]) if run.get("data") else None
+    data = config.data or recorded
+    if data is None:
         raise UserError(f"{source.checkpoint}: no training-run config beside it says which data it was "
                         "evaluated on; pass --data.")
+    if data.label_names is None and recorded is not None and recorded.label_names:
+        data = data.with_label_names(recorded.label_names)  # label ids as the model was trained on them
     eval_size = config.eval_size or int(run.get("eval_size", TrainConfig.eval_size))
     seed, stratify = int(run.get("seed", TrainConfig.seed)), bool(run.get("stratify", TrainConfig.stratify))
     try:
         dataset = load_tnews(data)
     except UserError as exc:
         if config.data is None:
-            raise UserError(f"the run was evaluated on {data!r}, which cannot be loaded here ({exc}); "
+            raise UserError(f"the run was evaluated on {str(data)!r}, which cannot be loaded here ({exc}); "
                             "pass --data.") from exc
         raise
+    check_label_names(source.checkpoint, list(dataset["validation"].features["label"].names), data)
     evaluation = evaluation_split(dataset, eval_size, seed, stratify)
-    origin = {"data": data, "eval_size": len(evaluation), "seed": seed,
+    origin = {"data": data.to_json(), "eval_size": len(evaluation), "seed": seed,
               "same_as_training_run": config.data is None and config.eval_size is None and bool(run)}
     return list(evaluation["sentence"]), np.asarray(evaluation["label"]), origin
 

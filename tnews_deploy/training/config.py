@@ -16,20 +16,24 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..datasource import DEFAULT_DATA, DataSource  # noqa: F401  (DEFAULT_DATA: re-exported, its old home)
 from ..errors import ConfigError
 from ..validation import require
 
 VARIANTS: tuple[str, ...] = ("full", "freeze-embeddings", "freeze-encoder")
 DEFAULT_MODEL = "bert-base-chinese"
-DEFAULT_DATA = "clue/tnews"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything one training run needs; saved as `run_config.json`."""
+    """Everything one training run needs; saved as `run_config.json`.
+
+    `data` is a `DataSource` (a path or hub id string, or its recorded dict, is read into one); once the
+    run has loaded it, it records the class names too (`data.label_names`).
+    """
 
     model: str = DEFAULT_MODEL
-    data: str = DEFAULT_DATA
+    data: DataSource = field(default_factory=DataSource)
     variant: str = "full"
     train_size: int = 1000
     eval_size: int = 2000
@@ -53,6 +57,7 @@ class TrainConfig:
     eval_batch_size: int = 64
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "data", DataSource.coerce(self.data))
         require([
             (self.variant in VARIANTS, f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}"),
             (self.preset in PRESETS, f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}"),
@@ -92,6 +97,7 @@ class TrainConfig:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.update(
+            data=self.data.to_json(),
             effective_epochs=self.effective_epochs(),
             total_steps=self.total_steps(),
             eval_every=self.eval_every(),
@@ -159,7 +165,7 @@ class GridConfig:
     """
 
     model: str
-    data: str
+    data: DataSource
     output: Path
     variants: tuple[str, ...] = VARIANTS
     train_sizes: tuple[int, ...] = (500, 1000, 5000)
@@ -168,6 +174,7 @@ class GridConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output", Path(self.output))
+        object.__setattr__(self, "data", DataSource.coerce(self.data))
         object.__setattr__(self, "variants", tuple(self.variants))
         object.__setattr__(self, "train_sizes", tuple(self.train_sizes))
         unknown = [v for v in self.variants if v not in VARIANTS]

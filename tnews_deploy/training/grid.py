@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import SplitConfig, load_tnews, make_splits
+from ..datasource import DataSource, describe_data
 from ..machine import library_versions
 from ..runfiles import GRID_RESULTS_JSON, GRID_RESULTS_MD, GRID_RESULTS_PNG, is_finished, write_json_atomic
 from .config import GridConfig
@@ -107,7 +108,7 @@ def write_report(config: GridConfig, output: Path, wall_seconds: float) -> dict[
         previous = json.loads((output / GRID_RESULTS_JSON).read_text(encoding="utf-8"))
     results = {
         "model": config.model,
-        "data": config.data,
+        "data": config.data.to_json(),
         "preset": config.preset,
         "seed": first.seed,
         "eval_size": first.eval_size,
@@ -139,9 +140,9 @@ def render_markdown(results: dict[str, Any]) -> str:
     sizes = results["train_sizes"]
     by_key = {(r["variant"], r["train_size"]): r for r in results["runs"]}
     lines = [
-        f"# TNEWS fine-tuning grid: `{results['model']}`",
+        f"# Fine-tuning grid: `{results['model']}`",
         "",
-        f"Data `{results['data']}`, preset `{results['preset']}`, seed {results['seed']}; "
+        f"Data `{describe_data(results['data'])}`, preset `{results['preset']}`, seed {results['seed']}; "
         f"evaluation set {results['eval_size']:,} validation sentences, model selection on a "
         f"disjoint slice of {results['selection_size']:,}. "
         f"{results['finished_runs']}/{results['planned_runs']} runs finished.",
@@ -208,7 +209,8 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
     ax.set_xticks(x, [f"{n:,} sentences" for n in sizes])
     ax.set_ylabel("F1 on the evaluation set")
     ax.set_ylim(0, 1)
-    ax.set_title(f"TNEWS: {Path(results['model']).name}, preset {results['preset']}")
+    data_name = Path(DataSource.coerce(results.get("data") or DataSource()).path).name
+    ax.set_title(f"{data_name}: {Path(results['model']).name}, preset {results['preset']}")
     handles, labels = ax.get_legend_handles_labels()
     handles += [Patch(facecolor="#999999", label="macro-F1"),
                 Patch(facecolor="#999999", hatch="//", edgecolor="white", label="micro-F1")]

@@ -67,12 +67,17 @@ def config_differences(finished: TrainConfig, wanted: TrainConfig) -> list[tuple
     """(field, finished value, wanted value) for each setting in which two runs differ.
 
     `model` and `data` are compared as resolved paths, so the same folder named
-    relatively and absolutely counts as the same.
+    relatively and absolutely counts as the same; the class names a finished run
+    recorded count only when both runs have them.
     """
     differences = []
     for name in (f.name for f in fields(TrainConfig)):
         old, new = getattr(finished, name), getattr(wanted, name)
-        if name in ("model", "data"):
+        if name == "data":
+            if not old.same_data(new):
+                differences.append((name, str(old), str(new)))
+            continue
+        if name == "model":
             old, new = portable_source(str(old)), portable_source(str(new))
         if old != new:
             differences.append((name, getattr(finished, name), getattr(wanted, name)))
@@ -274,7 +279,7 @@ def train_run(
     from .variants import apply_variant, count_parameters
 
     run_dir = Path(run_dir)
-    config = replace(config, model=portable_source(config.model), data=portable_source(config.data))
+    config = replace(config, model=portable_source(config.model), data=config.data.portable())
     if is_finished(run_dir):
         finished = load_finished(run_dir)
         differences = config_differences(finished.config, config)
@@ -305,6 +310,9 @@ def train_run(
                 stratify=config.stratify,
             ),
         )
+    # The class names, in id order, go into run_config.json: export and benchmark map labels the same way.
+    config = replace(config, data=config.data.with_label_names(splits.label_names))
+    write_json_atomic(run_dir / RUN_CONFIG_FILE, config.to_json())
     set_seed(config.seed)
     model, tokenizer = load_model_and_tokenizer(config.model, splits.label_names)
     apply_variant(model, config.variant)
