@@ -146,22 +146,19 @@ def test_bad_rows_name_the_file_and_line(tmp_path, rows, kwargs, message):
         load_data(own_source(path, **kwargs))
 
 
-def test_line_numbers_count_quoted_newlines_and_blank_lines(tmp_path):
-    path = tmp_path / "bad.csv"
-    path.write_text('text,label\n"两行\n的文本",billing\n\n新闻,returns\n"",returns\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"bad.csv:6: empty text"):
+@pytest.mark.parametrize("name, content, message", [
+    ("bad.csv", 'text,label\n"两行\n的文本",billing\n\n新闻,returns\n"",returns\n', r"bad.csv:6: empty text"),
+    ("bad.jsonl", '{"text": "新闻", "label": "a"}\n\n{"text": "新闻"}\n',
+     r"bad.jsonl:3: no label: 'label' is missing or null"),
+    ("bad.jsonl", '{"text": "新闻", "label": "a"}\n{"label": "b"}\n',
+     r"bad.jsonl:2: no text: 'text' is missing or null"),
+    ("broken.jsonl", '{"text": "新闻", "label": "a"}\n{oops\n', r"broken.jsonl:2: invalid JSON"),
+], ids=["csv-quoted-newline-and-blank-line", "jsonl-blank-line-no-label", "jsonl-no-text", "jsonl-invalid"])
+def test_line_numbers_count_quoted_newlines_and_blank_lines(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=message):
         load_data(own_source(path))
-    jsonl = tmp_path / "bad.jsonl"
-    jsonl.write_text('{"text": "新闻", "label": "a"}\n\n{"text": "新闻"}\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"bad.jsonl:3: no label: 'label' is missing or null"):
-        load_data(own_source(jsonl))
-    jsonl.write_text('{"text": "新闻", "label": "a"}\n{"label": "b"}\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"bad.jsonl:2: no text: 'text' is missing or null"):
-        load_data(own_source(jsonl))
-    broken = tmp_path / "broken.jsonl"
-    broken.write_text('{"text": "新闻", "label": "a"}\n{oops\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"broken.jsonl:2: invalid JSON"):
-        load_data(own_source(broken))
 
 
 def test_a_label_absent_from_the_names_file_is_named_with_its_line(tmp_path):

@@ -51,8 +51,8 @@ def test_health_and_model_info(client, exported):
     assert len(info["labels"]) == 15 and info["max_length"] == exported.manifest["max_length"]
     assert info["manifest"]["verification"]["passed"] is True
     assert info["manifest"]["model"]["sha256"] == exported.manifest["model"]["sha256"]
-    assert info["limits"] == {"max_batch": 64, "max_chars": 500, "max_queue": 64,
-                              "max_body_bytes": ServiceConfig(exported.output, max_batch=64, max_chars=500).max_body_bytes}
+    cap = ServiceConfig(exported.output, max_batch=64, max_chars=500).max_body_bytes
+    assert info["limits"] == {"max_batch": 64, "max_chars": 500, "max_queue": 64, "max_body_bytes": cap}
 
 
 BAD_REQUESTS = [
