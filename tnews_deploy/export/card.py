@@ -149,8 +149,8 @@ def _front_matter(name: str, base: str | None, dataset: str | None, onnx: dict[s
     lines += ["metrics:", "- f1", "- accuracy"]
     if onnx:
         task = "- task:\n      type: text-classification\n      name: Text classification"
-        data = (f"    dataset:\n      name: {_yaml(dataset or 'evaluation set')}\n      type: {_yaml(dataset or 'local')}"
-                "\n      split: validation")
+        data = (f"    dataset:\n      name: {_yaml(dataset or 'evaluation set')}\n"
+                f"      type: {_yaml(dataset or 'local')}\n      split: validation")
         metrics = "\n".join(
             f"    - type: {kind}\n      value: {_yaml(round(onnx[key], 4))}\n      name: {_yaml(title)}"
             for key, kind, title in (("macro_f1", "f1", "macro-F1 (ONNX)"), ("micro_f1", "f1", "micro-F1 (ONNX)"),
@@ -165,10 +165,10 @@ def _summary(manifest: dict[str, Any], name: str, run: dict[str, Any], labels: l
     what = (f"`{_short(model)}` fine-tuned" if model else "A fine-tuned encoder") + " as a classifier of Chinese news "
     what += f"titles into {len(labels)} classes"
     versions = manifest.get("versions") or {}
-    return (f"# {name}\n\n{what}, exported to ONNX ({_precision(manifest)}, opset {manifest.get('opset')}) and verified "
-            f"against PyTorch by tnews-deploy {versions.get('tnews_deploy', '')}. The folder runs without PyTorch: "
-            "with `tnews_deploy.Predictor` (onnxruntime + tokenizers), Optimum's `ORTModelForSequenceClassification`, "
-            "transformers.js (Node.js, browsers) or any onnxruntime binding.\n\n"
+    return (f"# {name}\n\n{what}, exported to ONNX ({_precision(manifest)}, opset {manifest.get('opset')}) and "
+            f"verified against PyTorch by tnews-deploy {versions.get('tnews_deploy', '')}. The folder runs without "
+            "PyTorch: with `tnews_deploy.Predictor` (onnxruntime + tokenizers), Optimum's "
+            "`ORTModelForSequenceClassification`, transformers.js (Node.js, browsers) or any onnxruntime binding.\n\n"
             f"This card was generated from `manifest.json` on export ({manifest.get('created', 'unknown date')}).\n")
 
 
@@ -282,12 +282,13 @@ def _usage_section(name: str, max_length: Any, labels: list[str]) -> str:
     example = "北京大学举行毕业典礼"
     return f"""## Usage
 
-The folder: `model.onnx` (inputs `input_ids`, `attention_mask`, and `token_type_ids` when the model takes them;
-output `logits`, one row of {len(labels)} per text), `tokenizer.json` (Hugging Face tokenizers), `config.json` (`id2label`),
-`manifest.json`. To reproduce `Predictor` exactly in any runtime: encode with `tokenizer.json` *with* its special
-tokens; cut a longer text's content so that the whole is at most {max_length} tokens (the special tokens stay);
-pad a batch to its longest text with `config.json`'s `pad_token_id`, `attention_mask` 1 on tokens and 0 on padding,
-`token_type_ids` all 0; all int64; probabilities = softmax of the logits; label = `id2label[argmax]`.
+The folder: `model.onnx` (inputs `input_ids`, `attention_mask`, and `token_type_ids` when the model takes
+them; output `logits`, one row of {len(labels)} per text), `tokenizer.json` (Hugging Face tokenizers),
+`config.json` (`id2label`), `manifest.json`. To reproduce `Predictor` exactly in any runtime: encode with
+`tokenizer.json` *with* its special tokens; cut a longer text's content so that the whole is at most
+{max_length} tokens (the special tokens stay); pad a batch to its longest text with `config.json`'s
+`pad_token_id`, `attention_mask` 1 on tokens and 0 on padding, `token_type_ids` all 0; all int64;
+probabilities = softmax of the logits; label = `id2label[argmax]`.
 More: `docs/embedding.md` of tnews-deploy.
 
 ### Python: tnews-deploy
@@ -313,6 +314,8 @@ from transformers import AutoTokenizer, pipeline
 model = ORTModelForSequenceClassification.from_pretrained("{name}")
 tokenizer = AutoTokenizer.from_pretrained("{name}")
 classify = pipeline("text-classification", model=model, tokenizer=tokenizer)
+# (transformers >= 4.57.3 warns of "an incorrect regex pattern" for tokenizers of over 100k tokens such as
+# e5's / XLM-R's: a false alarm for them; tnews_deploy.noise.silence_known_noise() filters it.)
 classify(["{example}"], truncation=True, max_length={max_length}, top_k=None)   # all classes, best first
 ```
 
