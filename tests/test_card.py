@@ -40,7 +40,7 @@ def test_export_writes_a_card_from_its_manifest(exported, trained_run):
     assert manifest["model"]["sha256"] in card
     assert f"{manifest['verification']['agreement']:.2%}" in card
     assert f"| variant | {trained_run.config.variant} |" in card
-    assert f"at most {manifest['max_length']} tokens" in card
+    assert f"Texts are cut to {manifest['max_length']} tokens" in card
     for usage in ("Predictor(", "ORTModelForSequenceClassification", "@huggingface/transformers", "curl -s"):
         assert usage in card
     # no path of the exporting machine leaks into a card meant to be published
