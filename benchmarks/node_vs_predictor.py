@@ -7,13 +7,14 @@
 
 On TITLES validation titles (the evaluation split of `tnews_deploy.data`, seeded, as the export was verified):
 
-* parity: `node examples/node/classify.mjs MODEL_DIR --probs` (titles on stdin, batches of 32) vs
-  `Predictor.predict_proba`: label agreement, max |Δp|, and the same restricted to the titles longer than
-  `max_length` tokens; for contrast, transformers.js's plain `pipeline('text-classification')` (labels and
-  top scores only), which truncates by cutting the ids;
-* throughput: titles/s over all titles at batch 32, same threads, the two runtimes alternating in each round
-  (the Node process is loaded once, see examples/node/bench.mjs); median and min–max over rounds, and the
-  median of the per-round ratios Node / Predictor.
+* parity: `node examples/node/classify.mjs MODEL_DIR --probs` (titles on stdin, batches of 32), with
+  onnxruntime-node and with `--engine web` (onnxruntime-web's WebAssembly build), vs `Predictor.predict_proba`:
+  label agreement, max |Δp|, and the same restricted to the texts longer than `max_length` tokens; for
+  contrast, transformers.js's plain `pipeline('text-classification')` (labels and top scores only), which
+  truncates by cutting the ids;
+* throughput: titles/s over all titles at batch 32, same threads, the three runtimes alternating in each round
+  (each Node process is loaded once, see examples/node/bench.mjs); median and min–max over rounds, and the
+  median of the per-round ratios to the Predictor.
 
 Writes RESULTS.json (every figure, the machine, the versions, the command) and RESULTS.md.
 """
@@ -60,20 +61,30 @@ def node_versions() -> dict:
     lock = json.loads((NODE_DIR / "package-lock.json").read_text(encoding="utf-8"))["packages"]
     version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
     return {"node": version, **{name: lock[f"node_modules/{name}"]["version"]
-                                for name in ("@huggingface/transformers", "onnxruntime-node")}}
+                                for name in ("@huggingface/transformers", "onnxruntime-node", "onnxruntime-web")}}
+
+
+def node_probs(model_dir: Path, texts: list[str], engine: str, args: argparse.Namespace) -> np.ndarray:
+    out = subprocess.run(
+        ["node", str(NODE_DIR / "classify.mjs"), str(model_dir), "--probs", "--threads", str(args.threads),
+         "--batch-size", str(args.batch_size), "--engine", engine],
+        input="\n".join(texts) + "\n", capture_output=True, text=True, check=True)
+    return np.array([json.loads(line)["probs"] for line in out.stdout.splitlines()])
 
 
 def compare(predictor: Predictor, texts: list[str], args: argparse.Namespace) -> dict:
-    """classify.mjs and the plain transformers.js pipeline against `Predictor` on `texts`."""
+    """classify.mjs (onnxruntime-node, onnxruntime-web) and the plain transformers.js pipeline against
+    `Predictor` on `texts`."""
     cut = np.array([len(e.ids) >= predictor.max_length for e in predictor.encode(texts)])
-    out = subprocess.run(
-        ["node", str(NODE_DIR / "classify.mjs"), str(args.model_dir), "--probs", "--threads", str(args.threads),
-         "--batch-size", str(args.batch_size)],
-        input="\n".join(texts) + "\n", capture_output=True, text=True, check=True)
-    node_probs = np.array([json.loads(line)["probs"] for line in out.stdout.splitlines()])
     probs = predictor.predict_proba(texts)
-    diff = np.abs(node_probs - probs).max(axis=1)
-    same = node_probs.argmax(1) == probs.argmax(1)
+    engines = {}
+    for engine in ("node", "web"):
+        got = node_probs(args.model_dir, texts, engine, args)
+        diff = np.abs(got - probs).max(axis=1)
+        same = got.argmax(1) == probs.argmax(1)
+        engines[engine] = {"agreement": float(same.mean()), "label_changes": int((~same).sum()),
+                           "max_abs_prob_diff": float(diff.max()),
+                           "max_abs_prob_diff_cut": float(diff[cut].max()) if cut.any() else None}
     with tempfile.TemporaryDirectory() as tmp:
         titles_file = Path(tmp) / "texts.txt"
         titles_file.write_text("\n".join(texts) + "\n", encoding="utf-8")
@@ -84,10 +95,7 @@ def compare(predictor: Predictor, texts: list[str], args: argparse.Namespace) ->
     plain_diff = np.abs(np.array([r["score"] for r in plain]) - probs[np.arange(len(texts)), plain_labels])
     plain_same = plain_labels == probs.argmax(1)
     return {
-        "texts": len(texts), "cut_at_max_length": int(cut.sum()),
-        "agreement": float(same.mean()), "label_changes": int((~same).sum()),
-        "max_abs_prob_diff": float(diff.max()),
-        "max_abs_prob_diff_cut": float(diff[cut].max()) if cut.any() else None,
+        "texts": len(texts), "cut_at_max_length": int(cut.sum()), **engines["node"], "web": engines["web"],
         "plain_pipeline": {
             "agreement": float(plain_same.mean()), "label_changes": int((~plain_same).sum()),
             "label_changes_cut": int((~plain_same & cut).sum()),
@@ -98,6 +106,41 @@ def compare(predictor: Predictor, texts: list[str], args: argparse.Namespace) ->
     }
 
 
+def measure_throughput(predictor: Predictor, texts: list[str], titles_file: Path,
+                       args: argparse.Namespace) -> tuple[dict, dict]:
+    """Titles/s of the Predictor and of classify.mjs on both engines, alternating round by round."""
+    print(f"== throughput at batch {args.batch_size}: {args.rounds} alternating rounds", flush=True)
+    benches, ready = {}, {}
+    for engine in ("node", "web"):
+        benches[engine] = subprocess.Popen(
+            ["node", str(NODE_DIR / "bench.mjs"), str(args.model_dir), str(titles_file), "--threads",
+             str(args.threads), "--batch-size", str(args.batch_size), "--engine", engine],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ready[engine] = json.loads(benches[engine].stdout.readline())
+    predictor.logits(texts[: args.batch_size * 4])  # warm-up
+    rates: dict[str, list[float]] = {"predictor": [], "node": [], "web": []}
+    for round_ in range(args.rounds):
+        start = time.perf_counter()
+        predictor.logits(texts)
+        rates["predictor"].append(len(texts) / (time.perf_counter() - start))
+        for engine, bench in benches.items():
+            bench.stdin.write("run\n")
+            bench.stdin.flush()
+            rates[engine].append(len(texts) / json.loads(bench.stdout.readline())["seconds"])
+        print(f"   round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.1f}/s" for k, v in rates.items()), flush=True)
+    for bench in benches.values():
+        bench.stdin.close()
+        bench.wait(timeout=60)
+    throughput = {name: {"rounds": [round(r, 2) for r in values], "median": round(statistics.median(values), 2),
+                         "min": round(min(values), 2), "max": round(max(values), 2)}
+                  for name, values in rates.items()}
+    for engine in ("node", "web"):
+        ratios = [n / p for n, p in zip(rates[engine], rates["predictor"])]
+        throughput[f"{engine}_over_predictor"] = {"median": round(statistics.median(ratios), 3),
+                                                  "min": round(min(ratios), 3), "max": round(max(ratios), 3)}
+    return throughput, {engine: round(r["load_seconds"], 2) for engine, r in ready.items()}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", type=Path, help="a folder written by `tnews-deploy export`")
@@ -106,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="throughput rounds; 0: parity only")
     parser.add_argument("--joined", type=int, default=250, help="texts of four titles joined (truncation check)")
     parser.add_argument("--results", type=Path, required=True, help="path stem for .json and .md")
     args = parser.parse_args(argv)
@@ -127,32 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
         parity["joined_titles"] = compare(predictor, joined, args) if joined else None
         print(json.dumps(parity, indent=1), flush=True)
 
-        print(f"== throughput at batch {args.batch_size}: {args.rounds} alternating rounds", flush=True)
-        bench = subprocess.Popen(
-            ["node", str(NODE_DIR / "bench.mjs"), str(args.model_dir), str(titles_file), "--threads",
-             str(args.threads), "--batch-size", str(args.batch_size)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        ready = json.loads(bench.stdout.readline())
-        predictor.logits(texts[: args.batch_size * 4])  # warm-up
-        rates: dict[str, list[float]] = {"predictor": [], "node": []}
-        for round_ in range(args.rounds):
-            start = time.perf_counter()
-            predictor.logits(texts)
-            rates["predictor"].append(len(texts) / (time.perf_counter() - start))
-            bench.stdin.write("run\n")
-            bench.stdin.flush()
-            rates["node"].append(len(texts) / json.loads(bench.stdout.readline())["seconds"])
-            print(f"   round {round_ + 1}: predictor {rates['predictor'][-1]:.1f}/s, node {rates['node'][-1]:.1f}/s",
-                  flush=True)
-        bench.stdin.close()
-        bench.wait(timeout=60)
+        throughput, load_seconds = measure_throughput(predictor, texts, titles_file, args) if args.rounds else ({}, {})
 
-    ratios = [n / p for n, p in zip(rates["node"], rates["predictor"])]
-    throughput = {name: {"rounds": [round(r, 2) for r in values], "median": round(statistics.median(values), 2),
-                         "min": round(min(values), 2), "max": round(max(values), 2)}
-                  for name, values in rates.items()}
-    throughput["node_over_predictor"] = {"median": round(statistics.median(ratios), 3),
-                                         "min": round(min(ratios), 3), "max": round(max(ratios), 3)}
     info = machine_info(args.threads)
     report = {
         "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
@@ -160,7 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
         "model": {"folder": str(args.model_dir), "sha256": predictor.manifest.get("model", {}).get("sha256"),
                   "quantization": predictor.manifest.get("quantization"), "max_length": predictor.max_length},
         "data": data, "seed": args.seed, "threads": args.threads, "batch_size": args.batch_size,
-        "node_load_seconds": round(ready["load_seconds"], 2), "parity": parity, "throughput": throughput,
+        "load_seconds": load_seconds,
+        "parity": parity, "throughput": throughput,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
@@ -179,14 +199,15 @@ def render(report: dict) -> str:
     p, t, m, n = report["parity"], report["throughput"], report["machine"], report["node"]
     q = report["model"]["quantization"] or {}
     lines = [
-        "# Node.js (transformers.js) vs the Python Predictor",
+        "# Node.js (transformers.js, onnxruntime-node / onnxruntime-web) vs the Python Predictor",
         "",
         f"Export: {report['model']['folder']} ({q.get('mode', 'fp32')} {q.get('scheme', '')}, max_length "
         f"{report['model']['max_length']}, sha256 {str(report['model']['sha256'])[:12]}…). Texts: {p['texts']:,} "
         f"validation titles ({report['data']}, evaluation split, seed {report['seed']}), and texts of four of "
         f"them joined (to exercise truncation at max_length). Machine: {m['cpu']} ({m['usable_cpus']} CPUs), "
         f"{report['threads']} threads; Python onnxruntime {m['versions'].get('onnxruntime')}; Node {n['node']}, "
-        f"@huggingface/transformers {n['@huggingface/transformers']}, onnxruntime-node {n['onnxruntime-node']}.",
+        f"@huggingface/transformers {n['@huggingface/transformers']}, onnxruntime-node {n['onnxruntime-node']}, "
+        f"onnxruntime-web {n['onnxruntime-web']} (WebAssembly, run in Node.js).",
         "",
         "| texts | cut at max_length | runtime | label agreement with Predictor | max \\|Δp\\| | "
         "max \\|Δp\\| on cut texts |",
@@ -196,32 +217,34 @@ def render(report: dict) -> str:
         if not r:
             continue
         plain = r["plain_pipeline"]
-        lines += [
-            f"| {name} ({r['texts']:,}) | {r['cut_at_max_length']:,} | examples/node/classify.mjs | "
-            f"{r['agreement']:.2%} ({r['label_changes']} changes) | {_fmt(r['max_abs_prob_diff'])} (15 classes) | "
-            f"{_fmt(r['max_abs_prob_diff_cut'])} |",
-            f"| | | plain `pipeline('text-classification')` | {plain['agreement']:.2%} ({plain['label_changes']} "
-            f"changes, {plain['label_changes_cut']} on cut texts) | {_fmt(plain['max_abs_top_score_diff_not_cut'])} "
-            f"(top score, uncut texts) | {_fmt(plain['max_abs_top_score_diff_cut'])} (top score) |",
-        ]
+        for label, e in (("classify.mjs (onnxruntime-node)", r), ("classify.mjs --engine web", r["web"])):
+            lines.append(
+                f"| {name} ({r['texts']:,}) | {r['cut_at_max_length']:,} | {label} | {e['agreement']:.2%} "
+                f"({e['label_changes']} changes) | {_fmt(e['max_abs_prob_diff'])} (15 classes) | "
+                f"{_fmt(e['max_abs_prob_diff_cut'])} |")
+        lines.append(
+            f"| {name} ({r['texts']:,}) | {r['cut_at_max_length']:,} | plain `pipeline('text-classification')` | "
+            f"{plain['agreement']:.2%} ({plain['label_changes']} changes, {plain['label_changes_cut']} on cut texts) "
+            f"| {_fmt(plain['max_abs_top_score_diff_not_cut'])} (top score, uncut texts) | "
+            f"{_fmt(plain['max_abs_top_score_diff_cut'])} (top score) |")
+    if not t:
+        return "\n".join([*lines, "", f"Command: `{report['command']}`", ""])
     lines += [
         "",
-        f"Throughput, batch {report['batch_size']}, all {p['texts']:,} titles per round, the two alternating in "
+        f"Throughput, batch {report['batch_size']}, all {p['texts']:,} titles per round, the three alternating in "
         f"{len(t['predictor']['rounds'])} rounds: median (min–max).",
         "",
-        "| runtime | titles/s | ratio to Predictor (median of per-round ratios) |",
-        "|---|---|---|",
+        "| runtime | titles/s | ratio to Predictor (median of per-round ratios) | load (s) |",
+        "|---|---|---|---|",
         f"| Python `Predictor` | {t['predictor']['median']:.1f} ({t['predictor']['min']:.1f}–"
-        f"{t['predictor']['max']:.1f}) | 1 |",
-        f"| Node `classify.mjs` | {t['node']['median']:.1f} ({t['node']['min']:.1f}–{t['node']['max']:.1f}) | "
-        f"{t['node_over_predictor']['median']:.3f} ({t['node_over_predictor']['min']:.3f}–"
-        f"{t['node_over_predictor']['max']:.3f}) |",
-        "",
-        f"Node load time (sha256 check + tokenizer + session): {report['node_load_seconds']:.2f} s.",
-        "",
-        f"Command: `{report['command']}`",
-        "",
+        f"{t['predictor']['max']:.1f}) | 1 | |",
     ]
+    for engine, label in (("node", "classify.mjs (onnxruntime-node)"), ("web", "classify.mjs --engine web")):
+        r = t[f"{engine}_over_predictor"]
+        lines.append(f"| {label} | {t[engine]['median']:.1f} ({t[engine]['min']:.1f}–{t[engine]['max']:.1f}) | "
+                     f"{r['median']:.3f} ({r['min']:.3f}–{r['max']:.3f}) | {report['load_seconds'][engine]:.2f} |")
+    lines += ["", "Load: sha256 check + tokenizer + session, in the Node process.", "",
+              f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
 
 

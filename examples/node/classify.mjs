@@ -17,7 +17,9 @@
 //   node classify.mjs MODEL_DIR "北京大学举行毕业典礼" "国足备战世界杯预选赛"
 //   node classify.mjs MODEL_DIR < titles.txt        (one title a line, or JSONL with "sentence"/"text")
 // Options: --top-k N, --probs (all probabilities, in label-id order), --batch-size N (32),
-//          --threads N (onnxruntime intra-op threads; default: onnxruntime's), --no-verify (skip sha256).
+//          --threads N (onnxruntime intra-op threads; default: onnxruntime's), --no-verify (skip sha256),
+//          --engine web (run model.onnx on onnxruntime-web's WebAssembly build, the engine transformers.js uses
+//          in browsers, instead of onnxruntime-node; tokenisation and everything else unchanged).
 // Output: one JSON line per input, as `tnews-deploy predict` prints them:
 //   {"line":1,"text":"北京大学举行毕业典礼","label":"news_edu","label_id":7,"score":0.875}
 // A bad input line gets {"line":N,"error":"..."}; the others are still classified and the exit status is 1.
@@ -68,10 +70,11 @@ export class TnewsClassifier {
   /**
    * Load an export folder.
    * @param {string} dir folder written by `tnews-deploy export`
-   * @param {{threads?: number, verify?: boolean}} options threads: onnxruntime intra-op threads;
-   *   verify: check model.onnx against manifest.json's sha256 (default true)
+   * @param {{threads?: number, verify?: boolean, engine?: string}} options threads: onnxruntime intra-op
+   *   threads; verify: check model.onnx against manifest.json's sha256 (default true); engine: 'node'
+   *   (onnxruntime-node through transformers.js, default) or 'web' (onnxruntime-web, WebAssembly)
    */
-  static async load(dir, { threads = undefined, verify = true } = {}) {
+  static async load(dir, { threads = undefined, verify = true, engine = 'node' } = {}) {
     // An absolute path: transformers.js reads a bare relative name ("exports/int8") as a hub model id.
     const folder = path.resolve(dir);
     const manifest = readJson(path.join(folder, 'manifest.json'), 'export manifest', true) ?? {};
@@ -86,6 +89,15 @@ export class TnewsClassifier {
     if (threads) sessionOptions.intraOpNumThreads = threads;
     const local = { local_files_only: true };
     const tokenizer = await AutoTokenizer.from_pretrained(folder, local);
+    if (engine === 'web') {
+      const ort = await import('onnxruntime-web');
+      ort.env.wasm.numThreads = threads ?? 1;
+      const bytes = new Uint8Array(readFileSync(path.join(folder, 'model.onnx')));
+      const options = { executionProviders: ['wasm'], graphOptimizationLevel: 'all' };
+      const session = await ort.InferenceSession.create(bytes, options);
+      return new TnewsClassifier(folder, manifest, config, tokenizer, null, { ort, session });
+    }
+    if (engine !== 'node') throw new Error(`engine must be 'node' or 'web', got ${JSON.stringify(engine)}.`);
     // The export's model.onnx sits in the folder itself (subfolder ''), whatever its precision ('fp32' names it).
     const model = await AutoModelForSequenceClassification.from_pretrained(folder, {
       ...local, subfolder: '', dtype: 'fp32', session_options: sessionOptions,
@@ -93,14 +105,15 @@ export class TnewsClassifier {
     return new TnewsClassifier(folder, manifest, config, tokenizer, model);
   }
 
-  constructor(folder, manifest, config, tokenizer, model) {
+  constructor(folder, manifest, config, tokenizer, model, web = null) {
     this.folder = folder;
     this.manifest = manifest;
     this.labels = Object.keys(config.id2label).sort((a, b) => a - b).map((k) => config.id2label[k]);
     this.padId = config.pad_token_id || 0;
     this.maxLength = manifest.max_length || Math.min(config.max_position_embeddings ?? 512, 512);
     this.tokenizer = tokenizer;
-    this.model = model;
+    this.model = model; // transformers.js (onnxruntime-node) ...
+    this.web = web; // ... or {ort, session} of onnxruntime-web
     // Where the tokenizer puts its special tokens around one text (BERT: [CLS] … [SEP]; XLM-R/e5: <s> … </s>).
     const probe = 'a';
     const full = tokenizer.encode(probe);
@@ -133,15 +146,30 @@ export class TnewsClassifier {
           mask[row * width + col] = 1n;
         });
       });
-      const dims = [idx.length, width];
-      // token_type_ids, when the model takes them, are filled with zeros by transformers.js.
-      const { logits } = await this.model({
-        input_ids: new Tensor('int64', ids, dims), attention_mask: new Tensor('int64', mask, dims),
-      });
+      const logits = await this.run(ids, mask, [idx.length, width]);
       const n = this.labels.length;
-      idx.forEach((i, row) => { out[i] = Array.from(logits.data.subarray(row * n, (row + 1) * n)); });
+      idx.forEach((i, row) => { out[i] = Array.from(logits.subarray(row * n, (row + 1) * n)); });
     }
     return out;
+  }
+
+  /** The model's logits (a flat Float32Array) for one padded batch. */
+  async run(ids, mask, dims) {
+    if (this.web) {
+      const { ort, session } = this.web;
+      const feeds = {
+        input_ids: new ort.Tensor('int64', ids, dims), attention_mask: new ort.Tensor('int64', mask, dims),
+      };
+      if (session.inputNames.includes('token_type_ids')) {
+        feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(ids.length), dims);
+      }
+      return (await session.run(feeds)).logits.data;
+    }
+    // token_type_ids, when the model takes them, are filled with zeros by transformers.js.
+    const { logits } = await this.model({
+      input_ids: new Tensor('int64', ids, dims), attention_mask: new Tensor('int64', mask, dims),
+    });
+    return logits.data;
   }
 
   /** Class probabilities per text (number[] in label-id order). */
@@ -191,7 +219,7 @@ async function readStdin() {
 
 async function main() {
   const usage = 'usage: node classify.mjs MODEL_DIR [TEXT ...] [--top-k N] [--probs] [--batch-size N] ' +
-    '[--threads N] [--no-verify]   (no TEXT: one per line from stdin)';
+    '[--threads N] [--no-verify] [--engine node|web]   (no TEXT: one per line from stdin)';
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {
@@ -200,6 +228,7 @@ async function main() {
       'batch-size': { type: 'string', default: '32' },
       threads: { type: 'string' },
       'no-verify': { type: 'boolean', default: false },
+      engine: { type: 'string', default: 'node' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -214,7 +243,7 @@ async function main() {
   for (const [name, v] of [['--batch-size', batchSize], ['--threads', threads ?? 1], ['--top-k', topK]]) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a whole number >= 1.`);
   }
-  const clf = await TnewsClassifier.load(dir, { threads, verify: !values['no-verify'] });
+  const clf = await TnewsClassifier.load(dir, { threads, verify: !values['no-verify'], engine: values.engine });
   if (topK > clf.labels.length) throw new Error(`--top-k must be in 1..${clf.labels.length}.`);
 
   const records = texts.length ? texts.map((t, i) => record(i + 1, t, false)) : await readStdin();
