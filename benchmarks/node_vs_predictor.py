@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
 import statistics
@@ -118,6 +119,7 @@ def measure_throughput(predictor: Predictor, texts: list[str], titles_file: Path
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         ready[engine] = json.loads(benches[engine].stdout.readline())
     predictor.logits(texts[: args.batch_size * 4])  # warm-up
+    load_before = os.getloadavg()[0]
     rates: dict[str, list[float]] = {"predictor": [], "node": [], "web": []}
     for round_ in range(args.rounds):
         start = time.perf_counter()
@@ -134,6 +136,7 @@ def measure_throughput(predictor: Predictor, texts: list[str], titles_file: Path
     throughput = {name: {"rounds": [round(r, 2) for r in values], "median": round(statistics.median(values), 2),
                          "min": round(min(values), 2), "max": round(max(values), 2)}
                   for name, values in rates.items()}
+    throughput["load_average_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     for engine in ("node", "web"):
         ratios = [n / p for n, p in zip(rates[engine], rates["predictor"])]
         throughput[f"{engine}_over_predictor"] = {"median": round(statistics.median(ratios), 3),
@@ -198,10 +201,11 @@ def _fmt(x: float | None) -> str:
 def render(report: dict) -> str:
     p, t, m, n = report["parity"], report["throughput"], report["machine"], report["node"]
     q = report["model"]["quantization"] or {}
+    precision = " ".join(filter(None, (q.get("mode", "fp32"), q.get("scheme"))))
     lines = [
         "# Node.js (transformers.js, onnxruntime-node / onnxruntime-web) vs the Python Predictor",
         "",
-        f"Export: {report['model']['folder']} ({q.get('mode', 'fp32')} {q.get('scheme', '')}, max_length "
+        f"Export: {report['model']['folder']} ({precision}, max_length "
         f"{report['model']['max_length']}, sha256 {str(report['model']['sha256'])[:12]}…). Texts: {p['texts']:,} "
         f"validation titles ({report['data']}, evaluation split, seed {report['seed']}), and texts of four of "
         f"them joined (to exercise truncation at max_length). Machine: {m['cpu']} ({m['usable_cpus']} CPUs), "
@@ -243,7 +247,10 @@ def render(report: dict) -> str:
         r = t[f"{engine}_over_predictor"]
         lines.append(f"| {label} | {t[engine]['median']:.1f} ({t[engine]['min']:.1f}–{t[engine]['max']:.1f}) | "
                      f"{r['median']:.3f} ({r['min']:.3f}–{r['max']:.3f}) | {report['load_seconds'][engine]:.2f} |")
-    lines += ["", "Load: sha256 check + tokenizer + session, in the Node process.", "",
+    load = t.get("load_average_1min")
+    lines += ["", "Load: sha256 check + tokenizer + session, in the Node process."
+              + (f" Machine load average (1 min) {load['before']} before and {load['after']} after the rounds "
+                 f"({m['usable_cpus']} CPUs shared with other jobs)." if load else ""), "",
               f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
 
