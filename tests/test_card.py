@@ -112,6 +112,11 @@ def test_card_command_rewrites_the_card_and_adds_benchmark_figures(exported, tra
     (other / "manifest.json").unlink()
     result = CliRunner().invoke(main, ["card", str(other)])
     assert result.exit_code == 2 and "manifest.json: missing" in result.output
+    (other / "manifest.json").write_text("{", encoding="utf-8")
+    result = CliRunner().invoke(main, ["card", str(other)])
+    assert result.exit_code == 2 and "cannot be read as JSON" in result.output
+    result = CliRunner().invoke(main, ["card", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "no such folder" in result.output
 
 
 def test_the_card_is_written_inside_the_atomic_export(trained_run, tmp_path, monkeypatch):

@@ -367,21 +367,31 @@ def write_card(folder: str | Path, manifest: dict[str, Any] | None = None, bench
         UserError: no manifest, or benchmark results that did not measure this folder.
     """
     folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder (an export folder written by `tnews-deploy export`).")
     if manifest is None:
-        path = folder / "manifest.json"
-        if not path.is_file():
-            raise UserError(f"{path}: missing; the card is generated from an export's manifest "
-                            "(export the model with `tnews-deploy export`).")
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = _read_json(folder / "manifest.json", "the card is generated from an export's manifest "
+                              "(export the model with `tnews-deploy export`)")
     figures = None
     if benchmark is not None:
-        path = Path(benchmark)
-        if not path.is_file():
-            raise UserError(f"{path}: no such file (a results.json written by `tnews-deploy benchmark`).")
-        figures = benchmark_figures(json.loads(path.read_text(encoding="utf-8")), folder, backend)
+        results = _read_json(Path(benchmark), "a results.json written by `tnews-deploy benchmark`")
+        figures = benchmark_figures(results, folder, backend)
     card = folder / CARD_FILE
     text = render_card(manifest, name or folder.resolve().name, figures, base_model)
     tmp = card.with_name(f".{CARD_FILE}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, card)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, card)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"{card}: cannot be written ({exc.strerror or exc}).") from exc
     return card
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; {what}.") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot be read as JSON ({exc}); {what}.") from exc
