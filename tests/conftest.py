@@ -86,3 +86,12 @@ def exported(trained_run, tmp_path_factory):
     from tnews_deploy.export import export_model
 
     return export_model(trained_run.run_dir, tmp_path_factory.mktemp("exported") / "fp32")
+
+
+@pytest.fixture(scope="session")
+def int8_exported(trained_run, tmp_path_factory):
+    """A per-token int8 export of the trained tiny run (gate loosened: the tiny model's F1 moves by points)."""
+    from tnews_deploy.export import ExportConfig, GatePolicy, export_model
+
+    return export_model(trained_run.run_dir, tmp_path_factory.mktemp("int8-exported") / "int8",
+                        ExportConfig(quantize="int8", policy=GatePolicy(max_f1_drop=0.2)))

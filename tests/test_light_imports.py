@@ -16,7 +16,7 @@ HEAVY = ("torch", "transformers", "datasets", "sklearn")
 @pytest.mark.parametrize(
     "module",
     ["tnews_deploy.training.config", "tnews_deploy.export.source", "tnews_deploy.cli", "tnews_deploy.runfiles",
-     "tnews_deploy.training", "tnews_deploy.export", "tnews_deploy.datasource"],
+     "tnews_deploy.training", "tnews_deploy.export", "tnews_deploy.datasource", "tnews_deploy.export.card"],
 )
 def test_import_loads_no_training_library(module):
     code = f"import sys, {module}; print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"

@@ -450,6 +450,32 @@ def export(source: Path, output: Path, optimize: str, quantize: str, quantize_fo
                f"(PyTorch {result.report.pytorch['macro_f1']:.4f})")
 
 
+@main.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--benchmark", "benchmark_json", type=click.Path(path_type=Path),
+              help="A results.json of `tnews-deploy benchmark` that measured MODEL_DIR: adds its speed figures.")
+@click.option("--backend", help="The benchmark backend that is MODEL_DIR (default: found by its path).")
+@click.option("--base-model", help="Hub id of the pretrained model for the card's metadata (default: the run's "
+                                   "model when it is a hub id).")
+@user_errors
+def card(model_dir: Path, benchmark_json: Path | None, backend: str | None, base_model: str | None) -> None:
+    """Write the model card (README.md) of an export folder again, from its manifest.
+
+    \b
+    `export` writes the card; this regenerates it for an existing folder (an
+    older export, a new tnews-deploy), optionally with benchmark figures.
+    model.onnx and its sha256 are untouched.
+
+    \b
+    Examples:
+      tnews-deploy card exports/int8
+      tnews-deploy card exports/int8 --benchmark bench/results.json
+    """
+    from .export.card import write_card
+
+    click.echo(write_card(model_dir, benchmark=benchmark_json, backend=backend, base_model=base_model))
+
+
 # --------------------------------------------------------------------------- predict
 
 

@@ -11,7 +11,8 @@
    batch neighbours;
 3. verifies the result against PyTorch through the runtime `Predictor` and
    applies the gate; measures batch invariance (one at a time vs batches of 32);
-4. writes `manifest.json` and moves the folder into place atomically.
+4. writes `manifest.json` and the model card `README.md` (`card.py`), caps the tokenizer config's
+   `model_max_length` at the export's max_length, and moves the folder into place atomically.
 
 Everything is built in a hidden sibling folder that is renamed to OUTPUT only
 when the export is accepted; a refused or interrupted export leaves no folder
@@ -45,6 +46,7 @@ from ..machine import detect_quantize_target, library_versions
 from ..noise import silence_known_noise
 from ..predictor import MANIFEST_FILE, MODEL_CONFIG_FILE, MODEL_FILE, Predictor, sha256_of
 from ..training.config import TrainConfig
+from .card import write_card
 from .quantize import SCHEME as PER_TOKEN_SCHEME
 from .quantize import quantize_per_token
 from .source import ExportSource, resolve_source
@@ -54,6 +56,7 @@ OPTIMIZE_LEVELS = ("none", "O1", "O2", "O3")
 QUANTIZE_MODES = ("none", "int8", "int8-dynamic")
 QUANTIZE_TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")
 MANIFEST_VERSION = 1
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 BATCH_INVARIANCE_SENTENCES = 500  # evaluation sentences predicted again one at a time ...
 INVARIANCE_BATCH_SIZE = 32  # ... and compared with their predictions in batches of this size
 
@@ -314,12 +317,27 @@ def export_model(
         }
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
                                              encoding="utf-8")
+        cap_tokenizer_length(staging, max_length)
+        write_card(staging, manifest, name=output.name)
         _move_into_place(staging, output)
     except BaseException:  # refused, failed or interrupted: leave nothing behind
         shutil.rmtree(staging, ignore_errors=True)
         raise
     logger.info("accepted: %s (%.1f MB)", output, manifest["model"]["bytes"] / 1e6)
     return ExportResult(output=output, source=resolved, manifest=manifest, report=report)
+
+
+def cap_tokenizer_length(folder: Path, max_length: int) -> None:
+    """Set `model_max_length` in tokenizer_config.json to the export's `max_length`.
+
+    Hugging Face loaders of the folder (transformers with `truncation=True`, transformers.js) then cut texts
+    at the length `Predictor` cuts them, not at the pretrained model's 512.
+    """
+    path = folder / TOKENIZER_CONFIG_FILE
+    if path.is_file():
+        config = json.loads(path.read_text(encoding="utf-8"))
+        config["model_max_length"] = max_length
+        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _pid_alive(pid: int) -> bool:
