@@ -194,7 +194,7 @@ def test_grid_writes_results_and_resumes(tiny_model, hf_data, tmp_path):
         assert 0 <= row["macro_f1"] <= 1 and (tmp_path / "grid" / row["checkpoint"] / "config.json").is_file()
     assert results["best"]["macro_f1"] == max(r["macro_f1"] for r in results["runs"])
     md = (tmp_path / "grid" / "results.md").read_text()
-    assert "| full |" in md and "Best run" in md
+    assert "| full |" in md and "Best cell" in md
     assert (tmp_path / "grid" / "results.png").read_bytes()[:4] == b"\x89PNG"
 
     # Simulate a kill: one run loses its metrics (half-written), another is untouched.
@@ -211,7 +211,7 @@ def test_grid_writes_results_and_resumes(tiny_model, hf_data, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(train_size=0), "--train-size must be positive (got 0)"),
+        (dict(train_size=0), "--train-size must be positive or 'all' (got 0)"),
         (dict(eval_size=-5), "--eval-size must be positive (got -5)"),
         (dict(max_length=4), "--max-length must be at least 8 (got 4)"),
         (dict(early_stopping_patience=-1), "--patience must be >= 0 (got -1)"),
