@@ -190,6 +190,10 @@ def hyperparameter_options(func: Callable) -> Callable:
         click.option("--max-length", type=int, help="Token cap; see `tnews-deploy data-stats`."),
         click.option("--patience", "early_stopping_patience", type=int,
                      help="Early stopping after this many selection evaluations without gain; 0 = off."),
+        click.option("--select-best/--no-select-best", "select_best", default=None,
+                     help="Score the weights of the best selection evaluation (default preset) or the last ones "
+                          "(paper preset). --no-select-best with --patience 0 allows --selection-size 0, e.g. to "
+                          "score all validation sentences with --eval-size 10000."),
         click.option("--seed", type=int, default=TrainConfig.seed, show_default=True,
                      help="Seed of the evaluation set and selection slice; also of the training subset and "
                           "training unless --seeds / --train-seed."),
@@ -212,7 +216,7 @@ def hyperparameter_options(func: Callable) -> Callable:
 
 def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
     keys = ("eval_size", "selection_size", "epochs", "min_steps", "lr", "batch_size", "max_length",
-            "early_stopping_patience", "seed", "stratify", "class_weight", "save_every")
+            "early_stopping_patience", "select_best", "seed", "stratify", "class_weight", "save_every")
     return {k: kwargs[k] for k in keys}
 
 

@@ -489,13 +489,14 @@ def plan_run(config: DistillConfig) -> tuple[Any, dict[str, Any]]:
         "model": str(teacher.checkpoint.resolve()),
         "variant": f"distill-{config.layers}-layers",
         "data": portable_source(str(run["data"])),
-        "train_size": int(run.get("train_size", 0)),
+        "train_size": run["train_size"] if run.get("train_size") == "all" else int(run.get("train_size") or 0),
+        "subset_seed": run.get("train_seed"),  # drew the teacher's training subset (None: `seed` did)
         "eval_size": int(run.get("eval_size", 2000)),
         "selection_size": int(run.get("selection_size", 1000)),
         "seed": int(run.get("seed", 42)),
         "stratify": bool(run.get("stratify", True)),
     }
-    if settings["train_size"] <= 0:
+    if settings["train_size"] != "all" and settings["train_size"] <= 0:
         raise ConfigError(f"{teacher.checkpoint}: the teacher's run config has no train_size (its labeled subset).")
     return teacher, settings
 
@@ -551,6 +552,7 @@ def distill_model(config: DistillConfig, output: str | Path, *, quiet: bool = Fa
     splits = make_splits(dataset, SplitConfig(
         train_sizes=(settings["train_size"],), eval_size=settings["eval_size"],
         selection_size=settings["selection_size"], seed=settings["seed"], stratify=settings["stratify"],
+        train_seed=settings.get("subset_seed"),
     ))
     labeled = splits.train[settings["train_size"]]
     held_out = set(splits.evaluation["sentence"]) | set(splits.selection["sentence"])

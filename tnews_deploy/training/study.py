@@ -188,9 +188,9 @@ class StudyReport:
                   "was trained. `AutoModelForSequenceClassification` adds the head (a dropout and a linear layer "
                   "from the pooled [CLS] vector to 15 logits) and initialises it at random, and transformers says so. "
                   "It is expected and harmless here: training that head (and, in the full variants, the encoder "
-                  "with it) is what fine-tuning is. It would be a real problem only when loading an already "
-                  "fine-tuned classifier, whose head must come from the checkpoint: our exported and saved "
-                  "checkpoints load without it."]
+                  "with it) is what fine-tuning is. It would signal a problem only when loading a checkpoint "
+                  "that should already hold a trained head (a fine-tuned classifier), whose head would then be "
+                  "lost."]
         if any(not n.startswith("classifier") for n in names):
             lines += ["", "Besides the classifier, the names above include weights the checkpoint does not carry "
                           "(e.g. a pooler that the encoder's pretraining did not use): they too start at random and "
@@ -249,16 +249,30 @@ class StudyReport:
         f1s, freqs = np.array([r[1] for r in rows]), np.array([r[4] for r in rows], dtype=float)
         corr = float(np.corrcoef(np.argsort(np.argsort(freqs)), np.argsort(np.argsort(f1s)))[0, 1])
         worst = sorted(rows, key=lambda x: x[1])[:3]
-        lines += ["", f"Macro-F1 ({macro:.3f}) averages the 15 per-class F1 with equal weight; micro-F1 ({micro:.3f}) "
-                  "pools every sentence, so frequent classes dominate it. Macro-F1 is lower because the classes with "
-                  "the lowest F1 — " + ", ".join(f"`{r[0]}` ({r[1]:.2f}, {r[4] / total:.1%} of sentences)"
-                                                  for r in worst) +
-                  f" — count for 1/15 each in macro-F1 but for their small share in micro-F1. The 5 rarest classes "
-                  f"have a mean F1 of {np.mean([r[1] for r in rare]):.3f}, the 5 most frequent "
-                  f"{np.mean([r[1] for r in common]):.3f}; rank correlation of class frequency and F1: {corr:+.2f}. "
-                  "Rare classes get few training examples and overlap with a larger neighbour (`news_stock` with "
-                  "`news_finance`, `news_story` with `news_culture`/`news_entertainment`), so the model rarely "
-                  "predicts them."]
+        confusion = np.sum([np.asarray(r.metrics["confusion_matrix"]) for r in best.runs], axis=0)
+        index = {n: i for i, n in enumerate(names)}
+
+        def confused(name: str) -> str:
+            row = confusion[index[name]].astype(float)
+            i = index[name]
+            correct, row[i] = row[i], -1
+            j = int(row.argmax())
+            total_row = correct + row[row >= 0].sum()
+            return (f"`{name}`: {correct / total_row:.0%} of its sentences right, {row[j] / total_row:.0%} taken for "
+                    f"`{names[j]}`") if total_row else f"`{name}`: no sentences"
+
+        trend = ("F1 rises with class frequency" if corr > 0.3 else
+                 "class frequency alone does not explain F1" if corr > -0.3 else "F1 falls with class frequency")
+        gap = "lower" if macro < micro else "not lower"
+        lines += ["", f"Macro-F1 ({macro:.3f}) averages the {len(names)} per-class F1 with equal weight; micro-F1 "
+                  f"({micro:.3f}) pools every sentence, so frequent classes weigh more in it. Macro-F1 is {gap} here; "
+                  "the classes that pull it down are the ones with the lowest F1 — "
+                  + ", ".join(f"`{r[0]}` ({r[1]:.2f}, {r[4] / total:.1%} of the sentences)" for r in worst)
+                  + f" — which count for 1/{len(names)} each in macro-F1 but only for their share of sentences in "
+                  f"micro-F1. The 5 rarest classes have a mean F1 of {np.mean([r[1] for r in rare]):.3f}, the 5 most "
+                  f"frequent {np.mean([r[1] for r in common]):.3f}; the rank correlation of class frequency and F1 is "
+                  f"{corr:+.2f} ({trend}). Where their sentences go (confusion matrix, summed over seeds): "
+                  + "; ".join(confused(r[0]) for r in worst) + "."]
         gaps = []
         for cell in self.cells:
             for run in cell.runs:
@@ -300,7 +314,7 @@ class StudyReport:
                  "is in the grid's results).", "",
                  "| size | Δ macro-F1 | Δ micro-F1 | trainable full / frozen | train s full / frozen |",
                  "|---|---|---|---|---|"]
-        sizes = list(dict.fromkeys(c.train_size for c in self.main))
+        sizes = sorted({c.train_size for c in self.main}, key=lambda n: (not isinstance(n, int), str(n).zfill(12)))
         for n in sizes:
             full, frozen = self.cell("full", n), self.cell(STUDY_FROZEN, n)
             if not full or not frozen:
@@ -331,12 +345,29 @@ class StudyReport:
                          f"{_pm(cell, 'macro_f1')} | {_ci(self.cells.interval(cell))} | {_pm(cell, 'micro_f1')} | "
                          f"{np.mean(kinds) if kinds else float('nan'):.1f} | "
                          f"{np.mean(shares) if shares else float('nan'):.1%} |")
-        lines += ["", "A frozen encoder leaves only the freshly initialised head (and pooler) to learn, from random "
-                  "weights; at lr 1e-5 their updates are a few hundredths of what the default preset's lr 2e-3 "
-                  "gives over the same steps, so the head stays close to its random start and predicts few classes "
-                  "— macro-F1 near chance. The study's frozen F1 of 0.01 is a learning rate chosen for full "
-                  "fine-tuning applied to a head trained from scratch, not a property of freezing: with a "
-                  "head-sized learning rate the frozen variant is compared with full fine-tuning in the table above."]
+            ours = self.cell(STUDY_FROZEN, cell.train_size)
+            if ours is not None:
+                lines.append(f"| {ours.label} (preset {self.preset}) | {ours.settings.get('lr'):g} | "
+                             f"{ours.runs[0].metrics.get('steps')} | {_pm(ours, 'macro_f1')} | "
+                             f"{_ci(self.cells.interval(ours))} | {_pm(ours, 'micro_f1')} | | |")
+        lines += ["", "With the encoder frozen, only the freshly initialised head (and pooler) learn, from random "
+                  "weights. What the rows above measure: "]
+        notes = []
+        for cell in self._ordered(paper):
+            ours = self.cell(STUDY_FROZEN, cell.train_size)
+            if ours is None:
+                continue
+            d = self.cells.difference(ours, cell)
+            ratio = float(cell.settings.get("lr")) / float(ours.settings.get("lr"))
+            notes.append(f"at {_size(cell.train_size)} sentences the study's settings (lr {cell.settings.get('lr'):g}, "
+                         f"{ratio:.2%} of our {ours.settings.get('lr'):g} for this variant) give macro-F1 "
+                         f"{np.mean(cell.values('macro_f1')):.3f} against our {np.mean(ours.values('macro_f1')):.3f} "
+                         f"(difference {_diff(d)})")
+        lines[-1] += ("; ".join(notes) + ". " if notes else "no run of our preset to compare with. ") + (
+            "A head that predicts one or a few classes for nearly every sentence scores a macro-F1 near "
+            "1/15 × (that class's F1): the study's 0.01 is what a head left close to its random start gives, i.e. a "
+            "learning rate meant for fine-tuning a pretrained encoder applied to a head trained from scratch, not a "
+            "property of freezing.")
         return lines
 
     def class_weights(self) -> list[str]:
