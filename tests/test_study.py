@@ -136,6 +136,10 @@ def tiny_study(tmp_path_factory, tiny_model, hf_data):
     weighted = GridConfig(**base, output=root / "weighted", variants=("full",), train_sizes=(120,),
                           overrides={**overrides, "class_weight": "balanced"})
     run_grid(weighted, quiet=True)
+    from tnews_deploy.training import train_run
+
+    train_run(tiny_train_config(tiny_model, hf_data, train_size="all", min_steps=0, epochs=1.0), root / "all",
+              quiet=True)
     return root, results
 
 
@@ -173,10 +177,12 @@ def test_report_builds_from_a_tiny_grid_and_answers_the_five_questions(tiny_stud
     root, _ = tiny_study
     out = root / "report" / "report.md"
     result = CliRunner().invoke(main, ["report", str(root / "grid"), "--output", str(out), "--extra",
-                                       str(root / "paper"), "--extra", str(root / "weighted"), "--draws", "200"])
+                                       str(root / "paper"), "--extra", str(root / "weighted"), "--extra",
+                                       str(root / "all"), "--draws", "200"])
     assert result.exit_code == 0, result.output
     text = out.read_text()
-    for heading in ("## Table 2", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## Class weighting"):
+    for heading in ("## Table 2", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## Class weighting",
+                    "## Full training split"):
         assert heading in text
     assert "n/r" in text  # the study's micro-F1 is not in the repository: marked, not invented
     assert "`classifier.weight`" in text and "newly initialized" in text  # the captured warning, by name
@@ -186,8 +192,8 @@ def test_report_builds_from_a_tiny_grid_and_answers_the_five_questions(tiny_stud
     assert (root / "report" / "report-learning-curve.png").read_bytes()[:4] == b"\x89PNG"
     assert str(root) not in text
     again = root / "report" / "again.md"
-    CliRunner().invoke(main, ["report", str(root / "grid"), "--output", str(again), "--extra",
-                              str(root / "paper"), "--extra", str(root / "weighted"), "--draws", "200"])
+    CliRunner().invoke(main, ["report", str(root / "grid"), "--output", str(again), "--extra", str(root / "paper"),
+                              "--extra", str(root / "weighted"), "--extra", str(root / "all"), "--draws", "200"])
     assert again.read_text().replace("again-learning", "report-learning") == text  # regenerated: the same
 
 
