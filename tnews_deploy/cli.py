@@ -205,8 +205,8 @@ def hyperparameter_options(func: Callable) -> Callable:
                           "that rare classes count as much as frequent ones."),
         click.option("--save-every", type=int,
                      help="Save a resumable Trainer checkpoint (the latest kept) every N steps; a killed run "
-                          "resumes from it. 0 = never. Default: at every selection evaluation for "
-                          "--train-size all, never otherwise."),
+                          "resumes from it. 0 = never. Default: every 1/16 of the run (the selection-evaluation "
+                          "interval) for --train-size all, never otherwise."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
     ]
     for option in reversed(options):

@@ -60,7 +60,8 @@ class TrainConfig:
     # "balanced": cross-entropy weighted by n / (classes · count) of the training subset.
     class_weight: str = "none"
     # Trainer checkpoints (the latest one kept) every N steps, so that a killed run resumes from it;
-    # 0 = never, None = at every selection evaluation for `--train-size all`, never for sized runs.
+    # 0 = never, None = every `eval_every` steps (1/`evaluations` of the run) for `--train-size all`, never for
+    # sized runs.
     save_every: int | None = None
 
     def __post_init__(self) -> None:

@@ -75,10 +75,11 @@ def run_grid(config: GridConfig, *, quiet: bool = False) -> dict[str, Any]:
                 train_seed=run_config.train_seed,
             ))
         state = "done, skipped" if finished else "training"
-        logger.info("[%d/%d] %s × %s, seed %d (%s) -> %s", i, len(planned), variant, size, seed, state, run_dir)
+        name = f"{variant} × {size}" + (f", seed {seed}" if len(config.run_seeds()) > 1 else "")
+        logger.info("[%d/%d] %s (%s) -> %s", i, len(planned), name, state, run_dir)
         result = train_run(run_config, run_dir, splits.get(seed), quiet=quiet)
         logger.info(
-            "[%d/%d] %s × %s, seed %d: macro-F1 %.4f, micro-F1 %.4f, %.0f s", i, len(planned), variant, size, seed,
+            "[%d/%d] %s: macro-F1 %.4f, micro-F1 %.4f, %.0f s", i, len(planned), name,
             result.metrics["macro_f1"], result.metrics["micro_f1"], result.metrics["train_seconds"],
         )
         write_report(config, output, time.perf_counter() - started, identity)
@@ -224,7 +225,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         epochs = f"{r['epochs']:g}" if isinstance(r.get("epochs"), (int, float)) else "—"
         lines.append(
             f"| {r['variant']} × {_size(r['train_size'])} | {r['seed']} | {r['macro_f1']:.4f} | {r['micro_f1']:.4f} | "
-            f"{r['accuracy']:.4f} | {r['lr']:g} | {epochs} | {r['steps']} ({r['best_step']}) | "
+            f"{r['accuracy']:.4f} | {r['lr']:g} | {epochs} | {r['steps']} ({r['best_step'] or '—'}) | "
             f"{r['train_seconds']:.0f} |"
         )
     if results.get("best_cell"):
