@@ -282,7 +282,10 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
     ax.set_ylim(0, 1)
     model = results["model"]["name"] if isinstance(results.get("model"), dict) else Path(str(results["model"])).name
     seeds = len(results.get("seeds") or [1])
-    ax.set_title(f"TNEWS: {model}, preset {results['preset']}, {seeds} seed(s); bars: 95 % bootstrap interval")
+    weighted = (results.get("overrides") or {}).get("class_weight", "none")
+    extra = f", class weight {weighted}" if weighted != "none" else ""
+    ax.set_title(f"TNEWS: {model}, preset {results['preset']}{extra}, {seeds} seed(s); bars: 95 % bootstrap interval",
+                 fontsize=10)
     handles, labels = ax.get_legend_handles_labels()
     handles += [Patch(facecolor="#999999", label="macro-F1"),
                 Patch(facecolor="#999999", hatch="//", edgecolor="white", label="micro-F1")]

@@ -194,15 +194,21 @@ class StudyReport:
 
     def q2_best(self) -> list[str]:
         lines = ["", "## 2. The best model, and the cells indistinguishable from it", ""]
-        scored = [c for c in self.main if self.cells.interval(c) is not None] or self.main
+        # Every cell scored on the grid's evaluation set (the grid's own and those of --extra folders) competes.
+        keys = {c.eval_key for c in self.main if c.eval_key}
+        scored = [c for c in self.cells if c.eval_key in keys] if keys else self.main
         best = max(scored, key=lambda c: float(np.mean(c.values("macro_f1"))))
         ci = self.cells.interval(best)
-        lines += [f"Best by mean macro-F1: **{best.label}**, macro-F1 {_pm(best, 'macro_f1')} {_ci(ci)}, "
-                  f"micro-F1 {_pm(best, 'micro_f1')} {_ci(self.cells.interval(best, 'accuracy'))}.", "",
+        others = [c for c in self.cells if c not in scored]
+        lines += [f"Best by mean macro-F1 among the cells scored on the grid's evaluation set: **{best.label}**, "
+                  f"macro-F1 {_pm(best, 'macro_f1')} {_ci(ci)}, micro-F1 {_pm(best, 'micro_f1')} "
+                  f"{_ci(self.cells.interval(best, 'accuracy'))}."
+                  + (" (" + ", ".join(c.label for c in others) + ": another evaluation set, not compared here.)"
+                     if others else ""), "",
                   "| cell | macro-F1 | 95 % interval | best − cell | indistinguishable from the best? |",
                   "|---|---|---|---|---|"]
         same = []
-        for cell in self._ordered(list(self.cells)):
+        for cell in self._ordered(scored):
             if cell is best:
                 continue
             d = self.cells.difference(best, cell)
@@ -286,12 +292,15 @@ class StudyReport:
     def q4_learning_curve(self, figure: Path | None) -> list[str]:
         sizes = sorted({c.train_size for c in self.main if isinstance(c.train_size, int)})
         small, large = (sizes[0], sizes[-1]) if sizes else (500, 5000)
-        lines = ["", f"## 4. From {small:,} to {large:,} sentences", "",
+        title = f"## 4. From {small:,} to {large:,} sentences" if small != large else "## 4. Training-set size"
+        lines = ["", title, "",
                  f"Per variant, the gain from {small:,} to {large:,} training sentences (the study: 500 → 5,000), "
                  "with paired intervals (the same evaluation resamples; the seeds' subsets differ per size).", "",
                  f"| variant | {small:,} | {large:,} | {large:,} − {small:,} (macro-F1) | "
                  f"{large:,} − {small:,} (micro-F1) |", "|---|---|---|---|---|"]
-        for v in dict.fromkeys(c.variant for c in self.main):
+        if small == large:
+            lines[-4:] = [f"Needs at least two training-set sizes in the grid (it has {_size(small)} only)."]
+        for v in dict.fromkeys(c.variant for c in self.main if small != large):
             a, b = self.cell(v, small), self.cell(v, large)
             if not a or not b or a is b:
                 continue
@@ -310,6 +319,8 @@ class StudyReport:
                  "| size | Δ macro-F1 | Δ micro-F1 | trainable full / frozen | train s full / frozen |",
                  "|---|---|---|---|---|"]
         sizes = sorted({c.train_size for c in self.main}, key=lambda n: (not isinstance(n, int), str(n).zfill(12)))
+        if not any(self.cell("full", n) and self.cell(STUDY_FROZEN, n) for n in sizes):
+            lines[-2:] = [f"Needs `full` and `{STUDY_FROZEN}` cells of one size in the grid."]
         for n in sizes:
             full, frozen = self.cell("full", n), self.cell(STUDY_FROZEN, n)
             if not full or not frozen:
