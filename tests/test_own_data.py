@@ -383,7 +383,9 @@ def test_grid_on_own_data_records_the_source_and_the_class_list(tmp_path, tiny_m
         "--output", str(tmp_path / "grid")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "grid" / "results.json").read_text(encoding="utf-8"))
-    assert results["data"]["text_field"] == "ticket" and results["data"]["label_field"] == "category"
+    # named and hashed, not by this machine's path; how it was read is kept
+    assert results["data"]["name"] == tickets_csv.name and len(results["data"]["sha256"]) == 64
+    assert results["data"]["settings"] == {"text_field": "ticket", "label_field": "category"}
     assert "text-field=ticket" in (tmp_path / "grid" / "results.md").read_text(encoding="utf-8")
     run_config = json.loads((tmp_path / "grid" / "freeze-encoder-60" / "run_config.json").read_text())
     assert run_config["data"]["label_names"] == sorted(TOPICS)

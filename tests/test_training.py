@@ -196,7 +196,7 @@ def test_grid_writes_results_and_resumes(tiny_model, hf_data, tmp_path):
         assert 0 <= row["macro_f1"] <= 1 and (tmp_path / "grid" / row["checkpoint"] / "config.json").is_file()
     assert results["best"]["macro_f1"] == max(r["macro_f1"] for r in results["runs"])
     md = (tmp_path / "grid" / "results.md").read_text()
-    assert "| full |" in md and "Best run" in md
+    assert "| full |" in md and "Best cell" in md
     assert (tmp_path / "grid" / "results.png").read_bytes()[:4] == b"\x89PNG"
 
     # Simulate a kill: one run loses its metrics (half-written), another is untouched.
@@ -213,7 +213,7 @@ def test_grid_writes_results_and_resumes(tiny_model, hf_data, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(train_size=0), "--train-size must be positive (got 0)"),
+        (dict(train_size=0), "--train-size must be positive or 'all' (got 0)"),
         (dict(eval_size=-5), "--eval-size must be positive (got -5)"),
         (dict(max_length=4), "--max-length must be at least 8 (got 4)"),
         (dict(early_stopping_patience=-1), "--patience must be >= 0 (got -1)"),
@@ -242,7 +242,7 @@ def test_grid_config_validates_every_run_before_any_starts(tmp_path):
     assert not (tmp_path / "grid").exists()
 
 
-def test_grid_plot_draws_macro_and_micro_f1(tmp_path, monkeypatch):
+def test_grid_plot_draws_macro_and_micro_f1_with_error_bars(tmp_path, monkeypatch):
     from matplotlib.axes import Axes
 
     from tnews_deploy.training.grid import plot_results
@@ -251,16 +251,23 @@ def test_grid_plot_draws_macro_and_micro_f1(tmp_path, monkeypatch):
     real_bar = Axes.bar
 
     def spy(self, x, height, *args, **kwargs):
-        drawn.append((list(height), kwargs.get("hatch")))
+        drawn.append((list(height), kwargs.get("hatch"), kwargs.get("yerr")))
         return real_bar(self, x, height, *args, **kwargs)
 
     monkeypatch.setattr(Axes, "bar", spy)
-    runs = [{"variant": v, "train_size": n, "macro_f1": 0.1 + i / 10, "micro_f1": 0.15 + i / 10}
-            for i, (v, n) in enumerate([("full", 60), ("full", 120), ("freeze-encoder", 60), ("freeze-encoder", 120)])]
-    results = {"train_sizes": [60, 120], "variants": ["full", "freeze-encoder"], "runs": runs, "model": "m",
-               "preset": "default"}
+    cells = [{"variant": v, "train_size": n, "macro_f1_mean": 0.1 + i / 10, "micro_f1_mean": 0.15 + i / 10,
+              "macro_f1_std": 0.01, "micro_f1_std": 0.02, "macro_f1_ci": [0.05 + i / 10, 0.2 + i / 10],
+              "micro_f1_ci": None}
+             for i, (v, n) in enumerate([("full", 60), ("full", 120), ("freeze-encoder", 60), ("freeze-encoder", 120)])]
+    results = {"train_sizes": [60, 120], "variants": ["full", "freeze-encoder"], "cells": cells, "model": "m",
+               "preset": "default", "seeds": [1, 2]}
     assert plot_results(results, tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
-    solid = sorted(h for heights, hatch in drawn if not hatch for h in heights)
-    hatched = sorted(h for heights, hatch in drawn if hatch for h in heights)
-    assert solid == sorted(r["macro_f1"] for r in runs)
-    assert hatched == sorted(r["micro_f1"] for r in runs)
+    solid = sorted(h for heights, hatch, _ in drawn if not hatch for h in heights)
+    hatched = sorted(h for heights, hatch, _ in drawn if hatch for h in heights)
+    assert solid == pytest.approx(sorted(c["macro_f1_mean"] for c in cells))
+    assert hatched == pytest.approx(sorted(c["micro_f1_mean"] for c in cells))
+    # macro-F1: the bootstrap interval (0.05 below, 0.10 above the mean); micro-F1 without one: ± std
+    macro_errors = [e for heights, hatch, e in drawn if not hatch]
+    assert all(lo == pytest.approx(0.05) for e in macro_errors for lo in e[0])
+    assert all(hi == pytest.approx(0.10) for e in macro_errors for hi in e[1])
+    assert all(v == pytest.approx(0.02) for heights, hatch, e in drawn if hatch for side in e for v in side)

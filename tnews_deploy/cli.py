@@ -15,7 +15,6 @@ import functools
 import importlib
 import json
 import logging
-import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +28,15 @@ from .errors import UserError
 from .inputs import FORMATS as INPUT_FORMATS
 from .noise import silence_known_noise
 from .service.config import ServiceConfig
-from .training.config import DEFAULT_MODEL, PRESETS, VARIANTS, GridConfig, TrainConfig
+from .training.config import (
+    ALL_TRAIN,
+    CLASS_WEIGHTS,
+    DEFAULT_MODEL,
+    PRESETS,
+    VARIANTS,
+    GridConfig,
+    TrainConfig,
+)
 
 _SERVICE_DEFAULTS = ServiceConfig(model_dir=Path("."))
 _DATA_DEFAULTS = DataSource()
@@ -120,16 +127,44 @@ def configure_logging(level: int) -> None:
         package_logger.addHandler(_ConsoleHandler())
 
 
-def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+def _size(value: str) -> int | str:
+    """A training-set size: a positive integer (`5_000` allowed) or `all`."""
+    value = value.strip()
+    if value.lower() == ALL_TRAIN:
+        return ALL_TRAIN
+    try:
+        size = int(value.replace("_", ""))
+    except ValueError:
+        raise click.BadParameter(f"expected a positive integer or {ALL_TRAIN!r}, got {value!r}") from None
+    if size <= 0:
+        raise click.BadParameter(f"sizes must be positive integers or {ALL_TRAIN!r} (got {size})")
+    return size
+
+
+def _size_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
+    return None if value is None else _size(value)
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int | str, ...] | None:
+    """Comma-separated sizes (`500,1000,5000`, `all` allowed)."""
+    if value is None:
+        return None
+    sizes = tuple(_size(v) for v in value.split(",") if v.strip())
+    if not sizes:
+        raise click.BadParameter("name at least one size")
+    return sizes
+
+
+def _seed_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
     try:
-        sizes = tuple(int(v.replace("_", "")) for v in value.split(",") if v.strip())
+        seeds = tuple(int(v) for v in value.split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers like 500,1000,5000, got {value!r}") from None
-    if not sizes or any(n <= 0 for n in sizes):
-        raise click.BadParameter("sizes must be positive integers")
-    return sizes
+        raise click.BadParameter(f"expected comma-separated integers like 42,7,13, got {value!r}") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise click.BadParameter("seeds must be integers >= 0")
+    return seeds
 
 
 def _name_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
@@ -210,10 +245,23 @@ def hyperparameter_options(func: Callable) -> Callable:
         click.option("--max-length", type=int, help="Token cap; see `tnews-deploy data-stats`."),
         click.option("--patience", "early_stopping_patience", type=int,
                      help="Early stopping after this many selection evaluations without gain; 0 = off."),
+        click.option("--select-best/--no-select-best", "select_best", default=None,
+                     help="Score the weights of the best selection evaluation (default preset) or the last ones "
+                          "(paper preset). --no-select-best with --patience 0 allows --selection-size 0, e.g. to "
+                          "score all validation sentences with --eval-size 10000."),
         click.option("--seed", type=int, default=TrainConfig.seed, show_default=True,
-                     help="Seed for subsets and training."),
+                     help="Seed of the evaluation set and selection slice; also of the training subset and "
+                          "training unless --seeds / --train-seed."),
         click.option("--stratify/--no-stratify", default=TrainConfig.stratify, show_default=True,
                      help="Draw subsets class-proportionally."),
+        click.option("--class-weight", type=click.Choice(CLASS_WEIGHTS), default=TrainConfig.class_weight,
+                     show_default=True,
+                     help="balanced: cross-entropy weighted by n / (classes · count) of the training subset, so "
+                          "that rare classes count as much as frequent ones."),
+        click.option("--save-every", type=int,
+                     help="Save a resumable Trainer checkpoint (the latest kept) every N steps; a killed run "
+                          "resumes from it. 0 = never. Default: every 1/16 of the run (the selection-evaluation "
+                          "interval) for --train-size all, never otherwise."),
         click.option("--quiet", is_flag=True, help="No progress bars (there are none when stderr is not a terminal)."),
     ]
     for option in reversed(options):
@@ -228,7 +276,7 @@ def _no_bars(quiet: bool) -> bool:
 
 def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
     keys = ("eval_size", "selection_size", "epochs", "min_steps", "lr", "batch_size", "max_length",
-            "early_stopping_patience", "seed", "stratify")
+            "early_stopping_patience", "select_best", "seed", "stratify", "class_weight", "save_every")
     return {k: kwargs[k] for k in keys}
 
 
@@ -326,25 +374,31 @@ def data_stats(data: DataSource, model: str, split: str, percentile: float, outp
 @click.option("--variant", type=click.Choice(VARIANTS), default=TrainConfig.variant, show_default=True,
               help="full: all layers train; freeze-embeddings: embedding layer frozen; "
                    "freeze-encoder: only pooler + classifier train.")
-@click.option("--train-size", type=int, default=TrainConfig.train_size, show_default=True,
-              help="Training sentences drawn (seeded) from the train split.")
+@click.option("--train-size", callback=_size_option, default=str(TrainConfig.train_size), show_default=True,
+              help="Training sentences drawn (seeded) from the train split; 'all': the whole split minus the "
+                   "evaluation and selection sentences.")
+@click.option("--train-seed", type=int,
+              help="Seed of the training subset, initialisation and data order (default: --seed); the "
+                   "evaluation set stays the one of --seed.")
 @click.option("--output", type=click.Path(path_type=Path), required=True,
-              help="Run folder: checkpoint/, metrics.json, run_config.json.")
+              help="Run folder: checkpoint/, metrics.json, predictions.json, run_config.json, train.log.")
 @user_errors
-def train(variant: str, train_size: int, output: Path, model: str, data: DataSource, preset: str,
-          quiet: bool, **kwargs: Any) -> None:
+def train(variant: str, train_size: int | str, train_seed: int | None, output: Path, model: str, data: DataSource,
+          preset: str, quiet: bool, **kwargs: Any) -> None:
     """Fine-tune one run (one variant on one training-set size) and score it.
 
-    The run folder is reused as is when it already holds a finished run.
+    The run folder is reused as is when it already holds a finished run; an unfinished one
+    that saved a checkpoint (--save-every, on by default for --train-size all) resumes from it.
     """
     from .training import resolve_config, train_run
 
     config = resolve_config(preset, variant, model=model, data=data, train_size=train_size,
-                            **_overrides(kwargs))
-    click.echo(
-        f"training {variant} × {train_size:,} on {model}: lr {config.lr:g}, batch {config.batch_size}, "
-        f"{config.effective_epochs():g} epochs ({config.total_steps():,} steps), max_length {config.max_length}"
-    )
+                            train_seed=train_seed, **_overrides(kwargs))
+    schedule = (f"{config.effective_epochs():g} epochs ({config.total_steps():,} steps)"
+                if isinstance(train_size, int) else f"at least {config.epochs:g} epochs")
+    size = f"{train_size:,}" if isinstance(train_size, int) else train_size
+    click.echo(f"training {variant} × {size} on {model}: lr {config.lr:g}, batch {config.batch_size}, {schedule}, "
+               f"max_length {config.max_length}, class weight {config.class_weight}")
     result = train_run(config, output, quiet=_no_bars(quiet))
     m = result.metrics
     click.echo(
@@ -358,27 +412,54 @@ def train(variant: str, train_size: int, output: Path, model: str, data: DataSou
 @click.option("--variants", callback=_name_list, default=",".join(GridConfig.variants), show_default=True,
               help=f"Comma-separated variants, from {', '.join(VARIANTS)}.")
 @click.option("--train-sizes", callback=_int_list, default=",".join(map(str, GridConfig.train_sizes)),
-              show_default=True, help="Comma-separated training-set sizes.")
+              show_default=True, help="Comma-separated training-set sizes ('all': the whole train split).")
+@click.option("--seeds", callback=_seed_list,
+              help="Comma-separated training seeds, e.g. 42,7,13: every cell is trained once per seed, each seed "
+                   "drawing its own training subsets; the evaluation set stays the one of --seed. Default: --seed.")
 @click.option("--output", type=click.Path(path_type=Path), required=True,
               help="Grid folder: one run folder each, results.json/.md/.png.")
 @user_errors
-def grid(variants: tuple[str, ...], train_sizes: tuple[int, ...], output: Path, model: str, data: DataSource,
-         preset: str, quiet: bool, **kwargs: Any) -> None:
-    """Train variants × sizes (3 × 3 by default) and report macro/micro-F1.
+def grid(variants: tuple[str, ...], train_sizes: tuple[int | str, ...], seeds: tuple[int, ...] | None, output: Path,
+         model: str, data: DataSource, preset: str, quiet: bool, **kwargs: Any) -> None:
+    """Train variants × sizes × seeds (3 × 3 × 1 by default) and report macro/micro-F1 with error bars.
 
     Finished runs are skipped, so rerunning a killed grid resumes it. Writes
-    results.json, results.md (a table) and results.png (bars) into --output
-    and names the best run by macro-F1.
+    results.json (every run, with its seed), results.md (per cell: mean ± std over
+    seeds and a 95 % bootstrap interval) and results.png (bars with error bars) into
+    --output and names the best cell and run by macro-F1. `tnews-deploy report` turns
+    the grid into the study report.
     """
     config = GridConfig(model=model, data=data, output=output, variants=variants, train_sizes=train_sizes,
-                        preset=preset, overrides=_overrides(kwargs))
-    from .training.grid import record_command, run_grid
+                        preset=preset, overrides=_overrides(kwargs), seeds=seeds)
+    from .training.grid import portable_command, record_command, run_grid
 
-    record_command(output, "tnews-deploy " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    record_command(output, "tnews-deploy " + portable_command(sys.argv[1:]))
     results = run_grid(config, quiet=_no_bars(quiet))
     click.echo((output / "results.md").read_text(encoding="utf-8"))
     best = results["best"]
-    click.echo(f"best run: {best['variant']} × {best['train_size']:,} -> {output / best['checkpoint']}")
+    click.echo(f"best run: {best['run']} -> {output / best['checkpoint']}")
+
+
+@main.command()
+@click.argument("grid_dir", metavar="GRID", type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path), required=True,
+              help="The report (Markdown); its learning-curve figure is written beside it.")
+@click.option("--extra", "extras", type=click.Path(path_type=Path), multiple=True,
+              help="Another grid or run folder whose cells join the report (repeatable): e.g. the study's "
+                   "settings on the frozen variant (--preset paper), --class-weight balanced, --train-size all.")
+@click.option("--draws", type=click.IntRange(min=100), default=1000, show_default=True,
+              help="Bootstrap resamples.")
+@user_errors
+def report(grid_dir: Path, output: Path, extras: tuple[Path, ...], draws: int) -> None:
+    """The study report of a grid: the study's Table 2 beside ours, its five questions answered from data.
+
+    Everything is computed from the run folders (metrics, saved evaluation predictions), so
+    regenerating the report is this one command.
+    """
+    from .training.study import write_study_report
+
+    path = write_study_report(grid_dir, output, extras, draws=draws)
+    click.echo(f"wrote {path}")
 
 # --------------------------------------------------------------------------- export
 

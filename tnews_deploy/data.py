@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 HUB_DATASET = DEFAULT_DATA
 SPLITS = ("train", "validation", "test")
+ALL_TRAIN = "all"  # a training size: the whole train split (minus evaluation/selection sentences)
 
 
 def tnews_features(label_names: Sequence[str] = TNEWS_LABEL_NAMES) -> Features:
@@ -606,18 +607,21 @@ def check_label_names(checkpoint: Path, names: list[str], data: Any) -> None:
 class SplitConfig:
     """How the evaluation set, selection slice and training subsets are drawn."""
 
-    train_sizes: tuple[int, ...] = (500, 1000, 5000)
+    train_sizes: tuple[int | str, ...] = (500, 1000, 5000)  # ALL_TRAIN: the whole split (see make_splits)
     eval_size: int = 2000
     selection_size: int = 1000
-    seed: int = 42
+    seed: int = 42  # draws the evaluation set and selection slice (and the subsets, unless train_seed)
     stratify: bool = True
     # Drop training sentences whose text also occurs in the evaluation set
     # (924 sentences occur in both TNEWS train and validation).
     exclude_eval_overlap: bool = True
+    # Draws the training subsets; None = `seed`. Runs of one study with several
+    # seeds share `seed` (the same evaluation set) and differ in `train_seed`.
+    train_seed: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train_sizes", tuple(self.train_sizes))
-        bad = [n for n in self.train_sizes if n <= 0]
+        bad = [n for n in self.train_sizes if n != ALL_TRAIN and (not isinstance(n, int) or n <= 0)]
         if bad:
             raise ConfigError(f"--train-size must be positive (got {bad[0]}).")
         if self.eval_size <= 0:
@@ -630,7 +634,7 @@ class SplitConfig:
 class TnewsSplits:
     """The datasets one grid works with."""
 
-    train: dict[int, Dataset]
+    train: dict[int | str, Dataset]  # size (or ALL_TRAIN) -> subset
     evaluation: Dataset
     selection: Dataset
     label_names: list[str] = field(default_factory=list)
@@ -659,7 +663,10 @@ def make_splits(dsd: DatasetDict, config: SplitConfig = SplitConfig()) -> TnewsS
     """Seeded training subsets, evaluation set and selection slice.
 
     The evaluation set and the selection slice are disjoint draws from
-    validation; each training subset is an independent seeded draw from train.
+    validation (seed `config.seed`); each training subset is an independent
+    draw from train (seed `config.train_seed`, else `config.seed`). The size
+    `ALL_TRAIN` ("all") is the whole train split minus every sentence whose text
+    is in the evaluation set or the selection slice.
     """
     if "train" not in dsd or "validation" not in dsd:
         raise DataError("the dataset needs 'train' and 'validation' splits.")
@@ -687,14 +694,19 @@ def make_splits(dsd: DatasetDict, config: SplitConfig = SplitConfig()) -> TnewsS
         eval_texts = set(evaluation["sentence"])
         pool = np.array([i for i, s in enumerate(train["sentence"]) if s not in eval_texts])
     train_labels = np.asarray(train["label"])[pool]
-    subsets: dict[int, Dataset] = {}
+    subset_seed = config.seed if config.train_seed is None else config.train_seed
+    subsets: dict[int | str, Dataset] = {}
     for size in config.train_sizes:
+        if size == ALL_TRAIN:  # the whole split, minus sentences of the evaluation set and selection slice
+            held_out = set(evaluation["sentence"]) | set(selection["sentence"])
+            subsets[size] = train.select([i for i, s in enumerate(train["sentence"]) if s not in held_out])
+            continue
         if size > len(pool):
             raise ConfigError(
                 f"train size {size} is larger than the {len(pool)} training sentences available; "
                 "lower --train-size."
             )
-        picked = pool[_sample_indices(train_labels, size, config.seed, config.stratify)]
+        picked = pool[_sample_indices(train_labels, size, subset_seed, config.stratify)]
         subsets[size] = train.select(np.sort(picked))
     names = list(train.features["label"].names)
     return TnewsSplits(train=subsets, evaluation=evaluation, selection=selection, label_names=names)

@@ -9,6 +9,8 @@ and `metrics.json`, written last; a grid folder holds one run folder per run and
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -18,6 +20,8 @@ CHECKPOINT_DIR = "checkpoint"
 METRICS_FILE = "metrics.json"
 RUN_CONFIG_FILE = "run_config.json"  # the resolved TrainConfig of a run
 LOG_HISTORY_FILE = "log_history.json"
+PREDICTIONS_FILE = "predictions.json"  # evaluation-set ids, gold labels and the run's predictions
+RUN_LOG_FILE = "train.log"  # a run's log lines, transformers' loading warnings included
 MODEL_CONFIG_FILE = "config.json"  # transformers' model config in a checkpoint (labels in id2label)
 WEIGHT_FILES = (
     "model.safetensors",
@@ -30,11 +34,11 @@ GRID_RESULTS_MD = "results.md"
 GRID_RESULTS_PNG = "results.png"
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write `data` as indented UTF-8 JSON; readers see the old file or the new one, never half of one."""
+def write_json_atomic(path: Path, data: Any, indent: int | None = 2) -> None:
+    """Write `data` as UTF-8 JSON (`indent` None: one line); readers see the old file or the new one, never half."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(data, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -54,3 +58,35 @@ def is_finished(run_dir: Path) -> bool:
     """A run is finished when its metrics and a complete checkpoint are both there."""
     run_dir = Path(run_dir)
     return (run_dir / METRICS_FILE).is_file() and is_checkpoint(run_dir / CHECKPOINT_DIR)
+
+
+GENERIC_FOLDER_NAMES = {"hf", "clue", "data", "checkpoint", "model", "models"}
+
+
+def source_identity(source: str | Path) -> dict[str, str | None]:
+    """What a `--model`/`--data` source is, without the machine's paths: a name and a content hash.
+
+    A local folder is named by its last folder name (two, for generic ones such as `tnews/hf`) and hashed
+    (sha256 over the names and bytes of its top-level files, hidden ones skipped); a hub id keeps its id,
+    with no hash (the hub names a moving revision).
+    """
+    path = Path(source).expanduser()
+    if not path.exists():
+        return {"name": str(source), "sha256": None}
+    path = path.resolve()
+    name = path.name if path.name.lower() not in GENERIC_FOLDER_NAMES else "/".join(path.parts[-2:])
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) if path.is_dir() \
+        else [path]
+    return {"name": name, "sha256": _hash_files(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns)
+                                                      for p in files))}
+
+
+@functools.lru_cache(maxsize=16)
+def _hash_files(files: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for name, _, _ in files:
+        digest.update(Path(name).name.encode("utf-8") + b"\0")
+        with open(name, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -53,7 +53,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, UserError
-from ..runfiles import CHECKPOINT_DIR, METRICS_FILE, RUN_CONFIG_FILE, WEIGHT_FILES, is_finished, write_json_atomic
+from ..runfiles import (
+    CHECKPOINT_DIR,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    RUN_CONFIG_FILE,
+    WEIGHT_FILES,
+    is_finished,
+    write_json_atomic,
+)
 from ..validation import is_int, is_number, require
 
 logger = logging.getLogger(__name__)
@@ -62,8 +70,6 @@ WORK_DIR = "trainer"  # Trainer checkpoints, best weights, resume records; remov
 TEACHER_EXPORT_DIR = "teacher-fp32"  # removed once the teacher logits are cached
 LOGITS_FILE = "teacher-logits-{key}.npy"
 CACHE_ENV = "TNEWS_DEPLOY_CACHE"  # root of the user cache (teacher logits); default ~/.cache/tnews-deploy
-RESUMES_FILE = "resumes.json"
-ELAPSED_FILE = "elapsed.json"
 LOGITS_CHUNK = 2048  # texts per teacher call between two progress saves
 # An encoder layer's parameters, e.g. "bert.encoder.layer.7.attention.self.query.weight".
 LAYER_KEY = re.compile(r"^(?P<prefix>.*\.(?:layer|layers)\.)(?P<index>\d+)(?P<rest>\..+)$")
@@ -468,25 +474,6 @@ def teacher_logits(
 # --------------------------------------------------------------------------- the run
 
 
-def _complete_checkpoints(work_dir: Path) -> list[Path]:
-    """Trainer checkpoints that were written to the end (trainer_state.json is written last), oldest first."""
-    found = []
-    for path in work_dir.glob("checkpoint-*"):
-        step = path.name.rsplit("-", 1)[-1]
-        if step.isdigit() and (path / "trainer_state.json").is_file():
-            found.append((int(step), path))
-    return [p for _, p in sorted(found)]
-
-
-def _resume_point(work_dir: Path) -> Path | None:
-    """The newest complete checkpoint; incomplete ones (a kill while saving) are removed."""
-    complete = _complete_checkpoints(work_dir)
-    for path in work_dir.glob("checkpoint-*"):
-        if path not in complete:
-            shutil.rmtree(path, ignore_errors=True)
-    return complete[-1] if complete else None
-
-
 def _settings(run_config: dict[str, Any]) -> dict[str, Any]:
     return {k: run_config.get(k) for k in RUN_SETTINGS}
 
@@ -535,13 +522,14 @@ def plan_run(config: DistillConfig) -> tuple[Any, dict[str, Any]]:
         "model": str(teacher.checkpoint.resolve()),
         "variant": f"distill-{config.layers}-layers",
         "data": DataSource.coerce(run["data"]).portable().to_json(),
-        "train_size": int(run.get("train_size", 0)),
+        "train_size": run["train_size"] if run.get("train_size") == "all" else int(run.get("train_size") or 0),
+        "subset_seed": run.get("train_seed"),  # drew the teacher's training subset (None: `seed` did)
         "eval_size": int(run.get("eval_size", 2000)),
         "selection_size": int(run.get("selection_size", 1000)),
         "seed": int(run.get("seed", 42)),
         "stratify": bool(run.get("stratify", True)),
     }
-    if settings["train_size"] <= 0:
+    if settings["train_size"] != "all" and settings["train_size"] <= 0:
         raise ConfigError(f"{teacher.checkpoint}: the teacher's run config has no train_size (its labeled subset).")
     return teacher, settings
 
@@ -576,7 +564,9 @@ def distill_model(config: DistillConfig, output: str | Path, *, quiet: bool = Fa
     previous = _read_json(run_dir / RUN_CONFIG_FILE)
     if previous is not None:
         differences = _differences(previous, settings)
-        if differences and _complete_checkpoints(work_dir):
+        from ..training.resume import complete_checkpoints
+
+        if differences and complete_checkpoints(work_dir):
             raise ConfigError(
                 f"{run_dir}: holds an unfinished distillation with other settings: {', '.join(differences[:6])}. "
                 "Rerun with the same options to resume it, or delete its trainer/ folder to start training "
@@ -595,6 +585,7 @@ def distill_model(config: DistillConfig, output: str | Path, *, quiet: bool = Fa
     splits = make_splits(dataset, SplitConfig(
         train_sizes=(settings["train_size"],), eval_size=settings["eval_size"],
         selection_size=settings["selection_size"], seed=settings["seed"], stratify=settings["stratify"],
+        train_seed=settings.get("subset_seed"),
     ))
     labeled = splits.train[settings["train_size"]]
     held_out = set(splits.evaluation["sentence"]) | set(splits.selection["sentence"])
@@ -638,16 +629,11 @@ def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_chec
 
     from ..training.metrics import selection_metrics
     from ..training.progress import use_readable_progress
+    from ..training.resume import ELAPSED_FILE, ElapsedCallback, start_or_resume
     from ..training.run import save_checkpoint, score_run, tokenize, training_arguments
     from ..training.selection import SelectBestCallback
     from ..training.variants import count_parameters
-    from .distill_trainer import (
-        TEACHER_LOGITS,
-        CompactProgressCallback,
-        DistillationCollator,
-        DistillationTrainer,
-        ElapsedCallback,
-    )
+    from .distill_trainer import TEACHER_LOGITS, CompactProgressCallback, DistillationCollator, DistillationTrainer
 
     work_dir = run_dir / WORK_DIR
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -699,14 +685,7 @@ def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_chec
     # raw log dicts Trainer prints.
     use_readable_progress(trainer, CompactProgressCallback)
 
-    resume = _resume_point(work_dir)
-    resumes = (_read_json(work_dir / RESUMES_FILE) or {}).get("resumed_from_steps", [])
-    start_step = 0
-    if resume is not None:
-        start_step = int(json.loads((resume / "trainer_state.json").read_text())["global_step"])
-        resumes = [*resumes, start_step]
-        write_json_atomic(work_dir / RESUMES_FILE, {"resumed_from_steps": resumes})
-        logger.info("resuming from %s (step %d of %d)", resume.name, start_step, settings["total_steps"])
+    resume, start_step, resumes = start_or_resume(work_dir, settings["total_steps"])
     train_output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     # A resumed Trainer replaces stateful callbacks by restored copies: use the ones it holds now.
@@ -714,7 +693,8 @@ def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_chec
     elapsed = next(c for c in trainer.callback_handler.callbacks if isinstance(c, ElapsedCallback))
     train_seconds = elapsed.seconds
     metrics = score_run(trainer, selector, evaluation, selection, splits.label_names, train_output,
-                        train_seconds, trainable, total)
+                        train_seconds, trainable, total, predictions_file=run_dir / PREDICTIONS_FILE,
+                        eval_ids=list(splits.evaluation["idx"]))
     metrics.update(
         variant=settings["variant"],
         layers=len(settings["layer_indices"]),

@@ -14,22 +14,19 @@ cached teacher logits from the batch (`teacher_logits`); batches without them
 (the selection slice) get the plain cross-entropy, so evaluation works as in
 `train`. The mean KL and CE since the last log are added to the Trainer's logs.
 
-`ElapsedCallback` keeps the training time across resumed invocations;
-`CompactProgressCallback` is the progress bar (losses on the bar, never the raw
+`ElapsedCallback` (from `tnews_deploy.training.resume`) keeps the training time across resumed
+invocations; `CompactProgressCallback` is the progress bar (losses on the bar, never the raw
 log dicts Trainer prints; right ETA after a resume).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import time
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
-from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
+from transformers import DataCollatorWithPadding, Trainer
 from transformers.trainer_callback import ProgressCallback
+
+from ..training.resume import ElapsedCallback  # noqa: F401  (re-exported: it used to live here)
 
 IGNORE_LABEL = -100
 TEACHER_LOGITS = "teacher_logits"
@@ -116,40 +113,6 @@ class DistillationTrainer(Trainer):
                 logs["ce"] = round(self._ce_sum / self._ce_batches, 4)
             self._reset_terms()
         super().log(logs, start_time)
-
-
-class ElapsedCallback(TrainerCallback):
-    """Training seconds summed over invocations, saved beside the Trainer checkpoints.
-
-    At every checkpoint it writes `{"step", "train_seconds"}` to `path`; a resumed run
-    starts its clock from the last value written (the time after the last checkpoint of a
-    killed invocation is lost work and is not counted).
-
-    Args:
-        path: the JSON file (in the Trainer's work folder).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.base = 0.0
-        self.started = time.perf_counter()
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.started = time.perf_counter()
-        saved = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
-        self.base = float(saved.get("train_seconds", 0.0)) if state.global_step else 0.0
-        return control
-
-    @property
-    def seconds(self) -> float:
-        return self.base + time.perf_counter() - self.started
-
-    def on_save(self, args, state, control, **kwargs):
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps({"step": state.global_step, "train_seconds": round(self.seconds, 1)}),
-                       encoding="utf-8")
-        os.replace(tmp, self.path)
-        return control
 
 
 # Log keys shown on the bar, and their short names.

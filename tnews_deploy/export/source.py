@@ -26,7 +26,9 @@ class ExportSource:
     def describe(self) -> str:
         if self.kind == "grid" and self.grid_best:
             b = self.grid_best
-            return (f"best grid run {b['variant']} × {b['train_size']:,} "
+            size = f"{b['train_size']:,}" if isinstance(b["train_size"], int) else b["train_size"]
+            seed = f", seed {b['seed']}" if "seed" in b else ""
+            return (f"best grid run {b['variant']} × {size}{seed} "
                     f"(macro-F1 {b['macro_f1']:.4f}): {self.checkpoint}")
         return f"{self.kind} {self.checkpoint}"
 

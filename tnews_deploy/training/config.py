@@ -21,6 +21,8 @@ from ..errors import ConfigError
 from ..validation import require
 
 VARIANTS: tuple[str, ...] = ("full", "freeze-embeddings", "freeze-encoder")
+CLASS_WEIGHTS: tuple[str, ...] = ("none", "balanced")
+ALL_TRAIN = "all"  # --train-size all: the whole train split (as `tnews_deploy.data.ALL_TRAIN`)
 DEFAULT_MODEL = "bert-base-chinese"
 
 
@@ -35,10 +37,14 @@ class TrainConfig:
     model: str = DEFAULT_MODEL
     data: DataSource = field(default_factory=DataSource)
     variant: str = "full"
-    train_size: int = 1000
+    train_size: int | str = 1000  # or ALL_TRAIN
     eval_size: int = 2000
     selection_size: int = 1000
+    # `seed` draws the evaluation set and selection slice; `train_seed` (None = `seed`) draws the
+    # training subset and seeds initialisation and data order. Runs with several seeds share `seed`,
+    # so that they are scored on the same sentences.
     seed: int = 42
+    train_seed: int | None = None
     stratify: bool = True
     preset: str = "default"
     # Optimisation. `epochs` is a floor: runs on small sets get more epochs so
@@ -55,13 +61,26 @@ class TrainConfig:
     early_stopping_patience: int = 5  # evaluations without a better macro-F1; 0 = off
     select_best: bool = True  # keep the checkpoint with the best selection macro-F1
     eval_batch_size: int = 64
+    # "balanced": cross-entropy weighted by n / (classes · count) of the training subset.
+    class_weight: str = "none"
+    # Trainer checkpoints (the latest one kept) every N steps, so that a killed run resumes from it;
+    # 0 = never, None = every `eval_every` steps (1/`evaluations` of the run) for `--train-size all`, never for
+    # sized runs.
+    save_every: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", DataSource.coerce(self.data))
+        if self.train_seed == self.seed:  # the same run as one without train_seed
+            object.__setattr__(self, "train_seed", None)
         require([
+            (self.train_size == ALL_TRAIN or (isinstance(self.train_size, int) and self.train_size > 0),
+             f"--train-size must be positive or {ALL_TRAIN!r} (got {self.train_size!r})"),
+            (self.train_seed is None or self.train_seed >= 0, f"--seeds must be >= 0 (got {self.train_seed})"),
+            (self.class_weight in CLASS_WEIGHTS,
+             f"unknown --class-weight {self.class_weight!r}; choose one of {', '.join(CLASS_WEIGHTS)}"),
+            (self.save_every is None or self.save_every >= 0, f"--save-every must be >= 0 (got {self.save_every})"),
             (self.variant in VARIANTS, f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}"),
             (self.preset in PRESETS, f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}"),
-            (self.train_size > 0, f"--train-size must be positive (got {self.train_size})"),
             (self.eval_size > 0, f"--eval-size must be positive (got {self.eval_size})"),
             (self.selection_size >= 0, f"--selection-size must be >= 0 (got {self.selection_size})"),
             (self.seed >= 0, f"--seed must be >= 0 (got {self.seed})"),
@@ -80,28 +99,50 @@ class TrainConfig:
              "model selection needs a selection slice: set --selection-size > 0"),
         ])
 
-    def steps_per_epoch(self) -> int:
-        return max(1, math.ceil(self.train_size / self.batch_size))
+    @property
+    def effective_seed(self) -> int:
+        """The seed of the training subset, initialisation and data order."""
+        return self.seed if self.train_seed is None else self.train_seed
 
-    def effective_epochs(self) -> float:
-        """`epochs`, raised so that training takes at least `min_steps` steps."""
-        floor = self.min_steps / self.steps_per_epoch()
+    def examples(self, n: int | None = None) -> int:
+        """Training sentences: `train_size`, or `n` (the size of the drawn set) for `--train-size all`."""
+        if isinstance(self.train_size, int):
+            return self.train_size
+        if n is None:
+            raise ConfigError("--train-size all: the number of training sentences is known once the data is loaded.")
+        return n
+
+    def steps_per_epoch(self, n: int | None = None) -> int:
+        return max(1, math.ceil(self.examples(n) / self.batch_size))
+
+    def effective_epochs(self, n: int | None = None) -> float:
+        """`epochs`, raised so that training takes at least `min_steps` steps (`n`: see `examples`)."""
+        floor = self.min_steps / self.steps_per_epoch(n)
         return float(max(self.epochs, math.ceil(floor)))
 
-    def total_steps(self) -> int:
-        return int(math.ceil(self.effective_epochs() * self.steps_per_epoch()))
+    def total_steps(self, n: int | None = None) -> int:
+        return int(math.ceil(self.effective_epochs(n) * self.steps_per_epoch(n)))
 
-    def eval_every(self) -> int:
-        return max(1, math.ceil(self.total_steps() / max(1, self.evaluations)))
+    def eval_every(self, n: int | None = None) -> int:
+        return max(1, math.ceil(self.total_steps(n) / max(1, self.evaluations)))
 
-    def to_json(self) -> dict[str, Any]:
+    def save_steps(self, n: int | None = None) -> int:
+        """Steps between resumable Trainer checkpoints; 0 = none (see `save_every`)."""
+        if self.save_every is not None:
+            return self.save_every
+        return self.eval_every(n) if self.train_size == ALL_TRAIN else 0
+
+    def to_json(self, n: int | None = None) -> dict[str, Any]:
+        """The settings, plus the derived schedule (for `--train-size all`, only when `n` is given)."""
         data = asdict(self)
-        data.update(
-            data=self.data.to_json(),
-            effective_epochs=self.effective_epochs(),
-            total_steps=self.total_steps(),
-            eval_every=self.eval_every(),
-        )
+        data["data"] = self.data.to_json()
+        if isinstance(self.train_size, int) or n is not None:
+            data.update(
+                train_examples=self.examples(n),
+                effective_epochs=self.effective_epochs(n),
+                total_steps=self.total_steps(n),
+                eval_every=self.eval_every(n),
+            )
         return data
 
     @classmethod
@@ -158,41 +199,67 @@ def resolve_config(
 
 @dataclass(frozen=True)
 class GridConfig:
-    """A grid of runs: every variant × every training-set size, with shared settings.
+    """A grid of runs: every variant × every training-set size × every seed, with shared settings.
 
     `overrides` maps `TrainConfig` fields to values (None = the preset's); every
     run's config is resolved (and so validated) when the grid config is made.
+    `seeds` are training seeds (`TrainConfig.train_seed`): each draws its own
+    training subsets and initialisation, while every run keeps the evaluation set
+    and selection slice of `seed` (the override, default 42). None = just `seed`.
     """
 
     model: str
     data: DataSource
     output: Path
     variants: tuple[str, ...] = VARIANTS
-    train_sizes: tuple[int, ...] = (500, 1000, 5000)
+    train_sizes: tuple[int | str, ...] = (500, 1000, 5000)
     preset: str = "default"
     overrides: dict[str, Any] = field(default_factory=dict)  # field -> value, None = not given
+    seeds: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output", Path(self.output))
         object.__setattr__(self, "data", DataSource.coerce(self.data))
         object.__setattr__(self, "variants", tuple(self.variants))
         object.__setattr__(self, "train_sizes", tuple(self.train_sizes))
+        if self.seeds is not None:
+            object.__setattr__(self, "seeds", tuple(self.seeds))
         unknown = [v for v in self.variants if v not in VARIANTS]
         require([
             (bool(self.variants), "--variants names no variant"),
             (not unknown, f"unknown variant(s) {', '.join(map(str, unknown))}; choose from {', '.join(VARIANTS)}"),
             (bool(self.train_sizes), "--train-sizes names no size"),
-            (all(n > 0 for n in self.train_sizes),
-             f"--train-sizes must be positive (got {', '.join(map(str, self.train_sizes))})"),
+            (all(n == ALL_TRAIN or (isinstance(n, int) and n > 0) for n in self.train_sizes),
+             f"--train-sizes must be positive or {ALL_TRAIN!r} (got {', '.join(map(str, self.train_sizes))})"),
+            (self.seeds is None or (bool(self.seeds) and all(s >= 0 for s in self.seeds)),
+             f"--seeds must name seeds >= 0 (got {', '.join(map(str, self.seeds or ()))})"),
+            (self.seeds is None or len(set(self.seeds)) == len(self.seeds), "--seeds names a seed twice"),
         ])
         for variant in self.variants:  # the preset and every override, checked before any run starts
             for size in self.train_sizes:
-                self.run_config(variant, size)
+                for seed in self.run_seeds():
+                    self.run_config(variant, size, seed)
 
-    def run_name(self, variant: str, size: int) -> str:
-        return f"{variant}-{size}"
+    @property
+    def split_seed(self) -> int:
+        """The seed of the evaluation set and selection slice every run shares."""
+        return int(self.overrides.get("seed") if self.overrides.get("seed") is not None else TrainConfig.seed)
 
-    def run_config(self, variant: str, size: int) -> TrainConfig:
+    def run_seeds(self) -> tuple[int, ...]:
+        return self.seeds if self.seeds is not None else (self.split_seed,)
+
+    def run_name(self, variant: str, size: int | str, seed: int | None = None) -> str:
+        """`variant-size` for the run of the split seed (as before seeds existed), `variant-size-seedN` else."""
+        if seed is None or seed == self.split_seed:
+            return f"{variant}-{size}"
+        return f"{variant}-{size}-seed{seed}"
+
+    def run_config(self, variant: str, size: int | str, seed: int | None = None) -> TrainConfig:
         return resolve_config(
-            self.preset, variant, model=self.model, data=self.data, train_size=size, **self.overrides
+            self.preset, variant, model=self.model, data=self.data, train_size=size, **self.overrides,
+            train_seed=seed,
         )
+
+    def planned(self) -> list[tuple[str, int | str, int]]:
+        """(variant, size, seed) of every run, variants outermost, seeds innermost."""
+        return [(v, n, s) for v in self.variants for n in self.train_sizes for s in self.run_seeds()]

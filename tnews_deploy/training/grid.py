@@ -1,124 +1,157 @@
-"""The training grid: variants x training-set sizes, resumable, with a report.
+"""The training grid: variants × training-set sizes × seeds, resumable, with a report.
 
-`run_grid` loads the data once, draws every subset once (so all runs share the
-same evaluation set and selection slice), trains each run that is not finished
-yet, and rewrites `results.json`, `results.md` and `results.png` after every
-run, so a killed grid leaves a correct partial report and resumes where it
-stopped.
+`run_grid` loads the data once, draws the evaluation set and selection slice once
+(every run of every seed is scored on the same sentences), draws each seed's
+training subsets, trains each run that is not finished yet, and rewrites
+`results.json`, `results.md` and `results.png` after every run, so a killed grid
+leaves a correct partial report and resumes where it stopped.
+
+The report keeps every run (with its seed) and one row per cell (variant × size):
+mean ± std over seeds and 95 % bootstrap intervals over the evaluation set
+(`cells.Cells`). It names the model and data by name and content hash, never by the
+machine's paths.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shlex
 import time
 from pathlib import Path
 from typing import Any
 
 from ..data import SplitConfig, load_tnews, make_splits
-from ..datasource import DataSource, describe_data
+from ..datasource import DataSource
 from ..machine import library_versions
-from ..runfiles import GRID_RESULTS_JSON, GRID_RESULTS_MD, GRID_RESULTS_PNG, is_finished, write_json_atomic
+from ..runfiles import (
+    GRID_RESULTS_JSON,
+    GRID_RESULTS_MD,
+    GRID_RESULTS_PNG,
+    is_finished,
+    read_json,
+    source_identity,
+    write_json_atomic,
+)
+from .cells import Cells, Run, load_run
 from .config import GridConfig
-from .run import RunResult, check_model_source, load_finished, train_run
+from .run import check_model_source, train_run
 
 logger = logging.getLogger(__name__)
+
+# Options whose values are paths of this machine: the recorded command names them by placeholder.
+PATH_OPTIONS = {"--model": "$MODEL", "--data": "$DATA"}
 
 
 def run_grid(config: GridConfig, *, quiet: bool = False) -> dict[str, Any]:
     """Train every unfinished run of the grid, rewriting the report after each; finished runs are skipped.
 
     Args:
-        config: the grid: model, data, output folder, variants × training-set sizes, preset and overrides
-            (validated when the `GridConfig` is made).
+        config: the grid: model, data, output folder, variants × training-set sizes × seeds, preset and
+            overrides (validated when the `GridConfig` is made).
         quiet: no progress bars; each run's start and result are still logged (INFO).
 
     Returns:
-        The content of the grid's `results.json`: one row per finished run and the best run by macro-F1.
+        The content of the grid's `results.json`: every finished run, one row per cell, the best run.
     """
     output = Path(config.output)
-    planned = [(v, n, config.run_config(v, n)) for v in config.variants for n in config.train_sizes]
+    planned = config.planned()
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    identity = {"model": source_identity(config.model), "data": data_identity(config.data)}
 
-    todo = [(v, n, c) for v, n, c in planned if not is_finished(output / config.run_name(v, n))]
-    splits = None
+    todo = [(v, n, s) for v, n, s in planned if not is_finished(output / config.run_name(v, n, s))]
+    dataset, splits = None, {}
     if todo:
         check_model_source(config.model)
-        first = todo[0][2]
-        splits = make_splits(
-            load_tnews(config.data),
-            SplitConfig(
-                train_sizes=tuple(sorted(set(config.train_sizes))),
-                eval_size=first.eval_size,
-                selection_size=first.selection_size,
-                seed=first.seed,
-                stratify=first.stratify,
-            ),
-        )
-    for i, (variant, size, run_config) in enumerate(planned, 1):
-        run_dir = output / config.run_name(variant, size)
+        dataset = load_tnews(config.data)
+    for i, (variant, size, seed) in enumerate(planned, 1):
+        run_dir = output / config.run_name(variant, size, seed)
+        run_config = config.run_config(variant, size, seed)
         finished = is_finished(run_dir)
+        if not finished and seed not in splits:  # each seed's subsets; the same evaluation set for all
+            splits[seed] = make_splits(dataset, SplitConfig(
+                train_sizes=tuple(dict.fromkeys(config.train_sizes)), eval_size=run_config.eval_size,
+                selection_size=run_config.selection_size, seed=run_config.seed, stratify=run_config.stratify,
+                train_seed=run_config.train_seed,
+            ))
         state = "done, skipped" if finished else "training"
-        logger.info("[%d/%d] %s × %s (%s) -> %s", i, len(planned), variant, size, state, run_dir)
-        result = train_run(run_config, run_dir, splits, quiet=quiet)
+        name = f"{variant} × {size}" + (f", seed {seed}" if len(config.run_seeds()) > 1 else "")
+        logger.info("[%d/%d] %s (%s) -> %s", i, len(planned), name, state, run_dir)
+        result = train_run(run_config, run_dir, splits.get(seed), quiet=quiet)
         logger.info(
-            "[%d/%d] %s × %s: macro-F1 %.4f, micro-F1 %.4f, %.0f s", i, len(planned), variant, size,
+            "[%d/%d] %s: macro-F1 %.4f, micro-F1 %.4f, %.0f s", i, len(planned), name,
             result.metrics["macro_f1"], result.metrics["micro_f1"], result.metrics["train_seconds"],
         )
-        write_report(config, output, time.perf_counter() - started)
+        write_report(config, output, time.perf_counter() - started, identity)
     return json.loads((output / GRID_RESULTS_JSON).read_text(encoding="utf-8"))
 
 
-def collect_runs(config: GridConfig, output: Path) -> list[RunResult]:
-    runs = []
-    for variant in config.variants:
-        for size in config.train_sizes:
-            run_dir = output / config.run_name(variant, size)
-            if is_finished(run_dir):
-                runs.append(load_finished(run_dir))
-    return runs
+def collect_runs(config: GridConfig, output: Path) -> list[Run]:
+    """The grid's finished runs, in plan order."""
+    folders = [output / config.run_name(v, n, s) for v, n, s in config.planned()]
+    return [load_run(f) for f in folders if is_finished(f)]
 
 
-def run_row(result: RunResult, output: Path) -> dict[str, Any]:
-    m = result.metrics
+def run_row(run: Run, output: Path) -> dict[str, Any]:
+    m, c = run.metrics, run.config
     return {
-        "variant": result.config.variant,
-        "train_size": result.config.train_size,
+        "run": run.folder.name,
+        "variant": c.get("variant", m.get("variant")),
+        "train_size": c.get("train_size", m.get("train_size")),
+        "seed": run.seed,
         "macro_f1": round(m["macro_f1"], 4),
         "micro_f1": round(m["micro_f1"], 4),
         "accuracy": round(m["accuracy"], 4),
         "train_seconds": m["train_seconds"],
         "steps": m.get("steps"),
         "best_step": m.get("best_step"),
-        "lr": result.config.lr,
-        "epochs": result.config.effective_epochs(),
-        "checkpoint": str(result.checkpoint.relative_to(output)),
+        "lr": c.get("lr"),
+        "epochs": c.get("effective_epochs"),
+        "class_weight": c.get("class_weight", "none"),
+        "trainable_parameters": m.get("trainable_parameters"),
+        "checkpoint": str((run.folder / "checkpoint").relative_to(output)),
     }
 
 
-def write_report(config: GridConfig, output: Path, wall_seconds: float) -> dict[str, Any]:
-    """results.json, results.md and results.png from the finished runs in `output`."""
+def write_report(config: GridConfig, output: Path, wall_seconds: float,
+                 identity: dict[str, Any] | None = None) -> dict[str, Any]:
+    """results.json, results.md and results.png from the finished runs in `output`.
+
+    Args:
+        config: the grid.
+        output: the grid folder.
+        wall_seconds: this invocation's wall time so far.
+        identity: `{"model": ..., "data": ...}` names and hashes (`source_identity`); None: as recorded before.
+    """
     runs = collect_runs(config, output)
     rows = [run_row(r, output) for r in runs]
-    best = max(rows, key=lambda r: r["macro_f1"]) if rows else None
-    first = runs[0].config if runs else config.run_config(config.variants[0], config.train_sizes[0])
-    previous = {}
-    if (output / GRID_RESULTS_JSON).is_file():
-        previous = json.loads((output / GRID_RESULTS_JSON).read_text(encoding="utf-8"))
+    previous = read_json(output / GRID_RESULTS_JSON) or {}
+    identity = identity or {k: previous.get(k) for k in ("model", "data")}
+    cells = Cells(runs)
+    summaries = [cells.summary(c) for c in cells]
+    best_cell = max(summaries, key=lambda c: c["macro_f1_mean"]) if summaries else None
+    best = None
+    if best_cell:  # the best cell's best seed: the checkpoint `export GRID` takes
+        best = max((r for r in rows if r["run"] in best_cell["runs"]), key=lambda r: r["macro_f1"])
+    first = config.run_config(config.variants[0], config.train_sizes[0])
     results = {
-        "model": config.model,
-        "data": config.data.to_json(),
+        "model": identity.get("model"),
+        "data": identity.get("data"),
         "preset": config.preset,
-        "seed": first.seed,
+        "seed": first.seed,  # of the evaluation set and selection slice, shared by every run
+        "seeds": list(config.run_seeds()),
         "eval_size": first.eval_size,
         "selection_size": first.selection_size,
         "stratify": first.stratify,
         "variants": list(config.variants),
         "train_sizes": list(config.train_sizes),
-        "planned_runs": len(config.variants) * len(config.train_sizes),
+        "planned_runs": len(config.planned()),
         "finished_runs": len(rows),
+        "bootstrap": {"draws": cells.draws, "seed": cells.seed, "confidence": 0.95},
+        "cells": summaries,
         "runs": rows,
+        "best_cell": best_cell,
         "best": best,
         "train_seconds_total": round(sum(r["train_seconds"] for r in rows), 1),
         # Wall time accumulates across resumed invocations.
@@ -136,43 +169,83 @@ def write_report(config: GridConfig, output: Path, wall_seconds: float) -> dict[
     return results
 
 
+def data_identity(data: DataSource) -> dict[str, Any]:
+    """`source_identity` of the data's path, with the settings that say how it was read (text field, ...)."""
+    identity: dict[str, Any] = dict(source_identity(data.path))
+    settings = {k: Path(v).name if k == "labels" else v for k, v in data.changed().items()}  # no machine paths
+    if settings:
+        identity["settings"] = settings
+    return identity
+
+
+def identity_text(identity: dict[str, Any] | str | None) -> str:
+    """`name` (sha256 abcdef123456) of a source identity."""
+    if not isinstance(identity, dict):
+        return f"`{identity}`"
+    digest = identity.get("sha256")
+    settings = ", ".join(f"{k.replace('_', '-')}={v}" for k, v in (identity.get("settings") or {}).items())
+    return (f"`{identity.get('name')}`" + (f" (sha256 {digest[:12]})" if digest else "")
+            + (f" ({settings})" if settings else ""))
+
+
+def format_mean(cell: dict[str, Any] | None, metric: str, ci: bool = True) -> str:
+    """`0.460 ± 0.010 [0.440, 0.481]`: mean ± std over seeds, then the bootstrap interval."""
+    if not cell or cell.get(f"{metric}_mean") is None:
+        return "—"
+    text = f"{cell[f'{metric}_mean']:.3f} ± {cell[f'{metric}_std']:.3f}"
+    interval = cell.get(f"{metric}_ci")
+    return text + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if ci and interval else "")
+
+
+def _size(n: int | str) -> str:
+    return f"{n:,}" if isinstance(n, int) else str(n)
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     sizes = results["train_sizes"]
-    by_key = {(r["variant"], r["train_size"]): r for r in results["runs"]}
+    cells = {(c["variant"], c["train_size"]): c for c in results.get("cells", [])}
+    seeds = results.get("seeds") or [results.get("seed")]
     lines = [
-        f"# Fine-tuning grid: `{results['model']}`",
+        f"# Fine-tuning grid: {identity_text(results['model'])}",
         "",
-        f"Data `{describe_data(results['data'])}`, preset `{results['preset']}`, seed {results['seed']}; "
-        f"evaluation set {results['eval_size']:,} validation sentences, model selection on a "
-        f"disjoint slice of {results['selection_size']:,}. "
+        f"Data {identity_text(results['data'])}, preset `{results['preset']}`; training seeds "
+        f"{', '.join(map(str, seeds))} (each draws its own training subsets); evaluation set "
+        f"{results['eval_size']:,} validation sentences (seed {results['seed']}, the same for every run), model "
+        f"selection on a disjoint slice of {results['selection_size']:,}. "
         f"{results['finished_runs']}/{results['planned_runs']} runs finished.",
         "",
-        "Macro-F1 / micro-F1 on the evaluation set:",
+        "Macro-F1 on the evaluation set: mean ± std over seeds [95 % bootstrap interval of the mean, over "
+        "evaluation sentences and seeds]:",
         "",
-        "| variant | " + " | ".join(f"{n:,}" for n in sizes) + " |",
+        "| variant | " + " | ".join(_size(n) for n in sizes) + " |",
         "|---|" + "---|" * len(sizes),
     ]
     for variant in results["variants"]:
-        cells = []
-        for n in sizes:
-            r = by_key.get((variant, n))
-            cells.append(f"{r['macro_f1']:.3f} / {r['micro_f1']:.3f}" if r else "—")
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+        lines.append(f"| {variant} | " + " | ".join(format_mean(cells.get((variant, n)), "macro_f1")
+                                                   for n in sizes) + " |")
+    lines += ["", "Micro-F1 (= accuracy), the same way:", "",
+              "| variant | " + " | ".join(_size(n) for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for variant in results["variants"]:
+        lines.append(f"| {variant} | " + " | ".join(format_mean(cells.get((variant, n)), "micro_f1")
+                                                   for n in sizes) + " |")
     lines += [
         "",
-        "| run | macro-F1 | micro-F1 | accuracy | lr | epochs | steps (best) | train s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | seed | macro-F1 | micro-F1 | accuracy | lr | epochs | steps (best) | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["runs"]:
+        epochs = f"{r['epochs']:g}" if isinstance(r.get("epochs"), (int, float)) else "—"
         lines.append(
-            f"| {r['variant']} × {r['train_size']:,} | {r['macro_f1']:.4f} | {r['micro_f1']:.4f} | "
-            f"{r['accuracy']:.4f} | {r['lr']:g} | {r['epochs']:g} | {r['steps']} ({r['best_step']}) | "
+            f"| {r['variant']} × {_size(r['train_size'])} | {r['seed']} | {r['macro_f1']:.4f} | {r['micro_f1']:.4f} | "
+            f"{r['accuracy']:.4f} | {r['lr']:g} | {epochs} | {r['steps']} ({r['best_step'] or '—'}) | "
             f"{r['train_seconds']:.0f} |"
         )
-    if results["best"]:
-        b = results["best"]
-        lines += ["", f"**Best run** by macro-F1: `{b['variant']}` × {b['train_size']:,} "
-                  f"(macro-F1 {b['macro_f1']:.4f}), checkpoint `{b['checkpoint']}`."]
+    if results.get("best_cell"):
+        c, b = results["best_cell"], results["best"]
+        lines += ["", f"**Best cell** by mean macro-F1: `{c['variant']}` × {_size(c['train_size'])} "
+                  f"({format_mean(c, 'macro_f1')}); its best run: seed {b['seed']} (macro-F1 {b['macro_f1']:.4f}), "
+                  f"checkpoint `{b['checkpoint']}`. Which cells are statistically indistinguishable from it: "
+                  "`tnews-deploy report`."]
     lines += [
         "",
         f"Training time {results['train_seconds_total']:.0f} s in all, on {', '.join(results['devices'])}; "
@@ -184,7 +257,8 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def plot_results(results: dict[str, Any], path: Path) -> Path:
-    """Grouped bars of macro-F1 (solid) and micro-F1 (hatched) per variant and size."""
+    """Grouped bars of mean macro-F1 (solid) and micro-F1 (hatched) per variant and size, 95 % intervals as
+    error bars (± std over seeds where a cell has no interval)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -193,7 +267,7 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
     from matplotlib.patches import Patch
 
     sizes, variants = results["train_sizes"], results["variants"]
-    by_key = {(r["variant"], r["train_size"]): r for r in results["runs"]}
+    by_key = {(c["variant"], c["train_size"]): c for c in results["cells"]}
     width = 0.8 / len(variants)  # one slot per variant: a macro-F1 bar and a micro-F1 bar side by side
     x = np.arange(len(sizes))
     fig, ax = plt.subplots(figsize=(9, 4.5))
@@ -202,15 +276,31 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
         slot = x + i * width - 0.4
         color = colors[i % len(colors)]
         for j, (metric, hatch) in enumerate((("macro_f1", None), ("micro_f1", "//"))):
-            values = [by_key[(variant, n)][metric] if (variant, n) in by_key else 0 for n in sizes]
+            values, errors = [], [[], []]
+            for n in sizes:
+                cell = by_key.get((variant, n))
+                mean = cell[f"{metric}_mean"] if cell else 0.0
+                ci = cell.get(f"{metric}_ci") if cell else None
+                low, high = (mean - ci[0], ci[1] - mean) if ci else ((cell[f"{metric}_std"],) * 2 if cell else (0, 0))
+                values.append(mean)
+                errors[0].append(max(low, 0.0))
+                errors[1].append(max(high, 0.0))
             bars = ax.bar(slot + (j + 0.5) * width / 2, values, width / 2, color=color, hatch=hatch,
-                          edgecolor="white" if hatch else None, label=variant if j == 0 else None)
-            ax.bar_label(bars, fmt="%.2f", fontsize=7)
-    ax.set_xticks(x, [f"{n:,} sentences" for n in sizes])
-    ax.set_ylabel("F1 on the evaluation set")
+                          edgecolor="white" if hatch else None, label=variant if j == 0 else None,
+                          yerr=errors, capsize=2, error_kw={"elinewidth": 0.8})
+            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+    ax.set_xticks(x, [f"{_size(n)} sentences" for n in sizes])
+    ax.set_ylabel("F1 on the evaluation set (mean over seeds)")
     ax.set_ylim(0, 1)
-    data_name = Path(DataSource.coerce(results.get("data") or DataSource()).path).name
-    ax.set_title(f"{data_name}: {Path(results['model']).name}, preset {results['preset']}")
+    model = results["model"]["name"] if isinstance(results.get("model"), dict) else Path(str(results["model"])).name
+    data = results.get("data")
+    data_name = data["name"] if isinstance(data, dict) and "name" in data else Path(
+        DataSource.coerce(data or DataSource()).path).name
+    seeds = len(results.get("seeds") or [1])
+    weighted = (results.get("overrides") or {}).get("class_weight", "none")
+    extra = f", class weight {weighted}" if weighted != "none" else ""
+    ax.set_title(f"{data_name}: {model}, preset {results['preset']}{extra}, {seeds} seed(s); "
+                 "bars: 95 % bootstrap interval", fontsize=10)
     handles, labels = ax.get_legend_handles_labels()
     handles += [Patch(facecolor="#999999", label="macro-F1"),
                 Patch(facecolor="#999999", hatch="//", edgecolor="white", label="micro-F1")]
@@ -219,6 +309,37 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def portable_command(argv: list[str]) -> str:
+    """The command line with this machine's model and data paths replaced by `$MODEL` / `$DATA` (an absolute
+    `--output` by its folder name)."""
+    out: list[str] = []
+    replace_next = None
+    for arg in argv:
+        if replace_next:
+            absolute = replace_next == "ABSOLUTE_OUTPUT" and Path(arg).is_absolute()
+            out.append(shlex.quote(Path(arg).name if absolute else arg) if replace_next == "ABSOLUTE_OUTPUT"
+                       else replace_next)
+            replace_next = None
+            continue
+        name, eq, value = arg.partition("=")
+        if name == "--output" and eq and Path(value).is_absolute():
+            out.append(f"--output={Path(value).name}")
+            continue
+        if name == "--output" and not eq:
+            out.append(arg)
+            replace_next = "ABSOLUTE_OUTPUT"
+            continue
+        if name in PATH_OPTIONS:
+            if eq:
+                out.append(f"{name}={PATH_OPTIONS[name]}")
+            else:
+                out.append(arg)
+                replace_next = PATH_OPTIONS[name]
+            continue
+        out.append(shlex.quote(arg))
+    return " ".join(out)
 
 
 def record_command(output: Path, command: str) -> None:

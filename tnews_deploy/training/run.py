@@ -4,9 +4,17 @@ A run folder holds:
 
 * `checkpoint/`: model + tokenizer (`save_pretrained`), `id2label` = class names;
 * `run_config.json`: the resolved `TrainConfig`;
+* `predictions.json`: the evaluation set's sentence ids, gold labels and the
+  run's predictions (what bootstrap intervals and per-class tables are computed from);
+* `train.log`: the run's log lines, the loading warnings of transformers included
+  (e.g. the head weights it initialised anew);
 * `metrics.json`: evaluation-set macro/micro-F1, accuracy, per-class report,
   confusion matrix, timings. It is written last and atomically, so its presence
   is what marks a run as finished; a folder without it is a half-done run.
+
+A run that saves Trainer checkpoints (`save_every`, on by default for
+`--train-size all`) keeps the latest one under `trainer/`; run again after a kill,
+it resumes from that step (`tnews_deploy.training.resume`).
 """
 
 from __future__ import annotations
@@ -14,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -29,9 +36,12 @@ from ..runfiles import (
     LOG_HISTORY_FILE,
     METRICS_FILE,
     MODEL_CONFIG_FILE,
+    PREDICTIONS_FILE,
     RUN_CONFIG_FILE,
+    RUN_LOG_FILE,
     WEIGHT_FILES,
     is_finished,
+    read_json,
     write_json_atomic,
 )
 from .config import TrainConfig
@@ -86,7 +96,7 @@ def config_differences(finished: TrainConfig, wanted: TrainConfig) -> list[tuple
 
 def score_run(trainer: Any, selector: SelectBestCallback | None, evaluation: Any, selection: Any,
               label_names: list[str], train_output: Any, train_seconds: float, trainable: int,
-              total: int) -> dict[str, Any]:
+              total: int, predictions_file: Path | None = None, eval_ids: list[int] | None = None) -> dict[str, Any]:
     """Restore the selected weights, score the evaluation set, and add what the training did.
 
     Args:
@@ -97,6 +107,9 @@ def score_run(trainer: Any, selector: SelectBestCallback | None, evaluation: Any
         train_output: what `trainer.train()` returned.
         train_seconds: wall seconds of training.
         trainable, total: parameter counts.
+        predictions_file: when given, the evaluation set's ids, gold labels and predictions are written there
+            (`predictions.json`), for bootstrap intervals over the evaluation set.
+        eval_ids: the evaluation sentences' ids (`idx`), in the order of `evaluation`.
     """
     import torch
 
@@ -104,7 +117,12 @@ def score_run(trainer: Any, selector: SelectBestCallback | None, evaluation: Any
         selector.restore_best(trainer.model)
     prediction = trainer.predict(evaluation, metric_key_prefix="eval")
     predicted = np.asarray(prediction.predictions).argmax(-1)
-    metrics = classification_metrics(np.asarray(prediction.label_ids), predicted, label_names)
+    gold = np.asarray(prediction.label_ids)
+    metrics = classification_metrics(gold, predicted, label_names)
+    if predictions_file is not None:
+        write_json_atomic(predictions_file, {
+            "ids": [int(i) for i in eval_ids] if eval_ids is not None else None,
+            "labels": gold.astype(int).tolist(), "predictions": predicted.astype(int).tolist()}, indent=None)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     metrics.update(
         eval_size=len(evaluation),
@@ -162,26 +180,75 @@ def check_model_source(model: str) -> None:
         )
 
 
-def load_model_and_tokenizer(model: str, label_names: list[str]):
+class _Collect(logging.Handler):
+    """Keeps the messages of the records it sees."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def load_model_and_tokenizer(model: str, label_names: list[str], info: dict[str, Any] | None = None):
+    """The sequence classifier (a new head of `len(label_names)` classes) and tokenizer of `model`.
+
+    Args:
+        model: hub id or local folder.
+        label_names: class names in id order (the head's `id2label`).
+        info: when given, filled with `newly_initialized` (the weights not in the checkpoint, so initialised
+            at random: the task head) and `load_warnings` (what transformers warned while loading).
+    """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     check_model_source(model)
     id2label = dict(enumerate(label_names))
+    collect = _Collect()
+    loader_log = logging.getLogger("transformers.modeling_utils")
+    loader_log.addHandler(collect)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
-        net = AutoModelForSequenceClassification.from_pretrained(
+        net, loading = AutoModelForSequenceClassification.from_pretrained(
             model,
             num_labels=len(label_names),
             id2label=id2label,
             label2id={name: i for i, name in id2label.items()},
             ignore_mismatched_sizes=True,  # a checkpoint with another head gets a fresh one
+            output_loading_info=True,
         )
     except (OSError, ValueError) as exc:
         raise ModelError(
             f"could not load model {model!r}: {str(exc).splitlines()[0]} "
             "Without network access, pass a local model folder with --model."
         ) from exc
+    finally:
+        loader_log.removeHandler(collect)
+    if info is not None:
+        mismatched = [entry[0] if isinstance(entry, (list, tuple)) else entry
+                      for entry in loading.get("mismatched_keys", [])]
+        info["newly_initialized"] = sorted({*loading.get("missing_keys", []), *mismatched})
+        info["load_warnings"] = collect.messages
     return net, tokenizer
+
+
+class _RunLog:
+    """Copies the records of `tnews_deploy` and `transformers` loggers to `run_dir/train.log` while open."""
+
+    def __init__(self, path: Path) -> None:
+        self.handler = logging.FileHandler(path, encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.loggers = [logging.getLogger("tnews_deploy"), logging.getLogger("transformers")]
+
+    def __enter__(self) -> _RunLog:
+        for log in self.loggers:
+            log.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for log in self.loggers:
+            log.removeHandler(self.handler)
+        self.handler.close()
 
 
 
@@ -260,10 +327,11 @@ def train_run(
 
     Args:
         config: the resolved run settings (see `resolve_config`); saved as `run_config.json`.
-        run_dir: the run folder. A finished run there is loaded and returned as is; a half-done one
-            (no `metrics.json`) is deleted and trained again from scratch.
-        splits: the datasets to use, as `make_splits` draws them (a grid draws them once for all its
-            runs); None loads `config.data` and draws them from the config's sizes and seed.
+        run_dir: the run folder. A finished run there is loaded and returned as is. An unfinished one
+            (no `metrics.json`) of the same settings resumes from its latest Trainer checkpoint when it
+            saved one (see `TrainConfig.save_every`); otherwise it is deleted and trained from scratch.
+        splits: the datasets to use, as `make_splits` draws them for this config's seeds (a grid draws them
+            once per seed for all its runs); None loads `config.data` and draws them.
         quiet: no progress bars (selection scores are still logged, at INFO).
 
     Returns:
@@ -273,10 +341,6 @@ def train_run(
         ModelError: `config.model` cannot be loaded; DataError / ConfigError: the data or the sizes.
     """
     import torch  # noqa: F401  (first: without the train extra, fail before any data is read)
-    from transformers import DataCollatorWithPadding, Trainer, set_seed
-
-    from .progress import use_readable_progress
-    from .variants import apply_variant, count_parameters
 
     run_dir = Path(run_dir)
     config = replace(config, model=portable_source(config.model), data=config.data.portable())
@@ -293,11 +357,34 @@ def train_run(
         return finished
     silence_known_noise()
     check_model_source(config.model)  # cheap checks first: fail before loading data
-    if run_dir.exists():  # a half-done run: start it again from scratch
-        logger.info("%s: an unfinished run, trained again from scratch", run_dir)
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+    work_dir = run_dir / "trainer"
+    if run_dir.exists():
+        previous = read_json(run_dir / RUN_CONFIG_FILE)
+        same = previous is not None and not config_differences(TrainConfig.from_json(previous), config)
+        from .resume import complete_checkpoints
+
+        if same and complete_checkpoints(work_dir):
+            logger.info("%s: an unfinished run with a saved checkpoint: resumed", run_dir)
+        else:  # a half-done run without a checkpoint to resume from: start it again from scratch
+            logger.info("%s: an unfinished run, trained again from scratch", run_dir)
+            shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / RUN_CONFIG_FILE, config.to_json())
+    with _RunLog(run_dir / RUN_LOG_FILE):
+        config, metrics = _train(config, run_dir, work_dir, splits, quiet=quiet)
+    write_json_atomic(run_dir / METRICS_FILE, metrics)  # last: marks the run finished
+    return RunResult(run_dir=run_dir, config=config, metrics=metrics)
+
+
+def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSplits | None, *,
+           quiet: bool) -> tuple[TrainConfig, dict[str, Any]]:
+    """The training of `train_run`, from data to saved checkpoint; returns the config with the class names
+    it recorded, and the metrics."""
+    from transformers import DataCollatorWithPadding, Trainer, set_seed
+
+    from .progress import use_readable_progress
+    from .resume import ELAPSED_FILE, ElapsedCallback, start_or_resume
+    from .variants import apply_variant, count_parameters
 
     if splits is None:
         splits = make_splits(
@@ -308,34 +395,60 @@ def train_run(
                 selection_size=config.selection_size,
                 seed=config.seed,
                 stratify=config.stratify,
+                train_seed=config.train_seed,
             ),
         )
+    train_set = splits.train[config.train_size]
+    n = len(train_set)
     # The class names, in id order, go into run_config.json: export and benchmark map labels the same way.
     config = replace(config, data=config.data.with_label_names(splits.label_names))
-    write_json_atomic(run_dir / RUN_CONFIG_FILE, config.to_json())
-    set_seed(config.seed)
-    model, tokenizer = load_model_and_tokenizer(config.model, splits.label_names)
+    write_json_atomic(run_dir / RUN_CONFIG_FILE, config.to_json(n))  # with the schedule for this many sentences
+    seed = config.effective_seed
+    set_seed(seed)
+    loading: dict[str, Any] = {}
+    model, tokenizer = load_model_and_tokenizer(config.model, splits.label_names, loading)
+    # The warnings name the model folder: kept with its name instead (no paths of this machine in results).
+    loading["load_warnings"] = [m.replace(config.model, Path(config.model).name) for m in loading["load_warnings"]]
+    for message in loading["load_warnings"]:
+        logger.info("transformers said while loading the model: %s", message)
     apply_variant(model, config.variant)
     trainable, total = count_parameters(model)
 
-    train_ds = tokenize(splits.train[config.train_size], tokenizer, config.max_length, quiet=quiet)
+    train_ds = tokenize(train_set, tokenizer, config.max_length, quiet=quiet)
     selection_ds = (tokenize(splits.selection, tokenizer, config.max_length, quiet=quiet)
                     if len(splits.selection) else None)
     eval_ds = tokenize(splits.evaluation, tokenizer, config.max_length, quiet=quiet)
 
     use_selection = selection_ds is not None and (config.select_best or config.early_stopping_patience > 0)
-    work_dir = run_dir / "trainer"
-    args = training_arguments(
-        work_dir, config, epochs=config.effective_epochs(), eval_every=config.eval_every(), seed=config.seed,
-        evaluate=use_selection, quiet=quiet,
+    save_steps = config.save_steps(n)
+    saving: dict[str, Any] = dict(
+        save_strategy="steps", save_steps=save_steps, save_total_limit=1,
+        # Without this the Trainer restores no callback state on resume: the selection callback would
+        # forget its best score and overwrite the best weights with the next evaluation's.
+        restore_callback_states_from_checkpoint=True,
+    ) if save_steps else dict(
         # The best weights are kept in memory by SelectBestCallback: no checkpoint
         # of ~0.5 GB is written to disk at every evaluation.
         save_strategy="no",
     )
-    selector = SelectBestCallback(
-        patience=config.early_stopping_patience, keep_best=config.select_best
-    ) if use_selection else None
-    trainer = Trainer(
+    args = training_arguments(
+        work_dir, config, epochs=config.effective_epochs(n), eval_every=config.eval_every(n), seed=seed,
+        evaluate=use_selection, quiet=quiet, **saving,
+    )
+    callbacks: list[Any] = [ElapsedCallback(work_dir / ELAPSED_FILE)]
+    if use_selection:
+        callbacks.append(SelectBestCallback(
+            patience=config.early_stopping_patience, keep_best=config.select_best,
+            persist_dir=str(work_dir / "best") if save_steps else None))
+    class_weights = None
+    trainer_class: Any = Trainer
+    extra: dict[str, Any] = {}
+    if config.class_weight == "balanced":
+        from .losses import WeightedLossTrainer, balanced_class_weights
+
+        class_weights = balanced_class_weights(train_set["label"], len(splits.label_names))
+        trainer_class, extra = WeightedLossTrainer, {"class_weights": class_weights}
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -343,15 +456,34 @@ def train_run(
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=selection_metrics,
-        callbacks=[selector] if selector else [],
+        callbacks=callbacks,
+        **extra,
     )
     use_readable_progress(trainer)  # a progress bar and log lines instead of printed log dicts
-    started = time.perf_counter()
-    train_output = trainer.train()
-    train_seconds = time.perf_counter() - started
+    resume, start_step, resumes = (start_or_resume(work_dir, config.total_steps(n)) if save_steps
+                                   else (None, 0, []))
+    train_output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    # A resumed Trainer replaces stateful callbacks by restored copies: use the ones it holds now.
+    selector = next((c for c in trainer.callback_handler.callbacks if isinstance(c, SelectBestCallback)), None)
+    elapsed = next(c for c in trainer.callback_handler.callbacks if isinstance(c, ElapsedCallback))
+    train_seconds = elapsed.seconds
     metrics = score_run(trainer, selector, eval_ds, selection_ds, splits.label_names, train_output,
-                        train_seconds, trainable, total)
-    metrics.update(variant=config.variant, train_size=config.train_size)
+                        train_seconds, trainable, total, predictions_file=run_dir / PREDICTIONS_FILE,
+                        eval_ids=list(splits.evaluation["idx"]))
+    train_counts = np.bincount(np.asarray(train_set["label"]), minlength=len(splits.label_names))
+    metrics.update(
+        variant=config.variant,
+        train_size=config.train_size,
+        train_examples=n,
+        seed=seed,
+        split_seed=config.seed,
+        class_weight=config.class_weight,
+        class_weights=class_weights,
+        train_class_counts=dict(zip(splits.label_names, train_counts.astype(int).tolist())),
+        newly_initialized=loading["newly_initialized"],
+        load_warnings=loading["load_warnings"],
+        steps_this_invocation=int(train_output.global_step) - start_step,
+        resumed_from_steps=resumes,
+    )
     save_checkpoint(trainer, run_dir, work_dir)
-    write_json_atomic(run_dir / METRICS_FILE, metrics)  # last: marks the run finished
-    return RunResult(run_dir=run_dir, config=config, metrics=metrics)
+    return config, metrics
