@@ -13,6 +13,11 @@ logger names and to the `warnings` module before those libraries load).
   would be wrong.
 * "`torch_dtype` is deprecated! Use `dtype` instead!": Optimum's exporter
   passes the old keyword to transformers; nothing the user can change.
+* "The tokenizer has new PAD/BOS/EOS tokens that differ from the model config":
+  the Trainer copies an XLM-R tokenizer's BOS/EOS ids into a BERT config (e5) at
+  every run. Those ids only matter to text generation; a sequence classifier
+  masks padding with the attention mask, and the embedding's padding row was
+  fixed when the model was built.
 * torch's TracerWarning "torch.tensor results are registered as constants in
   the trace" during the ONNX export, from transformers' attention-mask helper: the
   constant is 1.0, the same for every input, which is the case the warning
@@ -29,6 +34,7 @@ LOGGER_MESSAGES: dict[str, tuple[str, ...]] = {
     "transformers.tokenization_utils_base": ("with an incorrect regex pattern",),
     "transformers.configuration_utils": ("`torch_dtype` is deprecated",),
     "transformers.modeling_utils": ("`torch_dtype` is deprecated",),
+    "transformers.trainer": ("The tokenizer has new PAD/BOS/EOS tokens",),
 }
 # regexes matched against the start of a `warnings` message
 WARNING_MESSAGES: tuple[str, ...] = (

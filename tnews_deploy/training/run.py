@@ -6,8 +6,8 @@ A run folder holds:
 * `run_config.json`: the resolved `TrainConfig`;
 * `predictions.json`: the evaluation set's sentence ids, gold labels and the
   run's predictions (what bootstrap intervals and per-class tables are computed from);
-* `train.log`: the run's log lines, the loading warnings of transformers included
-  (e.g. the head weights it initialised anew);
+* `train.log`: the run's log lines, among them the weights initialised anew (the
+  task head); `metrics.json` keeps transformers' loading warning verbatim;
 * `metrics.json`: evaluation-set macro/micro-F1, accuracy, per-class report,
   confusion matrix, timings. It is written last and atomically, so its presence
   is what marks a run as finished; a folder without it is a half-done run.
@@ -205,8 +205,11 @@ def load_model_and_tokenizer(model: str, label_names: list[str], info: dict[str,
     check_model_source(model)
     id2label = dict(enumerate(label_names))
     collect = _Collect()
+    # transformers' "Some weights ... newly initialized" goes to the collector (metrics.json keeps it), not to
+    # the console: `train_run` says it once, in its own words.
     loader_log = logging.getLogger("transformers.modeling_utils")
     loader_log.addHandler(collect)
+    propagate, loader_log.propagate = loader_log.propagate, False
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
         net, loading = AutoModelForSequenceClassification.from_pretrained(
@@ -224,6 +227,7 @@ def load_model_and_tokenizer(model: str, label_names: list[str], info: dict[str,
         ) from exc
     finally:
         loader_log.removeHandler(collect)
+        loader_log.propagate = propagate
     if info is not None:
         mismatched = [entry[0] if isinstance(entry, (list, tuple)) else entry
                       for entry in loading.get("mismatched_keys", [])]
@@ -410,7 +414,10 @@ def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSpli
     # The warnings name the model folder: kept with its name instead (no paths of this machine in results).
     loading["load_warnings"] = [m.replace(config.model, Path(config.model).name) for m in loading["load_warnings"]]
     for message in loading["load_warnings"]:
-        logger.info("transformers said while loading the model: %s", message)
+        logger.debug("transformers said while loading the model: %s", message)
+    if loading["newly_initialized"]:
+        logger.info("initialised at random (not in %s): %s; expected: the task head is new, training learns it",
+                    Path(config.model).name, ", ".join(loading["newly_initialized"]))
     apply_variant(model, config.variant)
     trainable, total = count_parameters(model)
 
