@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from scoring_inputs import bad_rows, check_scores, read_output, write_inputs
 
+from scoring_inputs import bad_rows, check_scores, read_output, write_inputs
 from tnews_deploy.cli import main
 from tnews_deploy.errors import ConfigError, DataError
 from tnews_deploy.predictor import Predictor
