@@ -202,3 +202,22 @@ def test_shards_read_back_as_one_dataset(model_dir, inputs, tmp_path):
     out = tmp_path / "out"
     score_local(ScoreConfig(model_dir, (str(folder),), out, threads=1))
     assert pq.read_table(out).num_rows == len(expected)
+
+
+def test_score_imports_nothing_heavy_until_it_runs():
+    code = ("import sys, tnews_deploy.cli, tnews_deploy.scoring; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'pyarrow', 'onnxruntime', 'ray', 'torch'}))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_ray_engine_without_ray_names_the_extra(monkeypatch):
+    from tnews_deploy.errors import UserError
+    from tnews_deploy.scoring.ray_engine import import_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    with pytest.raises(UserError, match=r'pip install "tnews-deploy\[scale\]"'):
+        import_ray()
