@@ -147,12 +147,13 @@ def main() -> None:
                "median_wall_seconds": median(name, "wall_seconds"), "median_peak_rss_mb": median(name, "peak_rss_mb")}
         for name, _ in [*configs, ("local-small", [])]}
     s = results["summary"]
+    def ratio(a: str, b: str, key: str) -> float:
+        return round(s[a][key] / s[b][key], 3)
+
     results["ratios"] = {
-        "ray_2x1_over_local": round(s["ray-2x1"]["median_rows_per_second"] / s["local"]["median_rows_per_second"], 3),
-        "ray_2x1_over_ray_1x1": round(s["ray-2x1"]["median_rows_per_second"] / s["ray-1x1"]["median_rows_per_second"],
-                                      3),
-        "local_peak_rss_full_over_small": round(s["local"]["median_peak_rss_mb"] / s["local-small"]["median_peak_rss_mb"],
-                                                3),
+        "ray_2x1_over_local": ratio("ray-2x1", "local", "median_rows_per_second"),
+        "ray_2x1_over_ray_1x1": ratio("ray-2x1", "ray-1x1", "median_rows_per_second"),
+        "local_peak_rss_full_over_small": ratio("local", "local-small", "median_peak_rss_mb"),
     }
     args.results.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
 
