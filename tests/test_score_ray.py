@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from scoring_inputs import bad_rows, check_scores, read_output, write_inputs
 from tnews_deploy.cli import main
-from tnews_deploy.errors import ConfigError
+from tnews_deploy.errors import ConfigError, DataError
 from tnews_deploy.predictor import Predictor
 from tnews_deploy.scoring import ScoreConfig, score_ray
 
@@ -61,3 +61,15 @@ def test_an_actor_pool_larger_than_the_cluster_is_refused(exported, inputs, tmp_
         score_ray(ScoreConfig(exported.output, (str(folder / "d.txt"),), tmp_path / "out", engine="ray", actors=2,
                               threads_per_actor=2))
     assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
+
+
+def test_relative_inputs_and_a_missing_text_column(exported, inputs, tmp_path, monkeypatch):
+    folder, expected = inputs
+    monkeypatch.chdir(folder)
+    summary = score_ray(ScoreConfig(exported.output, ("d.txt",), tmp_path / "out", engine="ray", actors=1))
+    assert set(read_output(tmp_path / "out").column("source").to_pylist()) == {"d.txt"}
+    assert summary.rows == sum(e.source.endswith("d.txt") for e in expected)
+    (tmp_path / "titles.csv").write_text("title\n今天新闻\n", encoding="utf-8")
+    with pytest.raises(DataError, match="--text-field"):
+        score_ray(ScoreConfig(exported.output, (str(tmp_path / "titles.csv"),), tmp_path / "out2", engine="ray"))
+    assert not (tmp_path / "out2").exists()

@@ -51,10 +51,15 @@ TOP_K_TYPE = pa.list_(pa.struct([("label", pa.string()), ("label_id", pa.int32()
 
 @dataclass(frozen=True)
 class InputFile:
-    """One file to score and how to read it."""
+    """One file to score and how to read it; `source` names it in the output (default: the path as given)."""
 
     path: Path
     fmt: str  # jsonl, parquet, csv or txt
+    source: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.source if self.source is not None else str(self.path)
 
 
 # --------------------------------------------------------------------------- finding inputs
@@ -194,7 +199,7 @@ def _json_line(raw: bytes, number: int, text_field: str | None) -> tuple[str, st
 
 
 def _read_lines(item: InputFile, text_field: str | None, chunk_rows: int) -> Iterator[pa.Table]:
-    chunk = _Chunk(str(item.path))
+    chunk = _Chunk(item.name)
     with item.path.open("rb") as fh:
         for number, raw in enumerate(fh, 1):
             if item.fmt == "jsonl":
@@ -261,7 +266,7 @@ def _read_parquet(item: InputFile, text_field: str | None, chunk_rows: int) -> I
     row = 1
     try:
         for batch in parquet.iter_batches(batch_size=chunk_rows, columns=wanted):
-            yield _columns_table(str(item.path), batch.column(name), batch.column(id_name) if id_name else None,
+            yield _columns_table(item.name, batch.column(name), batch.column(id_name) if id_name else None,
                                  row, name)
             row += batch.num_rows
     except (pa.ArrowException, OSError) as exc:
@@ -290,11 +295,32 @@ def _read_csv(item: InputFile, text_field: str | None, chunk_rows: int) -> Itera
             if ids is not None:  # ids as text, whatever their bytes
                 ids = pa.array([None if v is None else v.decode("utf-8", "replace") for v in ids.to_pylist()],
                                pa.string())
-            yield _columns_table(str(item.path), batch.column(name), ids, row, name)
+            yield _columns_table(item.name, batch.column(name), ids, row, name)
             row += batch.num_rows
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{item.path}: cannot be read as CSV after row {row - 1} ({exc}). Fix the file, or "
                         "convert it to .jsonl or .parquet.") from exc
+
+
+def check_input(item: InputFile, text_field: str | None) -> None:
+    """Fail fast, before any scoring: a Parquet/CSV file that cannot be opened or has no text column.
+
+    Raises:
+        DataError: naming the file and what to do.
+    """
+    if item.fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            columns = pq.ParquetFile(item.path).schema_arrow.names
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"{item.path}: cannot be read as Parquet ({exc}).") from exc
+        _pick_field(columns, text_field, item.path)
+    elif item.fmt == "csv":
+        with item.path.open(encoding="utf-8", errors="replace", newline="") as fh:
+            header = next(csv.reader(fh), None)
+        if header is not None:
+            _pick_field(header, text_field, item.path)
 
 
 def read_chunks(item: InputFile, text_field: str | None, chunk_rows: int) -> Iterator[pa.Table]:

@@ -18,6 +18,7 @@ from .config import ScoreConfig
 from .io import (
     MAX_SHOWN_ERRORS,
     ScoreSummary,
+    check_input,
     find_inputs,
     first_errors,
     model_sha256,
@@ -61,6 +62,8 @@ def score_local(config: ScoreConfig) -> ScoreSummary:
     from ..predictor import Predictor
 
     files = find_inputs(config.inputs)
+    for item in files:
+        check_input(item, config.text_field)
     with staged_output(config.output, config.force) as staging:
         start = time.perf_counter()
         predictor = Predictor(config.model_dir, threads=config.threads, batch_size=config.batch_size)
@@ -86,7 +89,7 @@ def score_local(config: ScoreConfig) -> ScoreSummary:
         summary = ScoreSummary(
             rows=rows, errors=errors, seconds=time.perf_counter() - start, engine="local",
             model_dir=str(config.model_dir), model_sha256=model_sha256(config.model_dir, predictor.manifest),
-            labels=list(predictor.labels), inputs=[str(f.path) for f in files], shards=shards,
+            labels=list(predictor.labels), inputs=[f.name for f in files], shards=shards,
             output=str(config.output), settings={**settings(config), "threads": predictor.threads},
             first_errors=shown)
         write_summary(staging, summary)

@@ -29,6 +29,7 @@ from .io import (
     MAX_SHOWN_ERRORS,
     InputFile,
     ScoreSummary,
+    check_input,
     find_inputs,
     model_sha256,
     read_chunks,
@@ -157,6 +158,8 @@ def score_ray(config: ScoreConfig, quiet: bool = True) -> ScoreSummary:
 
     ray = import_ray()
     files = find_inputs(config.inputs)
+    for item in files:
+        check_input(item, config.text_field)
     # Load the model once here: a broken folder fails now, in one line, not inside every actor.
     probe = Predictor(config.model_dir, threads=1)
     check_top_k(config, probe.labels)
@@ -172,7 +175,9 @@ def score_ray(config: ScoreConfig, quiet: bool = True) -> ScoreSummary:
                                   f"needs {needed} CPUs; the Ray cluster has {available:g}. Use fewer actors or "
                                   "threads, or add nodes.")
             start = time.perf_counter()
-            dataset = ray.data.read_datasource(_input_datasource(files, config.text_field, config.chunk_rows),
+            # Absolute paths for the workers (whose working folder is not ours); the output names them as given.
+            absolute = [InputFile(f.path.resolve(), f.fmt, f.name) for f in files]
+            dataset = ray.data.read_datasource(_input_datasource(absolute, config.text_field, config.chunk_rows),
                                                num_cpus=0)
             scored = dataset.map_batches(
                 RayScorer,
@@ -198,7 +203,7 @@ def score_ray(config: ScoreConfig, quiet: bool = True) -> ScoreSummary:
             shown.extend(failed.slice(0, MAX_SHOWN_ERRORS - len(shown)).to_pylist())
         summary = ScoreSummary(
             rows=rows, errors=errors, seconds=seconds, engine="ray", model_dir=str(config.model_dir),
-            model_sha256=sha256, labels=labels, inputs=[str(f.path) for f in files], shards=shards,
+            model_sha256=sha256, labels=labels, inputs=[f.name for f in files], shards=shards,
             output=str(config.output), settings=settings(config), first_errors=shown)
         write_summary(staging, summary)
     return summary
