@@ -27,6 +27,7 @@ from .datasource import DEFAULT_DATA, DataSource
 from .errors import UserError
 from .inputs import FORMATS as INPUT_FORMATS
 from .noise import silence_known_noise
+from .scoring.config import DEFAULT_CHUNK_ROWS, ENGINES, ScoreConfig
 from .service.config import ServiceConfig
 from .training.config import (
     ALL_TRAIN,
@@ -662,6 +663,75 @@ def _print_table(rows: list[dict[str, Any]], top_k: int) -> None:
         else:
             ranked = ", ".join(f"{p['label']} {p['score']:.3f}" for p in row["predictions"])
             click.echo(f"{row['line']:>5}  {text}\n       {ranked}")
+
+# --------------------------------------------------------------------------- score
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--output", type=click.Path(path_type=Path), required=True,
+              help="Folder of Parquet shards and a _SUCCESS summary; it appears only once complete.")
+@click.option("--text-field", help="The text column/field (default: 'sentence', else 'text').")
+@click.option("--top-k", type=int, default=1, show_default=True,
+              help="Above 1: a top_k column with the best classes per row.")
+@click.option("--probabilities", is_flag=True, help="A probabilities column (every class, in label-id order).")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+              help="local: one streaming process; ray: a Ray Data actor pool (the scale extra).")
+@click.option("--threads", type=int, help="local: onnxruntime intra-op threads (default: all usable cores).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=ScoreConfig.batch_size, show_default=True,
+              help="Texts per model call.")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=DEFAULT_CHUNK_ROWS, show_default=True,
+              help="Rows read, scored and written at a time (bounds memory).")
+@click.option("--ray-address", envvar="RAY_ADDRESS", show_envvar=True,
+              help="ray: the cluster to join (e.g. 10.0.0.1:6379); default: start a local one.")
+@click.option("--actors", type=click.IntRange(min=1), default=ScoreConfig.actors, show_default=True,
+              help="ray: actors, each owning one Predictor.")
+@click.option("--threads-per-actor", type=click.IntRange(min=1), default=ScoreConfig.threads_per_actor,
+              show_default=True, help="ray: onnxruntime threads and CPUs reserved per actor.")
+@click.option("--force", is_flag=True, help="Replace --output if it exists (once the new output is complete).")
+@user_errors
+def score(model_dir: Path, inputs: tuple[str, ...], output: Path, text_field: str | None, top_k: int,
+          probabilities: bool, engine: str, threads: int | None, batch_size: int, chunk_rows: int,
+          ray_address: str | None, actors: int, threads_per_actor: int, force: bool) -> None:
+    """Score files of texts into Parquet (runtime only: no torch).
+
+    \b
+    INPUT: .jsonl, .parquet, .csv or .txt files, folders or globs; the text is
+    the 'sentence' or 'text' field (--text-field), the id the 'idx' or 'id'
+    field, else the 1-based row number within its file. Output rows: source,
+    id, label, label_id, score (top_k, probabilities), error. A bad row (no,
+    empty, non-string or undecodable text; a broken JSON line) gets an error
+    and no label; the good rows are all scored, and the command exits 1 at the
+    end, saying how many failed. The summary (rows, errors, seconds, rows/s,
+    model sha256) is printed as JSON and saved as OUTPUT/_SUCCESS.
+
+    \b
+    Examples:
+      tnews-deploy score exports/int8 data/tnews/*.jsonl --output scores/tnews
+      tnews-deploy score exports/int8 titles.csv --text-field title --top-k 3 --output scores/titles
+      tnews-deploy score exports/int8 s3-mirror/ --output scores/all --engine ray --actors 8 \\
+          --ray-address 10.0.0.1:6379
+    """
+    from .scoring import score as run_scoring
+
+    config = ScoreConfig(model_dir=model_dir, inputs=inputs, output=output, text_field=text_field, top_k=top_k,
+                         probabilities=probabilities, engine=engine, threads=threads, batch_size=batch_size,
+                         chunk_rows=chunk_rows, force=force, ray_address=ray_address, actors=actors,
+                         threads_per_actor=threads_per_actor)
+    summary = run_scoring(config)
+    details = summary.to_dict()
+    details.pop("first_errors")
+    click.echo(json.dumps(details, ensure_ascii=False))
+    click.echo(f"scored {summary.rows:,} rows in {summary.seconds:.1f} s ({summary.rows_per_second:,.0f} rows/s) "
+               f"into {output}", err=True)
+    if summary.errors:
+        for row in summary.first_errors:
+            click.secho(f"  {row['source']} id {row['id']}: {row['error']}", fg="red", err=True)
+        click.secho(f"{summary.errors:,} of {summary.rows:,} row(s) failed; see their 'error' column in {output}.",
+                    fg="red", err=True)
+        sys.exit(1)
+
 
 # --------------------------------------------------------------------------- benchmark
 
