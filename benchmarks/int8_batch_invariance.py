@@ -33,7 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tnews_deploy.benchmark import evaluation_texts, machine_info
+from tnews_deploy.benchmark.resolve import EvaluationSettings, load_evaluation
+from tnews_deploy.datasource import DataSource
+from tnews_deploy.machine import machine_info
 from tnews_deploy.predictor import Predictor
 from tnews_deploy.training.metrics import f1_scores
 
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     predictors = {name: Predictor(folder, threads=args.threads) for name, folder in variants.items()}
     first_manifest = predictors[names[0]].manifest
     data = args.data or first_manifest["verification"]["evaluation"]["data"]
-    texts, labels = evaluation_texts(data, args.eval_size, args.seed)
+    texts, labels = load_evaluation(EvaluationSettings(DataSource.coerce(data), args.eval_size, args.seed, True))
     print(f"{len(texts):,} evaluation sentences from {data} (seed {args.seed}); threads {args.threads}", flush=True)
 
     results: dict[str, dict] = {}
