@@ -23,8 +23,6 @@ Writes RESULTS.json (every figure, the machine, the command) and RESULTS.md (the
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import shlex
 import statistics
 import sys
@@ -33,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from results_io import machine_slug, write_results
 from tnews_deploy.benchmark.resolve import EvaluationSettings, load_evaluation
 from tnews_deploy.datasource import DataSource
 from tnews_deploy.machine import machine_info
@@ -43,10 +42,6 @@ from tnews_deploy.training.metrics import f1_scores
 def softmax(logits: np.ndarray) -> np.ndarray:
     exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def machine_slug(info: dict) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", info["cpu"].lower()).strip("-") + f"-{info['usable_cpus']}cpu"
 
 
 def describe(manifest: dict) -> str:
@@ -136,11 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         "baseline": baseline, "reference": names[0], "variants": results,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.with_suffix(".json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
-                                                 encoding="utf-8")
-    args.results.with_suffix(".md").write_text(render(report), encoding="utf-8")
-    print(render(report))
+    write_results(args.results, report, render(report))
     return report
 
 

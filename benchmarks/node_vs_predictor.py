@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from results_io import machine_slug, write_results
 from tnews_deploy.data import evaluation_split, load_tnews
 from tnews_deploy.machine import machine_info
 from tnews_deploy.predictor import Predictor
@@ -52,10 +52,6 @@ const out = [];
 for (let i = 0; i < titles.length; i += 32) out.push(...await clf(titles.slice(i, i + 32)));
 console.log(JSON.stringify(out));
 """
-
-
-def machine_slug(info: dict) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", info["cpu"].lower()).strip("-") + f"-{info['usable_cpus']}cpu"
 
 
 def node_versions() -> dict:
@@ -186,11 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
         "parity": parity, "throughput": throughput,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.with_suffix(".json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
-                                                 encoding="utf-8")
-    args.results.with_suffix(".md").write_text(render(report), encoding="utf-8")
-    print(render(report))
+    write_results(args.results, report, render(report))
     return report
 
 
