@@ -293,7 +293,11 @@ def main(verbose: bool, quiet: bool) -> None:
     Typical path:
       tnews-deploy data-stats --data clue/tnews --output runs/stats
       tnews-deploy grid --model bert-base-chinese --data clue/tnews --output runs/grid
-      tnews-deploy train --variant full --train-size 5000 --output runs/full-5000
+      tnews-deploy export runs/grid --quantize int8 --output exports/int8
+      tnews-deploy predict exports/int8 "国足备战世界杯预选赛"
+      tnews-deploy serve exports/int8 --port 8000
+      tnews-deploy benchmark --onnx exports/int8 --output bench/
+    Smaller: trim-vocab, then distill; many files: score; the study: grid --seeds, then report.
 
     Every command takes --help. Without hub access, pass local folders to --model and --data.
     Your own data: --data tickets.csv --text-field body --label-field category (string labels, or
