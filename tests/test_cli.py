@@ -155,6 +155,7 @@ def test_predict_refuses_a_csv_instead_of_reading_it_as_text(exported, tmp_path)
     source.write_text("id,text\n1,今天新闻\n", encoding="utf-8")
     result = CliRunner().invoke(main, ["predict", str(exported.output), "--input", str(source)])
     assert result.exit_code == 2 and ".csv" in result.output and "--input-format" in result.output
+    assert "tnews-deploy score" in result.output  # where a table of texts goes instead
     forced = CliRunner().invoke(main, ["predict", str(exported.output), "--input", str(source),
                                        "--input-format", "txt", "--format", "jsonl"])
     assert forced.exit_code == 0 and len(forced.stdout.splitlines()) == 2

@@ -140,9 +140,11 @@ def guess_format(name: str, first_line: bytes | None) -> str:
         return "txt"
     suffix = lowered.rsplit(".", 1)[-1] if "." in lowered.rsplit("/", 1)[-1] else ""
     if name != "-" and suffix:
+        table = (" For .csv, .tsv or .parquet tables, `tnews-deploy score MODEL_DIR FILE --text-field COLUMN "
+                 "--output DIR` scores them into Parquet." if suffix in ("csv", "tsv", "parquet") else "")
         raise DataError(f"{name}: cannot tell how to read a .{suffix} file; inputs are .txt (one text a line) "
                          "or .jsonl (a 'sentence' or 'text' field). Pass --input-format txt or jsonl to read it "
-                         "as one of those.")
+                         "as one of those." + table)
     return "jsonl" if first_line is not None and first_line.lstrip().startswith(b"{") else "txt"
 
 
