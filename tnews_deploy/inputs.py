@@ -148,40 +148,56 @@ def guess_format(name: str, first_line: bytes | None) -> str:
     return "jsonl" if first_line is not None and first_line.lstrip().startswith(b"{") else "txt"
 
 
+def text_error(text: str, where: str) -> str | None:
+    """Why `text` cannot be classified, prefixed by `where` (e.g. "line 3"); None for a usable text."""
+    problem = text_problem(text)
+    if problem == "empty":
+        return f"{where}: empty text"
+    if problem == "surrogate":
+        return f"{where}: text holds a lone UTF-16 surrogate (not valid Unicode text)"
+    return None
+
+
+def json_object(line: str, where: str, fields: Sequence[str] = TEXT_FIELDS) -> tuple[dict[str, Any] | None, str | None]:
+    """(object, None) for a JSON-object line, else (None, why): empty, invalid, too deep, or not an object
+    (the message names the text `fields` the object should hold)."""
+    if not line.strip():
+        return None, f"{where}: empty line"
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return None, f"{where}: invalid JSON ({exc.msg})"
+    except RecursionError:
+        return None, f"{where}: JSON nested too deeply"
+    if not isinstance(obj, dict):
+        return None, f"{where}: expected a JSON object with a {' or '.join(repr(f) for f in fields)}"
+    return obj, None
+
+
 def _parse(raw: bytes, fmt: str, line_no: int) -> InputRecord:
+    where = f"line {line_no}"
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return InputRecord(line_no, error=f"line {line_no}: not valid UTF-8 ({exc.reason} at byte {exc.start})")
+        return InputRecord(line_no, error=f"{where}: not valid UTF-8 ({exc.reason} at byte {exc.start})")
     line = line.rstrip("\r\n")
     if fmt == "jsonl":
-        if not line.strip():
-            return InputRecord(line_no, error=f"line {line_no}: empty line")
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            return InputRecord(line_no, error=f"line {line_no}: invalid JSON ({exc.msg})")
-        except RecursionError:
-            return InputRecord(line_no, error=f"line {line_no}: JSON nested too deeply")
-        if not isinstance(obj, dict):
-            return InputRecord(line_no, error=f"line {line_no}: expected a JSON object with a 'sentence' or 'text'")
+        obj, error = json_object(line, where)
+        if error:
+            return InputRecord(line_no, error=error)
         field = next((f for f in TEXT_FIELDS if f in obj), None)
         if field is None:
-            return InputRecord(line_no, error=f"line {line_no}: no 'sentence' or 'text' field")
+            return InputRecord(line_no, error=f"{where}: no 'sentence' or 'text' field")
         text = obj[field]
         if not isinstance(text, str):
-            return InputRecord(line_no, error=f"line {line_no}: '{field}' is {type(text).__name__}, not a string")
+            return InputRecord(line_no, error=f"{where}: '{field}' is {type(text).__name__}, not a string")
         line = text
-    return _checked(line, line_no, f"line {line_no}")
+    return _checked(line, line_no, where)
 
 
 def _checked(text: str, number: int, where: str) -> InputRecord:
-    problem = text_problem(text)
-    if problem == "empty":
-        return InputRecord(number, error=f"{where}: empty text")
-    if problem == "surrogate":
-        return InputRecord(number, error=f"{where}: text holds a lone UTF-16 surrogate (not valid Unicode text)")
-    return InputRecord(number, text=text)
+    error = text_error(text, where)
+    return InputRecord(number, error=error) if error else InputRecord(number, text=text)
 
 
 def records_from_texts(texts: Iterable[str]) -> list[InputRecord]:

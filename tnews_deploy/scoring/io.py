@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import DataError, UserError
-from ..inputs import TEXT_FIELDS, text_problem
+from ..inputs import TEXT_FIELDS, json_object, text_error
 
 logger = logging.getLogger(__name__)
 
@@ -152,12 +152,8 @@ def _id_string(value: Any) -> str:
 
 def _checked(text: str, where: str) -> tuple[str | None, str | None]:
     """(text, None) for a usable text, else (None, why)."""
-    problem = text_problem(text)
-    if problem == "empty":
-        return None, f"{where}: empty text"
-    if problem == "surrogate":
-        return None, f"{where}: text holds a lone UTF-16 surrogate (not valid Unicode text)"
-    return text, None
+    error = text_error(text, where)
+    return (None, error) if error else (text, None)
 
 
 def _decoded(raw: bytes | None, where: str, field_name: str) -> tuple[str | None, str | None]:
@@ -177,18 +173,11 @@ def _json_line(raw: bytes, number: int, text_field: str | None) -> tuple[str, st
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return str(number), None, f"{where}: not valid UTF-8 ({exc.reason} at byte {exc.start})"
-    if not line.strip():
-        return str(number), None, f"{where}: empty line"
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return str(number), None, f"{where}: invalid JSON ({exc.msg})"
-    except RecursionError:
-        return str(number), None, f"{where}: JSON nested too deeply"
-    if not isinstance(obj, dict):
-        return str(number), None, f"{where}: expected a JSON object"
-    row_id = next((_id_string(obj[k]) for k in ID_FIELDS if obj.get(k) is not None), str(number))
     names = (text_field,) if text_field else TEXT_FIELDS
+    obj, error = json_object(line, where, names)
+    if error:
+        return str(number), None, error
+    row_id = next((_id_string(obj[k]) for k in ID_FIELDS if obj.get(k) is not None), str(number))
     name = next((n for n in names if n in obj), None)
     if name is None:
         return row_id, None, f"{where}: no {' or '.join(repr(n) for n in names)} field"
