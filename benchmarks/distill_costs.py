@@ -17,12 +17,13 @@ Writes RESULTS.json and RESULTS.md with the command line.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from results_io import write_results
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -105,8 +106,6 @@ def main(argv: list[str] | None = None) -> None:
             "trained word embeddings": sum(p.numel() for p in student.parameters()),
         },
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     t, s = results["teacher_ms_per_text"], results["student_step_seconds_batch_32"]
     lines = [
         "# Distillation costs",
@@ -132,8 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         results["command"],
         "```",
     ]
-    args.results.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_results(args.results, results, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from results_io import write_results
 from tnews_deploy.benchmark import BenchmarkConfig, run_benchmark
 from tnews_deploy.export import ExportConfig, GatePolicy, export_model
 
@@ -81,12 +82,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.results:
         from tnews_deploy.benchmark import render_markdown
 
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.with_suffix(".json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-        args.results.with_suffix(".md").write_text(render_markdown(report))
+        write_results(args.results, report, render_markdown(report))
         for png in ("latency.png", "throughput.png"):
             shutil.copy(args.work / "bench" / png, args.results.parent / f"{args.results.name}-{png}")
-    print((args.work / "bench" / "results.md").read_text())
+    else:
+        print((args.work / "bench" / "results.md").read_text())
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
+from results_io import write_results
 from tnews_deploy.machine import machine_info
 
 LUA = """
@@ -148,8 +149,6 @@ def main() -> None:
         "levels": levels,
         "healthy_after": healthy_after,
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.with_suffix(".json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     lines = [
         f"# Load test: `tnews-deploy serve` on loopback ({args.model_dir.name})",
         "",
@@ -165,8 +164,7 @@ def main() -> None:
         lines.append(f"| {lv['concurrency']} | {lv['requests_per_s']:.1f} | {lv['p50_ms']} | {lv['p90_ms']} | "
                      f"{lv['p99_ms']} | {lv['requests']:,} | {lv['non_2xx']} | {lv['socket_errors']} |")
     lines += ["", f"Healthy after the run: {healthy_after}.", "", "Command:", "", "```", report["command"], "```"]
-    args.results.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.results, report, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from results_io import write_results
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
@@ -115,7 +117,7 @@ def main() -> None:
     runs: list[dict] = []
     results: dict = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "model": args.model,
                      "inputs": args.inputs, "rows_in": total_in, "runs": runs,
-                     "note": "shared 2-core machine: other jobs were running; load averages are recorded per run"}
+                     "note": "the 1-minute load average before each run is recorded (other jobs may share the CPU)"}
     sys.path.insert(0, str(ROOT))
     from tnews_deploy.machine import machine_info
 
@@ -155,7 +157,6 @@ def main() -> None:
         "ray_2x1_over_ray_1x1": ratio("ray-2x1", "ray-1x1", "median_rows_per_second"),
         "local_peak_rss_full_over_small": ratio("local", "local-small", "median_peak_rss_mb"),
     }
-    args.results.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
 
     lines = [f"# Batch scoring: local engine vs Ray ({results['created']})", "",
              f"Model: `{args.model}`; inputs: {', '.join(f'`{p}`' for p in args.inputs)} ({total_in:,} rows); "
@@ -181,8 +182,7 @@ def main() -> None:
               f"- {results['against_predictor']['rows']:,} sampled rows against `Predictor.predict`: "
               f"{results['against_predictor']['label_mismatches']} label mismatches, max |score diff| "
               f"{results['against_predictor']['max_abs_score_diff']:.2e}", ""]
-    args.results.with_suffix(".md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_results(args.results, results, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
+from results_io import write_results
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -285,12 +287,11 @@ def main() -> None:
         "runs": runs,
     }
     text = render(report)
-    print(text)
     if args.results:
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.with_suffix(".json").write_text(json.dumps({**report, "curves": curves}) + "\n")
-        args.results.with_suffix(".md").write_text(text)
+        write_results(args.results, {**report, "curves": curves}, text)
         plot(report, curves, args.results.with_suffix(".png"))
+    else:
+        print(text)
 
 
 if __name__ == "__main__":

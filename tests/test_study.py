@@ -341,3 +341,19 @@ def test_an_unfinished_run_of_other_settings_starts_from_scratch(tiny_model, hf_
     other = tiny_train_config(tiny_model, hf_data, train_size=120, min_steps=24, evaluations=4, save_every=5,
                               lr=1e-3)
     assert train_run(other, tmp_path / "run", quiet=True).metrics["resumed_from_steps"] == []
+
+
+def test_save_every_is_not_a_difference_between_runs(trained_run, tiny_model, hf_data, tmp_path):
+    """`--save-every` says how a run is carried out: a grid may add it once its first runs are finished."""
+    import shutil
+
+    from tnews_deploy.training import train_run
+    from tnews_deploy.training.run import config_differences
+
+    config = tiny_train_config(tiny_model, hf_data)
+    assert config_differences(config, tiny_train_config(tiny_model, hf_data, save_every=7)) == []
+    assert [d[0] for d in config_differences(config, tiny_train_config(tiny_model, hf_data, lr=1e-3))] == ["lr"]
+    shutil.copytree(trained_run.run_dir, tmp_path / "run")
+    again = train_run(tiny_train_config(tiny_model, hf_data, save_every=7), tmp_path / "run", quiet=True)
+    assert again.metrics == trained_run.metrics  # reused as finished, not trained again
+

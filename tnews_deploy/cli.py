@@ -303,7 +303,10 @@ def main(verbose: bool, quiet: bool) -> None:
     Your own data: --data tickets.csv --text-field body --label-field category (string labels, or
     integers with --labels names.txt); without a validation file one is held out of train.
     """
-    configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    from .training.distributed import is_main
+
+    # Under torchrun / accelerate launch, only the main rank talks (the others would repeat every line).
+    configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet or not is_main() else logging.INFO)
     silence_known_noise()
 
 
@@ -394,19 +397,26 @@ def train(variant: str, train_size: int | str, train_seed: int | None, output: P
 
     The run folder is reused as is when it already holds a finished run; an unfinished one
     that saved a checkpoint (--save-every, on by default for --train-size all) resumes from it.
+
+    Several processes or GPUs (PyTorch DDP; --batch-size is per process):
+      torchrun --nproc_per_node 8 -m tnews_deploy train ...
+      accelerate launch --multi_gpu --num_processes 8 -m tnews_deploy train ...
     """
     from .training import resolve_config, train_run
+    from .training.distributed import is_main, world_size
 
     config = resolve_config(preset, variant, model=model, data=data, train_size=train_size,
                             train_seed=train_seed, **_overrides(kwargs))
+    say = click.echo if is_main() else (lambda *args, **kwargs: None)  # torchrun: the main rank speaks
     schedule = (f"{config.effective_epochs():g} epochs ({config.total_steps():,} steps)"
                 if isinstance(train_size, int) else f"at least {config.epochs:g} epochs")
     size = f"{train_size:,}" if isinstance(train_size, int) else train_size
-    click.echo(f"training {variant} × {size} on {model}: lr {config.lr:g}, batch {config.batch_size}, {schedule}, "
-               f"max_length {config.max_length}, class weight {config.class_weight}")
+    batch = f"batch {config.batch_size}" + (f" × {world_size()} processes" if world_size() > 1 else "")
+    say(f"training {variant} × {size} on {model}: lr {config.lr:g}, {batch}, {schedule}, "
+        f"max_length {config.max_length}, class weight {config.class_weight}")
     result = train_run(config, output, quiet=_no_bars(quiet))
     m = result.metrics
-    click.echo(
+    say(
         f"macro-F1 {m['macro_f1']:.4f}  micro-F1 {m['micro_f1']:.4f}  accuracy {m['accuracy']:.4f}  "
         f"({m['train_seconds']:.0f} s); checkpoint: {result.checkpoint}"
     )
@@ -432,17 +442,20 @@ def grid(variants: tuple[str, ...], train_sizes: tuple[int | str, ...], seeds: t
     results.json (every run, with its seed), results.md (per cell: mean ± std over
     seeds and a 95 % bootstrap interval) and results.png (bars with error bars) into
     --output and names the best cell and run by macro-F1. `tnews-deploy report` turns
-    the grid into the study report.
+    the grid into the study report. Under torchrun / accelerate launch each run trains
+    with DDP on all processes, one after the other (see `train --help`).
     """
     config = GridConfig(model=model, data=data, output=output, variants=variants, train_sizes=train_sizes,
                         preset=preset, overrides=_overrides(kwargs), seeds=seeds)
+    from .training.distributed import is_main
     from .training.grid import portable_command, record_command, run_grid
 
-    record_command(output, "tnews-deploy " + portable_command(sys.argv[1:]))
+    if is_main():  # under torchrun / accelerate launch, rank 0 writes and speaks
+        record_command(output, "tnews-deploy " + portable_command(sys.argv[1:]))
     results = run_grid(config, quiet=_no_bars(quiet))
-    click.echo((output / "results.md").read_text(encoding="utf-8"))
-    best = results["best"]
-    click.echo(f"best run: {best['run']} -> {output / best['checkpoint']}")
+    if is_main():
+        click.echo((output / "results.md").read_text(encoding="utf-8"))
+        click.echo(f"best run: {results['best']['run']} -> {output / results['best']['checkpoint']}")
 
 
 @main.command()

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers import DataCollatorWithPadding, Trainer
+from transformers import DataCollatorWithPadding
 from transformers.trainer_callback import ProgressCallback
 
 from ..training.resume import ElapsedCallback  # noqa: F401  (re-exported: it used to live here)
+from ..training.trainer import Trainer
 
 IGNORE_LABEL = -100
 TEACHER_LOGITS = "teacher_logits"

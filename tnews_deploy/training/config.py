@@ -19,6 +19,7 @@ from typing import Any
 from ..datasource import DEFAULT_DATA, DataSource  # noqa: F401  (DEFAULT_DATA: re-exported, its old home)
 from ..errors import ConfigError
 from ..validation import require
+from .distributed import world_size
 
 VARIANTS: tuple[str, ...] = ("full", "freeze-embeddings", "freeze-encoder")
 CLASS_WEIGHTS: tuple[str, ...] = ("none", "balanced")
@@ -113,7 +114,8 @@ class TrainConfig:
         return n
 
     def steps_per_epoch(self, n: int | None = None) -> int:
-        return max(1, math.ceil(self.examples(n) / self.batch_size))
+        """Optimiser steps per pass: over the global batch, `batch_size` × the processes of a torchrun launch."""
+        return max(1, math.ceil(self.examples(n) / (self.batch_size * world_size())))
 
     def effective_epochs(self, n: int | None = None) -> float:
         """`epochs`, raised so that training takes at least `min_steps` steps (`n`: see `examples`)."""

@@ -33,6 +33,7 @@ from ..runfiles import (
     source_identity,
     write_json_atomic,
 )
+from . import distributed
 from .cells import Cells, Run, load_run
 from .config import GridConfig
 from .run import check_model_source, train_run
@@ -83,7 +84,9 @@ def run_grid(config: GridConfig, *, quiet: bool = False) -> dict[str, Any]:
             "[%d/%d] %s: macro-F1 %.4f, micro-F1 %.4f, %.0f s", i, len(planned), name,
             result.metrics["macro_f1"], result.metrics["micro_f1"], result.metrics["train_seconds"],
         )
-        write_report(config, output, time.perf_counter() - started, identity)
+        if distributed.is_main():  # under torchrun, rank 0 writes the grid's files; the others wait for them
+            write_report(config, output, time.perf_counter() - started, identity)
+        distributed.wait_for_everyone()
     return json.loads((output / GRID_RESULTS_JSON).read_text(encoding="utf-8"))
 
 

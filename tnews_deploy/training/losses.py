@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import Trainer
+
+from .trainer import Trainer
 
 
 def balanced_class_weights(labels: Sequence[int], num_classes: int) -> list[float]:

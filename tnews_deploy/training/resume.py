@@ -24,6 +24,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from ..runfiles import read_json, write_json_atomic
+from . import distributed
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ def start_or_resume(work_dir: Path, total_steps: int) -> tuple[Path | None, int,
     if resume is not None:
         start_step = int(json.loads((resume / "trainer_state.json").read_text())["global_step"])
         resumes = [*resumes, start_step]
-        write_json_atomic(Path(work_dir) / RESUMES_FILE, {"resumed_from_steps": resumes})
+        if distributed.is_main():  # (torchrun) every rank resumes; rank 0 keeps the record
+            write_json_atomic(Path(work_dir) / RESUMES_FILE, {"resumed_from_steps": resumes})
         logger.info("resuming from %s (step %d of %d)", resume.name, start_step, total_steps)
     return resume, start_step, resumes
 
@@ -95,6 +97,8 @@ class ElapsedCallback(TrainerCallback):
         return self.base + time.perf_counter() - self.started
 
     def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:  # (torchrun) rank 0 writes beside the checkpoint it saved
+            return control
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text(json.dumps({"step": state.global_step, "train_seconds": round(self.seconds, 1)}),
                        encoding="utf-8")

@@ -19,6 +19,7 @@ it resumes from that step (`tnews_deploy.training.resume`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -44,6 +45,7 @@ from ..runfiles import (
     read_json,
     write_json_atomic,
 )
+from . import distributed
 from .config import TrainConfig
 from .metrics import classification_metrics, selection_metrics
 from .selection import SelectBestCallback
@@ -73,8 +75,15 @@ def portable_source(source: str) -> str:
     return str(path.resolve()) if path.exists() else source
 
 
+# How a run is carried out, not what it trains: a finished run is the same run whatever these were, and an
+# unfinished one resumes under new values (e.g. `--save-every` added to a grid whose first runs are done).
+OPERATIONAL_SETTINGS = frozenset({"save_every"})
+
+
 def config_differences(finished: TrainConfig, wanted: TrainConfig) -> list[tuple[str, Any, Any]]:
     """(field, finished value, wanted value) for each setting in which two runs differ.
+
+    Settings in `OPERATIONAL_SETTINGS` are not compared.
 
     `model` and `data` are compared as resolved paths, so the same folder named
     relatively and absolutely counts as the same; the class names a finished run
@@ -82,6 +91,8 @@ def config_differences(finished: TrainConfig, wanted: TrainConfig) -> list[tuple
     """
     differences = []
     for name in (f.name for f in fields(TrainConfig)):
+        if name in OPERATIONAL_SETTINGS:
+            continue
         old, new = getattr(finished, name), getattr(wanted, name)
         if name == "data":
             if not old.same_data(new):
@@ -149,7 +160,10 @@ def save_checkpoint(trainer: Any, run_dir: Path, work_dir: Path) -> Path:
     Trainer's working folder is removed.
     """
     checkpoint = run_dir / CHECKPOINT_DIR
-    trainer.save_model(str(checkpoint))  # model + tokenizer (processing_class)
+    trainer.save_model(str(checkpoint))  # model + tokenizer (processing_class); the main rank only, under DDP
+    distributed.wait_for_everyone()
+    if not distributed.is_main():
+        return checkpoint
     (checkpoint / "training_args.bin").unlink(missing_ok=True)
     history = trainer.state.log_history
     (run_dir / LOG_HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
@@ -297,6 +311,9 @@ def training_arguments(work_dir: Path, config: Any, *, epochs: float, eval_every
         dataloader_num_workers=0,
         disable_tqdm=quiet,
         use_cpu=not cuda,
+        # Every trainable parameter is used in each forward pass, frozen variants included (frozen ones are
+        # not DDP's to synchronise): no extra autograd traversal per step under torchrun.
+        ddp_find_unused_parameters=False,
     )
     settings.update(extra)
     return TrainingArguments(**settings)
@@ -348,6 +365,7 @@ def train_run(
 
     run_dir = Path(run_dir)
     config = replace(config, model=portable_source(config.model), data=config.data.portable())
+    distributed.start()  # a torchrun / accelerate launch: join its process group before touching the folder
     if is_finished(run_dir):
         finished = load_finished(run_dir)
         differences = config_differences(finished.config, config)
@@ -362,6 +380,21 @@ def train_run(
     silence_known_noise()
     check_model_source(config.model)  # cheap checks first: fail before loading data
     work_dir = run_dir / "trainer"
+    main = distributed.is_main()
+    distributed.wait_for_everyone()  # (torchrun) every rank has read the folder before the main rank changes it
+    if main:
+        _prepare_run_dir(run_dir, work_dir, config)
+    distributed.wait_for_everyone()
+    with _RunLog(run_dir / RUN_LOG_FILE) if main else contextlib.nullcontext():
+        config, metrics = _train(config, run_dir, work_dir, splits, quiet=quiet)
+    if main:
+        write_json_atomic(run_dir / METRICS_FILE, metrics)  # last: marks the run finished
+    distributed.wait_for_everyone()
+    return RunResult(run_dir=run_dir, config=config, metrics=metrics)
+
+
+def _prepare_run_dir(run_dir: Path, work_dir: Path, config: TrainConfig) -> None:
+    """Resume an unfinished run with the same settings and a saved checkpoint; else start the folder afresh."""
     if run_dir.exists():
         previous = read_json(run_dir / RUN_CONFIG_FILE)
         same = previous is not None and not config_differences(TrainConfig.from_json(previous), config)
@@ -374,20 +407,17 @@ def train_run(
             shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / RUN_CONFIG_FILE, config.to_json())
-    with _RunLog(run_dir / RUN_LOG_FILE):
-        config, metrics = _train(config, run_dir, work_dir, splits, quiet=quiet)
-    write_json_atomic(run_dir / METRICS_FILE, metrics)  # last: marks the run finished
-    return RunResult(run_dir=run_dir, config=config, metrics=metrics)
 
 
 def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSplits | None, *,
            quiet: bool) -> tuple[TrainConfig, dict[str, Any]]:
     """The training of `train_run`, from data to saved checkpoint; returns the config with the class names
     it recorded, and the metrics."""
-    from transformers import DataCollatorWithPadding, Trainer, set_seed
+    from transformers import DataCollatorWithPadding, set_seed
 
     from .progress import use_readable_progress
     from .resume import ELAPSED_FILE, ElapsedCallback, start_or_resume
+    from .trainer import Trainer
     from .variants import apply_variant, count_parameters
 
     if splits is None:
@@ -406,7 +436,10 @@ def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSpli
     n = len(train_set)
     # The class names, in id order, go into run_config.json: export and benchmark map labels the same way.
     config = replace(config, data=config.data.with_label_names(splits.label_names))
-    write_json_atomic(run_dir / RUN_CONFIG_FILE, config.to_json(n))  # with the schedule for this many sentences
+    world = distributed.world_size()
+    if distributed.is_main():  # with the schedule for this many sentences, and the launch's size
+        write_json_atomic(run_dir / RUN_CONFIG_FILE, {**config.to_json(n), "world_size": world,
+                                                      "effective_batch_size": config.batch_size * world})
     seed = config.effective_seed
     set_seed(seed)
     loading: dict[str, Any] = {}
@@ -475,7 +508,8 @@ def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSpli
     elapsed = next(c for c in trainer.callback_handler.callbacks if isinstance(c, ElapsedCallback))
     train_seconds = elapsed.seconds
     metrics = score_run(trainer, selector, eval_ds, selection_ds, splits.label_names, train_output,
-                        train_seconds, trainable, total, predictions_file=run_dir / PREDICTIONS_FILE,
+                        train_seconds, trainable, total,
+                        predictions_file=run_dir / PREDICTIONS_FILE if distributed.is_main() else None,
                         eval_ids=list(splits.evaluation["idx"]))
     train_counts = np.bincount(np.asarray(train_set["label"]), minlength=len(splits.label_names))
     metrics.update(
@@ -492,5 +526,6 @@ def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSpli
         steps_this_invocation=int(train_output.global_step) - start_step,
         resumed_from_steps=resumes,
     )
+    metrics.update(world_size=world, effective_batch_size=config.batch_size * world)
     save_checkpoint(trainer, run_dir, work_dir)
     return config, metrics

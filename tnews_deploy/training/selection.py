@@ -22,6 +22,8 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from . import distributed
+
 SELECTION_METRIC = "eval_macro_f1"
 BEST_FILE = "best-step-{step}.safetensors"
 
@@ -78,7 +80,7 @@ class SelectBestCallback(TrainerCallback, ExportableState):
     def on_save(self, args, state, control, **kwargs):
         # The checkpoint just written records `best_step`: older best files are no longer needed.
         # (A best found after the last checkpoint stays too, for the run that resumes before it.)
-        if self.persist_dir and self.best_step is not None:
+        if self.persist_dir and self.best_step is not None and state.is_world_process_zero:
             for path in Path(self.persist_dir).glob(BEST_FILE.format(step="*")):
                 step = path.name[len("best-step-"):-len(".safetensors")]
                 if step.isdigit() and int(step) < self.best_step:
@@ -91,6 +93,8 @@ class SelectBestCallback(TrainerCallback, ExportableState):
     def _persist(self) -> None:
         from safetensors.torch import save_file
 
+        if not distributed.is_main():  # (torchrun) every rank keeps the best weights in memory; rank 0 saves them
+            return
         path = self._best_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
