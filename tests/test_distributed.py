@@ -31,11 +31,15 @@ SETTINGS = ["--train-size", "320", "--eval-size", "150", "--selection-size", "90
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
+def _env(**extra: str) -> dict[str, str]:
+    """This checkout importable in the launched processes, one thread each."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", **extra,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
 def _launch(prefix: list[str], args: list[str], **env: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **env,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, *prefix, "-m", "tnews_deploy", *args], capture_output=True, text=True,
-                          env=env, timeout=600, cwd=ROOT)
+                          env=_env(**env), timeout=600, cwd=ROOT)
 
 
 def _read(run: Path, name: str):
@@ -117,8 +121,7 @@ def test_a_killed_ddp_run_resumes_from_its_saved_step(no_dropout_model, hf_data,
     args = [*TORCHRUN, "-m", "tnews_deploy", "train", "--model", str(no_dropout_model), "--data", str(hf_data),
             *SETTINGS, "--min-steps", "600", "--save-every", "50", "--batch-size", "8", "--output", str(run),
             "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = _env()
     launch = subprocess.Popen([sys.executable, *args], env=env, cwd=ROOT, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300

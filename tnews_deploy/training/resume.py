@@ -97,7 +97,7 @@ class ElapsedCallback(TrainerCallback):
         return self.base + time.perf_counter() - self.started
 
     def on_save(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:  # (torchrun) rank 0 writes beside the checkpoint it saved
+        if not distributed.is_main():  # (torchrun) rank 0 writes beside the checkpoint it saved
             return control
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text(json.dumps({"step": state.global_step, "train_seconds": round(self.seconds, 1)}),

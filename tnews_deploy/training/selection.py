@@ -80,7 +80,7 @@ class SelectBestCallback(TrainerCallback, ExportableState):
     def on_save(self, args, state, control, **kwargs):
         # The checkpoint just written records `best_step`: older best files are no longer needed.
         # (A best found after the last checkpoint stays too, for the run that resumes before it.)
-        if self.persist_dir and self.best_step is not None and state.is_world_process_zero:
+        if self.persist_dir and self.best_step is not None and distributed.is_main():
             for path in Path(self.persist_dir).glob(BEST_FILE.format(step="*")):
                 step = path.name[len("best-step-"):-len(".safetensors")]
                 if step.isdigit() and int(step) < self.best_step:
