@@ -23,6 +23,8 @@ from .distributed import world_size
 
 VARIANTS: tuple[str, ...] = ("full", "freeze-embeddings", "freeze-encoder")
 CLASS_WEIGHTS: tuple[str, ...] = ("none", "balanced")
+# Embedding rows in the optimizer: only the data's tokens (same results, less work), or every row.
+TRAIN_VOCABS: tuple[str, ...] = ("data", "all")
 ALL_TRAIN = "all"  # --train-size all: the whole train split (as `tnews_deploy.data.ALL_TRAIN`)
 DEFAULT_MODEL = "bert-base-chinese"
 
@@ -68,6 +70,12 @@ class TrainConfig:
     # 0 = never, None = every `eval_every` steps (1/`evaluations` of the run) for `--train-size all`, never for
     # sized runs.
     save_every: int | None = None
+    # "data": while training, the word-embedding matrix holds only the rows of tokens that occur in the
+    # run's sentences; the others get zero gradients anyway, and the saved checkpoint has them all again
+    # (`training.vocab`). The same results, up to rounding; fewer rows to update (e5-small on CPU: 1.15× per
+    # step, ~1.1 GB less gradient and optimizer state). "all": every row, as before the setting existed;
+    # a run recorded without the setting is read as "all".
+    train_vocab: str = "data"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", DataSource.coerce(self.data))
@@ -80,6 +88,8 @@ class TrainConfig:
             (self.class_weight in CLASS_WEIGHTS,
              f"unknown --class-weight {self.class_weight!r}; choose one of {', '.join(CLASS_WEIGHTS)}"),
             (self.save_every is None or self.save_every >= 0, f"--save-every must be >= 0 (got {self.save_every})"),
+            (self.train_vocab in TRAIN_VOCABS,
+             f"unknown --train-vocab {self.train_vocab!r}; choose one of {', '.join(TRAIN_VOCABS)}"),
             (self.variant in VARIANTS, f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}"),
             (self.preset in PRESETS, f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}"),
             (self.eval_size > 0, f"--eval-size must be positive (got {self.eval_size})"),
@@ -150,7 +160,9 @@ class TrainConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        values.setdefault("train_vocab", "all")  # recorded before the setting existed: every row trained
+        return cls(**values)
 
 
 # Per preset: shared settings, then per-variant overrides.

@@ -77,7 +77,9 @@ def portable_source(source: str) -> str:
 
 # How a run is carried out, not what it trains: a finished run is the same run whatever these were, and an
 # unfinished one resumes under new values (e.g. `--save-every` added to a grid whose first runs are done).
-OPERATIONAL_SETTINGS = frozenset({"save_every"})
+# `train_vocab` changes the work per step, not the result (`training.vocab`); a run still resumes in the
+# mode it started in (`_prepare_run_dir`), since its Trainer checkpoint's shape depends on it.
+OPERATIONAL_SETTINGS = frozenset({"save_every", "train_vocab"})
 
 
 def config_differences(finished: TrainConfig, wanted: TrainConfig) -> list[tuple[str, Any, Any]]:
@@ -381,6 +383,7 @@ def train_run(
     check_model_source(config.model)  # cheap checks first: fail before loading data
     work_dir = run_dir / "trainer"
     main = distributed.is_main()
+    config = _resumed_mode(run_dir, work_dir, config)
     distributed.wait_for_everyone()  # (torchrun) every rank has read the folder before the main rank changes it
     if main:
         _prepare_run_dir(run_dir, work_dir, config)
@@ -407,6 +410,39 @@ def _prepare_run_dir(run_dir: Path, work_dir: Path, config: TrainConfig) -> None
             shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / RUN_CONFIG_FILE, config.to_json())
+
+
+def _resumed_mode(run_dir: Path, work_dir: Path, config: TrainConfig) -> TrainConfig:
+    """`config` with the `train_vocab` of the run that `_prepare_run_dir` will resume, if any: its Trainer
+    checkpoint has that mode's shape."""
+    from .resume import complete_checkpoints
+
+    previous = read_json(run_dir / RUN_CONFIG_FILE)
+    if previous is None or not complete_checkpoints(work_dir):
+        return config
+    recorded = TrainConfig.from_json(previous)
+    if config_differences(recorded, config):
+        return config  # another run: trained afresh
+    started = recorded.train_vocab
+    if started != config.train_vocab:
+        logger.info("%s: resumed with --train-vocab %s, the mode it started in (asked: %s)",
+                    run_dir, started, config.train_vocab)
+    return replace(config, train_vocab=started)
+
+
+def _data_vocabulary(model: Any, tokenizer: Any, datasets: list[Any]):
+    """The `DataVocabulary` of the run's tokens, or None where it would change nothing (frozen embeddings, tied
+    output embeddings, or data that uses every row)."""
+    from .vocab import DataVocabulary, data_token_ids
+
+    if not DataVocabulary.applies(model):
+        return None
+    vocabulary = DataVocabulary(model, data_token_ids(datasets, tokenizer))
+    if vocabulary.rows >= vocabulary.full_rows:
+        return None
+    logger.info("training %s of the %s word-embedding rows: the tokens of the data (--train-vocab all: every row)",
+                f"{vocabulary.rows:,}", f"{vocabulary.full_rows:,}")
+    return vocabulary
 
 
 def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSplits | None, *,
@@ -459,6 +495,15 @@ def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSpli
                     if len(splits.selection) else None)
     eval_ds = tokenize(splits.evaluation, tokenizer, config.max_length, quiet=quiet)
 
+    collator: Any = DataCollatorWithPadding(tokenizer)
+    vocabulary = _data_vocabulary(model, tokenizer, [train_ds, selection_ds, eval_ds]) \
+        if config.train_vocab == "data" else None
+    if vocabulary is not None:
+        from .vocab import MappedCollator
+
+        vocabulary.shrink()
+        collator = MappedCollator(collator, vocabulary)
+
     use_selection = selection_ds is not None and (config.select_best or config.early_stopping_patience > 0)
     save_steps = config.save_steps(n)
     saving: dict[str, Any] = dict(
@@ -493,7 +538,7 @@ def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSpli
         args=args,
         train_dataset=train_ds,
         eval_dataset=selection_ds if use_selection else None,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=collator,
         processing_class=tokenizer,
         compute_metrics=selection_metrics,
         callbacks=callbacks,
@@ -511,6 +556,13 @@ def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSpli
                         train_seconds, trainable, total,
                         predictions_file=run_dir / PREDICTIONS_FILE if distributed.is_main() else None,
                         eval_ids=list(splits.evaluation["idx"]))
+    if vocabulary is not None:  # the whole matrix again, as the weights that were scored would have it
+        from .vocab import weight_decay_factor
+
+        restored = selector is not None and selector.keep_best and selector.best_step is not None
+        steps = int(selector.best_step) if restored else int(train_output.global_step)
+        vocabulary.restore(weight_decay_factor(trainer, model.get_input_embeddings().weight, steps))
+    metrics["embedding_rows_trained"] = vocabulary.rows if vocabulary is not None else None
     train_counts = np.bincount(np.asarray(train_set["label"]), minlength=len(splits.label_names))
     metrics.update(
         variant=config.variant,
