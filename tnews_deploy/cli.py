@@ -452,6 +452,11 @@ def grid(variants: tuple[str, ...], train_sizes: tuple[int | str, ...], seeds: t
     --output and names the best cell and run by macro-F1. `tnews-deploy report` turns
     the grid into the study report. Under torchrun / accelerate launch each run trains
     with DDP on all processes, one after the other (see `train --help`).
+
+    Several workers may share one --output: start the same command in several processes
+    (e.g. one per core with OMP_NUM_THREADS=1, or one per GPU with CUDA_VISIBLE_DEVICES).
+    Each trains the runs no other worker holds (a lock per run, released when its worker
+    ends, even by kill -9); the last worker to finish writes the complete report.
     """
     config = GridConfig(model=model, data=data, output=output, variants=variants, train_sizes=train_sizes,
                         preset=preset, overrides=_overrides(kwargs), seeds=seeds)
@@ -463,7 +468,11 @@ def grid(variants: tuple[str, ...], train_sizes: tuple[int | str, ...], seeds: t
     results = run_grid(config, quiet=_no_bars(quiet))
     if is_main():
         click.echo((output / "results.md").read_text(encoding="utf-8"))
-        click.echo(f"best run: {results['best']['run']} -> {output / results['best']['checkpoint']}")
+        if results.get("best"):
+            click.echo(f"best run: {results['best']['run']} -> {output / results['best']['checkpoint']}")
+        if results["finished_runs"] < results["planned_runs"]:
+            click.echo(f"{results['finished_runs']} of {results['planned_runs']} runs finished; other workers "
+                       "are training the rest (the last one to finish rewrites the report)")
 
 
 @main.command()

@@ -36,9 +36,15 @@ GRID_RESULTS_PNG = "results.png"
 
 def write_json_atomic(path: Path, data: Any, indent: int | None = 2) -> None:
     """Write `data` as UTF-8 JSON (`indent` None: one line); readers see the old file or the new one, never half."""
+    write_text_atomic(path, json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) so that readers see the old file or the new one, never half; the temporary file is
+    per process, so that several writers of one file (grid workers) never clash."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 

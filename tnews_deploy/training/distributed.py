@@ -37,3 +37,15 @@ def wait_for_everyone() -> None:
         from accelerate import PartialState
 
         PartialState().wait_for_everyone()
+
+
+def agree(value: bool) -> bool:
+    """The main rank's `value`, on every rank of a multi-process launch (`value` itself for a single process)."""
+    if world_size() == 1:
+        return value
+    import torch.distributed as dist
+
+    start()  # the process group, if this is the launch's first collective call
+    shared = [value]
+    dist.broadcast_object_list(shared, src=0)
+    return bool(shared[0])

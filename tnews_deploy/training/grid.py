@@ -10,12 +10,17 @@ The report keeps every run (with its seed) and one row per cell (variant × size
 mean ± std over seeds and 95 % bootstrap intervals over the evaluation set
 (`cells.Cells`). It names the model and data by name and content hash, never by the
 machine's paths.
+
+Several `grid` processes may work on one folder: each run is claimed by the worker
+that trains it (`claims.RunClaim`); the others skip it, and take it over if its worker
+stops before finishing it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import time
 from pathlib import Path
@@ -32,9 +37,11 @@ from ..runfiles import (
     read_json,
     source_identity,
     write_json_atomic,
+    write_text_atomic,
 )
 from . import distributed
 from .cells import Cells, Run, load_run
+from .claims import RunClaim
 from .config import GridConfig
 from .run import check_model_source, train_run
 
@@ -66,20 +73,26 @@ def run_grid(config: GridConfig, *, quiet: bool = False) -> dict[str, Any]:
     if todo:
         check_model_source(config.model)
         dataset = load_tnews(config.data)
-    for i, (variant, size, seed) in enumerate(planned, 1):
+
+    def run(i: int, variant: str, size: int | str, seed: int) -> bool:
+        """Train (or load) one run and rewrite the report; False when another worker holds the run."""
         run_dir = output / config.run_name(variant, size, seed)
         run_config = config.run_config(variant, size, seed)
-        finished = is_finished(run_dir)
-        if not finished and seed not in splits:  # each seed's subsets; the same evaluation set for all
-            splits[seed] = make_splits(dataset, SplitConfig(
-                train_sizes=tuple(dict.fromkeys(config.train_sizes)), eval_size=run_config.eval_size,
-                selection_size=run_config.selection_size, seed=run_config.seed, stratify=run_config.stratify,
-                train_seed=run_config.train_seed,
-            ))
-        state = "done, skipped" if finished else "training"
         name = f"{variant} × {size}" + (f", seed {seed}" if len(config.run_seeds()) > 1 else "")
-        logger.info("[%d/%d] %s (%s) -> %s", i, len(planned), name, state, run_dir)
-        result = train_run(run_config, run_dir, splits.get(seed), quiet=quiet)
+        finished = is_finished(run_dir)
+        with RunClaim(output, run_dir.name) as claim:
+            if not finished and not distributed.agree(claim.acquire() if distributed.is_main() else False):
+                logger.info("[%d/%d] %s (trained by %s, skipped)", i, len(planned), name, claim.holder())
+                return False
+            if not finished and seed not in splits:  # each seed's subsets; the same evaluation set for all
+                splits[seed] = make_splits(dataset, SplitConfig(
+                    train_sizes=tuple(dict.fromkeys(config.train_sizes)), eval_size=run_config.eval_size,
+                    selection_size=run_config.selection_size, seed=run_config.seed, stratify=run_config.stratify,
+                    train_seed=run_config.train_seed,
+                ))
+            state = "done, skipped" if finished else "training"
+            logger.info("[%d/%d] %s (%s) -> %s", i, len(planned), name, state, run_dir)
+            result = train_run(run_config, run_dir, splits.get(seed), quiet=quiet)
         logger.info(
             "[%d/%d] %s: macro-F1 %.4f, micro-F1 %.4f, %.0f s", i, len(planned), name,
             result.metrics["macro_f1"], result.metrics["micro_f1"], result.metrics["train_seconds"],
@@ -87,6 +100,18 @@ def run_grid(config: GridConfig, *, quiet: bool = False) -> dict[str, Any]:
         if distributed.is_main():  # under torchrun, rank 0 writes the grid's files; the others wait for them
             write_report(config, output, time.perf_counter() - started, identity)
         distributed.wait_for_everyone()
+        return True
+
+    held = [(i, item) for i, item in enumerate(planned, 1) if not run(i, *item)]
+    # A run whose worker stopped before finishing it is free again: taken over (it resumes from its saved step).
+    held = [(i, item) for i, item in held if not is_finished(output / config.run_name(*item)) and not run(i, *item)]
+    if distributed.is_main():
+        if held:
+            logger.info("%d run(s) still being trained by other workers (%s); the last worker to finish "
+                        "rewrites the report with them", len(held), ", ".join(config.run_name(*x) for _, x in held))
+        if not (output / GRID_RESULTS_JSON).is_file():
+            write_report(config, output, time.perf_counter() - started, identity)
+    distributed.wait_for_everyone()
     return json.loads((output / GRID_RESULTS_JSON).read_text(encoding="utf-8"))
 
 
@@ -165,10 +190,13 @@ def write_report(config: GridConfig, output: Path, wall_seconds: float,
     }
     if previous.get("command"):
         results["command"] = previous["command"]
+    # Atomic writes: several workers of one grid folder (`claims`) rewrite these files.
     write_json_atomic(output / GRID_RESULTS_JSON, results)
-    (output / GRID_RESULTS_MD).write_text(render_markdown(results), encoding="utf-8")
+    write_text_atomic(output / GRID_RESULTS_MD, render_markdown(results))
     if rows:
-        plot_results(results, output / GRID_RESULTS_PNG)
+        partial = output / f".{GRID_RESULTS_PNG}.{os.getpid()}.png"
+        plot_results(results, partial)
+        os.replace(partial, output / GRID_RESULTS_PNG)
     return results
 
 
