@@ -78,7 +78,7 @@ def portable_source(source: str) -> str:
 # How a run is carried out, not what it trains: a finished run is the same run whatever these were, and an
 # unfinished one resumes under new values (e.g. `--save-every` added to a grid whose first runs are done).
 # `train_vocab` changes the work per step, not the result (`training.vocab`); a run still resumes in the
-# mode it started in (`_prepare_run_dir`), since its Trainer checkpoint's shape depends on it.
+# mode it started in (`_resumed_mode`), since its Trainer checkpoint's shape depends on it.
 OPERATIONAL_SETTINGS = frozenset({"save_every", "train_vocab"})
 
 
