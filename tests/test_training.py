@@ -197,6 +197,7 @@ def test_grid_writes_results_and_resumes(tiny_model, hf_data, tmp_path):
     assert results["best"]["macro_f1"] == max(r["macro_f1"] for r in results["runs"])
     md = (tmp_path / "grid" / "results.md").read_text()
     assert "| full |" in md and "Best cell" in md
+    assert "(1 seed)" in md and "± 0.000" not in md  # one seed: no spread is claimed
     assert (tmp_path / "grid" / "results.png").read_bytes()[:4] == b"\x89PNG"
 
     # Simulate a kill: one run loses its metrics (half-written), another is untouched.

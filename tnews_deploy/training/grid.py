@@ -223,7 +223,8 @@ def format_mean(cell: dict[str, Any] | None, metric: str, ci: bool = True) -> st
     """`0.460 ± 0.010 [0.440, 0.481]`: mean ± std over seeds, then the bootstrap interval."""
     if not cell or cell.get(f"{metric}_mean") is None:
         return "—"
-    text = f"{cell[f'{metric}_mean']:.3f} ± {cell[f'{metric}_std']:.3f}"
+    one_seed = len(cell.get("seeds") or ()) == 1  # no spread over seeds: a std of 0 would claim one
+    text = f"{cell[f'{metric}_mean']:.3f}" + (" (1 seed)" if one_seed else f" ± {cell[f'{metric}_std']:.3f}")
     interval = cell.get(f"{metric}_ci")
     return text + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if ci and interval else "")
 

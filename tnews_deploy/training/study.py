@@ -56,8 +56,10 @@ def _pm(cell: Cell, key: str) -> str:
     values = cell.values(key)
     if not values:
         return "—"
-    mean, std = float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return f"{mean:.3f} ± {std:.3f}"
+    mean = float(np.mean(values))
+    if len(values) == 1:  # no spread over seeds to show: a std of 0 would claim one
+        return f"{mean:.3f} (1 seed)"
+    return f"{mean:.3f} ± {float(np.std(values, ddof=1)):.3f}"
 
 
 def _ci(ci: Interval | None, digits: int = 3) -> str:
