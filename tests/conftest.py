@@ -75,6 +75,26 @@ def trained_run(tmp_path_factory, tiny_model, hf_data):
                      quiet=True)
 
 
+def train_killed_at(step: int, config, run_dir: Path) -> None:
+    """Start `train_run(config, run_dir)` and kill it (an exception out of the training loop) once `step`
+    optimiser steps are done, as a kill -9 would leave it: the checkpoints saved so far, no metrics.json."""
+    from tnews_deploy.training import train_run
+    from tnews_deploy.training.resume import ElapsedCallback
+
+    class Killed(Exception):
+        pass
+
+    def kill(self, args, state, control, **kwargs):
+        if state.global_step == step:
+            raise Killed()
+        return control
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ElapsedCallback, "on_step_end", kill, raising=False)
+        with pytest.raises(Killed):
+            train_run(config, run_dir, quiet=True)
+
+
 def requires_shared_tnews():
     return pytest.mark.skipif(not (SHARED_TNEWS / "hf" / "train.jsonl").is_file(),
                               reason="../shared/data/tnews is not present")

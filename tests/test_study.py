@@ -8,7 +8,7 @@ import statistics
 import numpy as np
 import pytest
 
-from conftest import tiny_train_config
+from conftest import tiny_train_config, train_killed_at
 from tnews_deploy.errors import ConfigError
 from tnews_deploy.training.config import GridConfig, TrainConfig
 
@@ -293,25 +293,12 @@ def test_class_weighted_run_records_its_weights(tiny_model, hf_data, tmp_path):
 # ------------------------------------------------------------------ mid-run resume
 
 
-def test_a_killed_run_resumes_from_its_saved_step(tiny_model, hf_data, tmp_path, monkeypatch):
+def test_a_killed_run_resumes_from_its_saved_step(tiny_model, hf_data, tmp_path):
     from tnews_deploy.training import train_run
-    from tnews_deploy.training.resume import ElapsedCallback
 
     config = tiny_train_config(tiny_model, hf_data, train_size=120, min_steps=24, evaluations=4, save_every=5)
     run_dir = tmp_path / "run"
-
-    class Killed(Exception):
-        pass
-
-    def kill_at_step_12(self, args, state, control, **kwargs):
-        if state.global_step == 12:
-            raise Killed()
-        return control
-
-    monkeypatch.setattr(ElapsedCallback, "on_step_end", kill_at_step_12, raising=False)
-    with pytest.raises(Killed):
-        train_run(config, run_dir, quiet=True)
-    monkeypatch.undo()
+    train_killed_at(12, config, run_dir)
     saved = sorted(p.name for p in (run_dir / "trainer").glob("checkpoint-*"))
     assert saved == ["checkpoint-10"]  # only the latest checkpoint is kept
     assert not (run_dir / "metrics.json").exists()
@@ -323,21 +310,11 @@ def test_a_killed_run_resumes_from_its_saved_step(tiny_model, hf_data, tmp_path,
     assert not (run_dir / "trainer").exists()  # cleaned up once finished
 
 
-def test_an_unfinished_run_of_other_settings_starts_from_scratch(tiny_model, hf_data, tmp_path, monkeypatch):
+def test_an_unfinished_run_of_other_settings_starts_from_scratch(tiny_model, hf_data, tmp_path):
     from tnews_deploy.training import train_run
-    from tnews_deploy.training.resume import ElapsedCallback
 
     config = tiny_train_config(tiny_model, hf_data, train_size=120, min_steps=24, evaluations=4, save_every=5)
-
-    def kill(self, args, state, control, **kwargs):
-        if state.global_step == 7:
-            raise KeyboardInterrupt
-        return control
-
-    monkeypatch.setattr(ElapsedCallback, "on_step_end", kill, raising=False)
-    with pytest.raises(KeyboardInterrupt):
-        train_run(config, tmp_path / "run", quiet=True)
-    monkeypatch.undo()
+    train_killed_at(7, config, tmp_path / "run")
     other = tiny_train_config(tiny_model, hf_data, train_size=120, min_steps=24, evaluations=4, save_every=5,
                               lr=1e-3)
     assert train_run(other, tmp_path / "run", quiet=True).metrics["resumed_from_steps"] == []

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_train_config
+from conftest import tiny_train_config, train_killed_at
 
 
 def _weights(run_dir):
@@ -92,47 +92,28 @@ def test_train_vocab_is_not_a_difference_between_finished_runs(both_ways, big_vo
     assert reused.metrics == both_ways["data"].metrics
 
 
-def test_a_run_resumes_in_the_mode_it_started_in(big_vocab_model, hf_data, tmp_path, monkeypatch):
+def test_a_run_resumes_in_the_mode_it_started_in(big_vocab_model, hf_data, tmp_path):
     """A run killed while training every row goes on training every row when asked for `data`: its saved
     Trainer checkpoint holds the whole matrix."""
     from tnews_deploy.training import train_run
-    from tnews_deploy.training.resume import ElapsedCallback
 
     def settings(mode):
         return tiny_train_config(big_vocab_model, hf_data, train_size=120, min_steps=24, evaluations=4,
                                  save_every=5, train_vocab=mode)
 
-    def kill_at_step_12(self, args, state, control, **kwargs):
-        if state.global_step == 12:
-            raise KeyboardInterrupt
-        return control
-
-    monkeypatch.setattr(ElapsedCallback, "on_step_end", kill_at_step_12, raising=False)
-    with pytest.raises(KeyboardInterrupt):
-        train_run(settings("all"), tmp_path / "run", quiet=True)
-    monkeypatch.undo()
+    train_killed_at(12, settings("all"), tmp_path / "run")
     result = train_run(settings("data"), tmp_path / "run", quiet=True)
     assert result.metrics["resumed_from_steps"] == [10]
     assert result.config.train_vocab == "all" and result.metrics["embedding_rows_trained"] is None
     assert json.loads((tmp_path / "run" / "run_config.json").read_text())["train_vocab"] == "all"
 
 
-def test_a_run_that_cut_the_rows_resumes_cut(big_vocab_model, hf_data, tmp_path, monkeypatch):
+def test_a_run_that_cut_the_rows_resumes_cut(big_vocab_model, hf_data, tmp_path):
     from tnews_deploy.training import train_run
-    from tnews_deploy.training.resume import ElapsedCallback
 
     config = tiny_train_config(big_vocab_model, hf_data, train_size=120, min_steps=24, evaluations=4,
                                save_every=5)
-
-    def kill_at_step_12(self, args, state, control, **kwargs):
-        if state.global_step == 12:
-            raise KeyboardInterrupt
-        return control
-
-    monkeypatch.setattr(ElapsedCallback, "on_step_end", kill_at_step_12, raising=False)
-    with pytest.raises(KeyboardInterrupt):
-        train_run(config, tmp_path / "run", quiet=True)
-    monkeypatch.undo()
+    train_killed_at(12, config, tmp_path / "run")
     m = train_run(config, tmp_path / "run", quiet=True).metrics
     assert m["resumed_from_steps"] == [10] and m["embedding_rows_trained"] > 0
 
