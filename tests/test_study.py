@@ -189,6 +189,8 @@ def test_report_builds_from_a_tiny_grid_and_answers_the_five_questions(tiny_stud
     assert "Statistically indistinguishable" in text or "No other cell is statistically indistinguishable" in text
     assert "largest |micro-F1 − accuracy|" in text
     assert "preset paper" in text and "class_weight balanced" in text
+    full_data = text[text.index("## Full training split"):].split("\n## ")[0]
+    assert full_data.count("[") >= 2  # intervals of accuracy (the target's metric) and of macro-F1
     assert (root / "report" / "report-learning-curve.png").read_bytes()[:4] == b"\x89PNG"
     assert str(root) not in text
     again = root / "report" / "again.md"

@@ -418,12 +418,16 @@ class StudyReport:
         if not cells:
             return []
         lines = ["", "## Full training split (`--train-size all`)", "",
-                 "| cell | training sentences | evaluation sentences | accuracy | macro-F1 | 95 % interval |",
-                 "|---|---|---|---|---|---|"]
+                 "| cell | training sentences | evaluation sentences | accuracy | 95 % interval | macro-F1 | "
+                 "95 % interval |",
+                 "|---|---|---|---|---|---|---|"]
         for cell in cells:
             m = cell.runs[0].metrics
             lines.append(f"| {cell.label} | {m.get('train_examples', '?'):,} | {m.get('eval_size', '?'):,} | "
-                         f"{_pm(cell, 'accuracy')} | {_pm(cell, 'macro_f1')} | {_ci(self.cells.interval(cell))} |")
+                         f"{_pm(cell, 'accuracy')} | {_ci(self.cells.interval(cell, 'accuracy'))} | "
+                         f"{_pm(cell, 'macro_f1')} | {_ci(self.cells.interval(cell))} |")
+        lines += ["", "For scale: CLUE's published TNEWS dev-set accuracy is 53.6 % for ALBERT-tiny and 57.5 % for "
+                      "RoBERTa-wwm-ext (CLUE benchmark, 2020); the dev set is the 10,000 validation sentences."]
         return lines
 
     def plot_learning_curve(self, path: Path) -> Path | None:
