@@ -13,7 +13,6 @@ depends on that file system (NFS v4 supports it; some setups do not). Where `fcn
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from pathlib import Path
@@ -23,8 +22,6 @@ try:
     import fcntl
 except ImportError:  # Windows: no flock
     fcntl = None  # type: ignore[assignment]
-
-logger = logging.getLogger(__name__)
 
 CLAIMS_DIR = ".claims"
 
