@@ -143,6 +143,22 @@ def tiny_study(tmp_path_factory, tiny_model, hf_data):
     return root, results
 
 
+def test_report_of_a_partial_grid_says_what_is_missing(tiny_study, tmp_path):
+    """Half-way through a grid no variant may have both sizes yet: the report says so, with no empty table."""
+    import shutil
+
+    from tnews_deploy.training.study import write_study_report
+
+    root, _ = tiny_study
+    grid = tmp_path / "grid"
+    shutil.copytree(root / "grid", grid)
+    for unfinished in [*grid.glob("full-120*"), *grid.glob("freeze-encoder-60*")]:
+        (unfinished / "metrics.json").unlink()
+    text = write_study_report(grid, tmp_path / "report.md", (), draws=100).read_text()
+    section = text[text.index("## 4."):text.index("## 5.")]
+    assert "no variant has both yet" in section and "| variant |" not in section
+
+
 def test_grid_with_seeds_keeps_every_run_and_aggregates_cells(tiny_study):
     root, results = tiny_study
     assert results["finished_runs"] == results["planned_runs"] == 8

@@ -300,12 +300,14 @@ class StudyReport:
                  "with paired intervals (the same evaluation resamples; the seeds' subsets differ per size).", "",
                  f"| variant | {small:,} | {large:,} | {large:,} − {small:,} (macro-F1) | "
                  f"{large:,} − {small:,} (micro-F1) |", "|---|---|---|---|---|"]
+        pairs = [(v, self.cell(v, small), self.cell(v, large)) for v in dict.fromkeys(c.variant for c in self.main)]
+        pairs = [(v, a, b) for v, a, b in pairs if a and b and a is not b]
         if small == large:
             lines[-4:] = [f"Needs at least two training-set sizes in the grid (it has {_size(small)} only)."]
-        for v in dict.fromkeys(c.variant for c in self.main if small != large):
-            a, b = self.cell(v, small), self.cell(v, large)
-            if not a or not b or a is b:
-                continue
+        elif not pairs:  # a partial grid: no variant has both sizes yet
+            lines[-4:] = [f"Needs one variant trained on both {small:,} and {large:,} sentences; no variant has both "
+                          "yet."]
+        for v, a, b in pairs:
             lines.append(f"| {v} | {_pm(a, 'macro_f1')} | {_pm(b, 'macro_f1')} | "
                          f"{_diff(self.cells.difference(b, a))} | {_diff(self.cells.difference(b, a, 'accuracy'))} |")
         if figure is not None:
