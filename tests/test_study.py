@@ -115,6 +115,24 @@ def test_paired_difference_of_a_cell_with_itself_is_exactly_zero(tmp_path):
     assert d.value == 0 and d.low == 0 and d.high == 0 and not d.excludes_zero()
 
 
+def test_runs_that_differ_only_in_how_they_ran_share_a_cell(tmp_path):
+    """Operational settings (`--save-every`, `--train-vocab`) and a record from before launches existed (no
+    world size) do not split a cell: the study's first run and its later seeds are one cell."""
+    from tnews_deploy.training.cells import Cells, Run
+
+    base = {"variant": "full", "train_size": 500, "batch_size": 32, "lr": 5e-5}
+    configs = [dict(base),  # recorded before --save-every, --train-vocab and world_size existed
+               {**base, "train_seed": 7, "save_every": 200, "train_vocab": "data", "world_size": 1,
+                "effective_batch_size": 32},
+               {**base, "train_seed": 13, "save_every": 200, "train_vocab": "all", "world_size": 1,
+                "effective_batch_size": 32}]
+    runs = [Run(tmp_path / f"r{i}", c, {"macro_f1": 0.4, "micro_f1": 0.5, "accuracy": 0.5, "seed": seed}, None)
+            for i, (c, seed) in enumerate(zip(configs, (42, 7, 13)))]
+    assert [sorted(c.seed for c in cell.runs) for cell in Cells(runs, draws=10)] == [[7, 13, 42]]
+    other = Run(tmp_path / "r3", {**base, "lr": 1e-4}, {"macro_f1": 0.4, "micro_f1": 0.5, "accuracy": 0.5}, None)
+    assert len(list(Cells([*runs, other], draws=10))) == 2  # a setting that changes training does split
+
+
 # ------------------------------------------------------------------ the report on a tiny grid
 
 

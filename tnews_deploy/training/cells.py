@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 
 from ..runfiles import METRICS_FILE, PREDICTIONS_FILE, RUN_CONFIG_FILE, is_finished, read_json
+from .config import OPERATIONAL_SETTINGS
 from .stats import EvalBootstrap, Interval, interval, mean_std
 
 # Settings that do not make another cell: the training seed, where things were, and what is derived.
 NOT_CELL_SETTINGS = {"train_seed", "model", "data", "train_examples", "effective_epochs", "total_steps",
-                     "eval_every", "save_every"}
+                     "eval_every", *OPERATIONAL_SETTINGS}
 DRAWS = 1000
 
 
@@ -57,7 +58,13 @@ def load_run(folder: Path) -> Run:
 
 
 def cell_settings(run: Run) -> dict[str, Any]:
-    return {k: v for k, v in sorted(run.config.items()) if k not in NOT_CELL_SETTINGS}
+    """The settings that make a cell: the run config without seeds, paths, derived schedule and operational
+    settings. A run recorded before launches were (one process) gets world size 1 and its own batch as the
+    effective one, so that it shares a cell with the same run recorded later."""
+    settings = {k: v for k, v in run.config.items() if k not in NOT_CELL_SETTINGS}
+    settings.setdefault("world_size", 1)
+    settings.setdefault("effective_batch_size", settings.get("batch_size"))
+    return dict(sorted(settings.items()))
 
 
 def cell_label(settings: dict[str, Any], distinct: dict[str, Any] | None = None) -> str:

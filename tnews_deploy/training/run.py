@@ -46,7 +46,7 @@ from ..runfiles import (
     write_json_atomic,
 )
 from . import distributed
-from .config import TrainConfig
+from .config import OPERATIONAL_SETTINGS, TrainConfig
 from .metrics import classification_metrics, selection_metrics
 from .selection import SelectBestCallback
 
@@ -73,13 +73,6 @@ def portable_source(source: str) -> str:
     """
     path = Path(source).expanduser()
     return str(path.resolve()) if path.exists() else source
-
-
-# How a run is carried out, not what it trains: a finished run is the same run whatever these were, and an
-# unfinished one resumes under new values (e.g. `--save-every` added to a grid whose first runs are done).
-# `train_vocab` changes the work per step, not the result (`training.vocab`); a run still resumes in the
-# mode it started in (`_resumed_mode`), since its Trainer checkpoint's shape depends on it.
-OPERATIONAL_SETTINGS = frozenset({"save_every", "train_vocab"})
 
 
 def config_differences(finished: TrainConfig, wanted: TrainConfig) -> list[tuple[str, Any, Any]]:

@@ -19,7 +19,7 @@ Cutting them changes nothing the run computes, apart from floating-point roundin
   has the model's whole vocabulary, as if every row had been trained.
 
 So a finished run is the same run whichever `train_vocab` it used (`OPERATIONAL_SETTINGS` in
-`training.run`). A run resumes in the mode that it started in, because the shape of its Trainer checkpoint
+`training.config`). A run resumes in the mode that it started in, because the shape of its Trainer checkpoint
 depends on it. The test (`tests/test_train_vocab.py`) trains both ways and compares losses, predictions and
 weights.
 
