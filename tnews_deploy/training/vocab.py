@@ -28,13 +28,11 @@ The ids are mapped in the data collator, after padding, so datasets and tokenize
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
 from torch import nn
 
-logger = logging.getLogger(__name__)
 
 def data_token_ids(datasets: list[Any], tokenizer: Any) -> list[int]:
     """Sorted ids of every token in `datasets` (tokenized, `input_ids`), plus the tokenizer's special tokens."""
@@ -67,7 +65,6 @@ class DataVocabulary:
         self.lookup = torch.full((self.full_rows,), -1, dtype=torch.long)
         self.lookup[self.keep] = torch.arange(len(self.keep))
         self.pretrained = embedding.weight.detach()  # `shrink` replaces the parameter: this stays as it is
-        self.trimmed = False
 
     @staticmethod
     def applies(model: nn.Module) -> bool:
@@ -90,7 +87,6 @@ class DataVocabulary:
         if self.full_padding_idx is not None:
             embedding.padding_idx = int(self.lookup[self.full_padding_idx])
         self.model.config.vocab_size = self.rows
-        self.trimmed = True
 
     def map_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Old token ids → rows of the cut matrix; an id that was cut is an error (it would read another row)."""
@@ -110,7 +106,6 @@ class DataVocabulary:
         embedding.num_embeddings = self.full_rows
         embedding.padding_idx = self.full_padding_idx
         self.model.config.vocab_size = self.full_rows
-        self.trimmed = False
 
 
 class MappedCollator:
