@@ -30,7 +30,7 @@ DEFAULT_MODEL = "bert-base-chinese"
 # How a run is carried out, not what it trains: a finished run is the same run whatever these were (and runs that
 # differ only in them are one grid cell); an unfinished one resumes under new values (e.g. `--save-every` added
 # to a grid whose first runs are done). `train_vocab` changes the work per step, not the result
-# (`training.vocab`); a run still resumes in the mode it started in (`run._resumed_mode`), since its Trainer
+# (`training.vocab`); a run still resumes in the mode it started in (`run._resumable`), since its Trainer
 # checkpoint's shape depends on it.
 OPERATIONAL_SETTINGS = frozenset({"save_every", "train_vocab"})
 

@@ -102,9 +102,14 @@ def run_grid(config: GridConfig, *, quiet: bool = False) -> dict[str, Any]:
         distributed.wait_for_everyone()
         return True
 
-    held = [(i, item) for i, item in enumerate(planned, 1) if not run(i, *item)]
-    # A run whose worker stopped before finishing it is free again: taken over (it resumes from its saved step).
-    held = [(i, item) for i, item in held if not is_finished(output / config.run_name(*item)) and not run(i, *item)]
+    skipped = []
+    for i, item in enumerate(planned, 1):
+        if not run(i, *item):
+            skipped.append((i, item))
+    held = []
+    for i, item in skipped:  # a run whose worker stopped before finishing it is free again: taken over (resumes)
+        if not is_finished(output / config.run_name(*item)) and not run(i, *item):
+            held.append((i, item))
     if distributed.is_main():
         if held:
             logger.info("%d run(s) still being trained by other workers (%s); the last worker to finish "

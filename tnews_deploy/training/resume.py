@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -99,8 +98,6 @@ class ElapsedCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if not distributed.is_main():  # (torchrun) rank 0 writes beside the checkpoint it saved
             return control
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps({"step": state.global_step, "train_seconds": round(self.seconds, 1)}),
-                       encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, {"step": state.global_step, "train_seconds": round(self.seconds, 1)},
+                          indent=None)
         return control

@@ -376,10 +376,14 @@ def train_run(
     check_model_source(config.model)  # cheap checks first: fail before loading data
     work_dir = run_dir / "trainer"
     main = distributed.is_main()
-    config = _resumed_mode(run_dir, work_dir, config)
+    resumable = _resumable(run_dir, work_dir, config)
+    if resumable is not None and resumable.train_vocab != config.train_vocab:  # its checkpoint has that shape
+        logger.info("%s: resumed with --train-vocab %s, the mode it started in (asked: %s)",
+                    run_dir, resumable.train_vocab, config.train_vocab)
+        config = replace(config, train_vocab=resumable.train_vocab)
     distributed.wait_for_everyone()  # (torchrun) every rank has read the folder before the main rank changes it
     if main:
-        _prepare_run_dir(run_dir, work_dir, config)
+        _prepare_run_dir(run_dir, work_dir, config, resume=resumable is not None)
     distributed.wait_for_everyone()
     with _RunLog(run_dir / RUN_LOG_FILE) if main else contextlib.nullcontext():
         config, metrics = _train(config, run_dir, work_dir, splits, quiet=quiet)
@@ -389,38 +393,27 @@ def train_run(
     return RunResult(run_dir=run_dir, config=config, metrics=metrics)
 
 
-def _prepare_run_dir(run_dir: Path, work_dir: Path, config: TrainConfig) -> None:
-    """Resume an unfinished run with the same settings and a saved checkpoint; else start the folder afresh."""
-    if run_dir.exists():
-        previous = read_json(run_dir / RUN_CONFIG_FILE)
-        same = previous is not None and not config_differences(TrainConfig.from_json(previous), config)
-        from .resume import complete_checkpoints
-
-        if same and complete_checkpoints(work_dir):
-            logger.info("%s: an unfinished run with a saved checkpoint: resumed", run_dir)
-        else:  # a half-done run without a checkpoint to resume from: start it again from scratch
-            logger.info("%s: an unfinished run, trained again from scratch", run_dir)
-            shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / RUN_CONFIG_FILE, config.to_json())
-
-
-def _resumed_mode(run_dir: Path, work_dir: Path, config: TrainConfig) -> TrainConfig:
-    """`config` with the `train_vocab` of the run that `_prepare_run_dir` will resume, if any: its Trainer
-    checkpoint has that mode's shape."""
+def _resumable(run_dir: Path, work_dir: Path, config: TrainConfig) -> TrainConfig | None:
+    """The recorded settings of the unfinished run in `run_dir` when it can be resumed (the same settings as
+    `config`, and a complete Trainer checkpoint); None when the folder is to be started afresh."""
     from .resume import complete_checkpoints
 
     previous = read_json(run_dir / RUN_CONFIG_FILE)
     if previous is None or not complete_checkpoints(work_dir):
-        return config
+        return None
     recorded = TrainConfig.from_json(previous)
-    if config_differences(recorded, config):
-        return config  # another run: trained afresh
-    started = recorded.train_vocab
-    if started != config.train_vocab:
-        logger.info("%s: resumed with --train-vocab %s, the mode it started in (asked: %s)",
-                    run_dir, started, config.train_vocab)
-    return replace(config, train_vocab=started)
+    return None if config_differences(recorded, config) else recorded
+
+
+def _prepare_run_dir(run_dir: Path, work_dir: Path, config: TrainConfig, *, resume: bool) -> None:
+    """Keep the folder of a run to resume (`_resumable`); else start the folder afresh. Writes `config`."""
+    if resume:
+        logger.info("%s: an unfinished run with a saved checkpoint: resumed", run_dir)
+    elif run_dir.exists():  # a half-done run without a checkpoint to resume from, or of other settings
+        logger.info("%s: an unfinished run, trained again from scratch", run_dir)
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / RUN_CONFIG_FILE, config.to_json())
 
 
 def _data_vocabulary(model: Any, tokenizer: Any, datasets: list[Any]):
