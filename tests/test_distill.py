@@ -360,6 +360,8 @@ def test_resumed_selection_keeps_the_best_weights_found_before_the_kill(tmp_path
         (dict(layer_indices=(0,)), "--layer-indices"),
         (dict(layer_indices=(3, 1)), "--layer-indices"),
         (dict(save_every=0), "--save-every"),
+        (dict(unlabeled_field="body"), "--unlabeled-field"),  # without --unlabeled
+        (dict(unlabeled="more.csv", unlabeled_field=" "), "--unlabeled-field"),
     ],
 )
 def test_bad_options_are_config_errors(overrides, message):

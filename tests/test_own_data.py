@@ -287,6 +287,45 @@ def test_parquet_goes_through_train_export_predict_and_serve(tmp_path, tiny_mode
     assert [p["label"] for p in body["predictions"]] == [p.label for p in predictions]
 
 
+def test_own_text_files_feed_trim_vocab_and_distill(tmp_path, tiny_model, tickets_csv):
+    """A run on a CSV with its own column names: trim-vocab takes more texts from a CSV (--corpus-field) and distill
+    from a Parquet file (--unlabeled-field); without the field flag, the error names the flag to pass."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    runner = CliRunner()
+    run, trimmed, student = tmp_path / "run", tmp_path / "trimmed", tmp_path / "student"
+    result = runner.invoke(main, [
+        "train", "--model", str(tiny_model), "--data", str(tickets_csv), "--text-field", "ticket",
+        "--label-field", "category", "--train-size", "140", "--eval-size", "24", "--selection-size", "12",
+        "--min-steps", "150", "--lr", "2e-3", "--batch-size", "16", "--max-length", "32", "--patience", "0",
+        "--quiet", "--output", str(run)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+    archive = [text for text, _ in topic_rows(10, seed=8)]
+    archive_csv = write_csv(tmp_path / "archive.csv", [(i, text) for i, text in enumerate(archive)] + [(99, "")],
+                            header=("id", "body"))
+    result = runner.invoke(main, ["trim-vocab", str(run), "--corpus", str(archive_csv), "--output", str(trimmed)])
+    assert result.exit_code == 2 and "--corpus-field" in result.output and "id, body" in result.output
+    result = runner.invoke(main, ["trim-vocab", str(run), "--corpus", str(archive_csv), "--corpus-field", "body",
+                                  "--min-agreement", "0.9", "--quiet", "--output", str(trimmed)])
+    assert result.exit_code == 0, result.output
+    corpus = json.loads((trimmed / "trim.json").read_text(encoding="utf-8"))["corpus"]
+    assert corpus["text_field"] == "body" and corpus["split"] is None
+    assert corpus["sentences"] + corpus["excluded_as_validation_sentences"] == len(archive)  # the empty row skipped
+
+    archive_parquet = tmp_path / "archive.parquet"
+    pq.write_table(pa.table({"body": archive, "category": ["not a label"] * len(archive)}), archive_parquet)
+    result = runner.invoke(main, ["distill", str(trimmed), "--layers", "1", "--unlabeled", str(archive_parquet),
+                                  "--unlabeled-field", "body", "--min-steps", "40", "--evaluations", "2",
+                                  "--quiet", "--output", str(student)])
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((student / "run_config.json").read_text(encoding="utf-8"))
+    assert recorded["unlabeled_field"] == "body" and recorded["transfer_size"] > recorded["labeled_in_transfer"]
+    assert json.loads((student / "checkpoint" / "config.json").read_text(encoding="utf-8"))["id2label"] == {
+        str(i): name for i, name in enumerate(sorted(TOPICS))}
+
+
 def test_benchmark_measures_the_runs_held_out_evaluation_set(tmp_path, tiny_model, tickets_parquet):
     """No flags: the benchmark rebuilds the holdout the run was scored on from what the export recorded."""
     from tnews_deploy.benchmark import BenchmarkConfig, run_benchmark

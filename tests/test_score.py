@@ -167,7 +167,7 @@ def test_find_inputs_folders_globs_and_refusals(tmp_path):
     assert [f.path.name for f in find_inputs([str(tmp_path / "**" / "*.parquet")])] == ["c.parquet"]
     with pytest.raises(DataError, match="no such file"):
         find_inputs([str(tmp_path / "missing.jsonl")])
-    with pytest.raises(DataError, match="cannot score a '.md' file"):
+    with pytest.raises(DataError, match="cannot read a '.md' file"):
         find_inputs([str(tmp_path / "notes.md")])
     with pytest.raises(DataError, match="matches no"):
         find_inputs([str(tmp_path / "*.tsv")])

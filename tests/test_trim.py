@@ -325,6 +325,8 @@ def test_interrupted_trim_leaves_nothing(unigram_run, tmp_path, monkeypatch):
     ({"max_length": 4}, "--max-length"),
     ({"batch_size": 0}, "--batch-size"),
     ({"corpus": " "}, "--corpus"),
+    ({"corpus_field": "body"}, "--corpus-field"),  # without --corpus
+    ({"corpus": "more.csv", "corpus_field": ""}, "--corpus-field"),
     ({"unchanged_tolerance": float("nan")}, "unchanged_tolerance"),
 ])
 def test_trim_config_rejects_bad_values(kwargs, name):

@@ -900,9 +900,12 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | No
 @click.option("--output", type=click.Path(path_type=Path), required=True,
               help="Run-like folder to create: checkpoint/, run_config.json, metrics.json, trim.json.")
 @click.option("--corpus",
-              help="Texts whose tokens are kept: a data source (its train split) or a .txt/.jsonl file of texts. "
-                   "Default: the training split of the run's data. Validation sentences are always left out.")
-@click.option("--data", help="Verification data (its validation split); default: the data the run was trained on.")
+              help="Texts whose tokens are kept: a data folder or hub id (its train split), or a .txt/.jsonl/.csv/"
+                   ".parquet file or glob of texts (labels not read). Default: the training split of the run's "
+                   "data. Validation sentences are always left out.")
+@click.option("--corpus-field", help="The text column/field of --corpus. Default: 'sentence', else 'text'.")
+@data_options(default=False, help_data="Verification data (its validation split; see `train --help`); default: "
+                                       "the data the run was trained on.")
 @click.option("--verify-size", type=int,
               help="Validation texts to verify on (a seeded, stratified draw); default: all of them.")
 @click.option("--min-agreement", type=float, default=0.995, show_default=True,
@@ -912,9 +915,10 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | No
 @click.option("--force", is_flag=True, help="Replace --output if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bars (there are none when stderr is not a terminal).")
 @user_errors
-def trim_vocab(source: Path, output: Path, corpus: str | None, data: str | None, verify_size: int | None,
-               min_agreement: float, max_length: int | None, batch_size: int, force: bool, quiet: bool) -> None:
-    """Shrink a checkpoint's vocabulary to the tokens TNEWS needs, verified.
+def trim_vocab(source: Path, output: Path, corpus: str | None, corpus_field: str | None, data: DataSource | None,
+               verify_size: int | None, min_agreement: float, max_length: int | None, batch_size: int, force: bool,
+               quiet: bool) -> None:
+    """Shrink a checkpoint's vocabulary to the tokens its data needs, verified.
 
     \b
     A multilingual tokenizer (e5 / XLM-R: 250,002 tokens) spends most of the
@@ -940,6 +944,8 @@ def trim_vocab(source: Path, output: Path, corpus: str | None, data: str | None,
       tnews-deploy trim-vocab runs/e5-fe-5000 --output runs/e5-fe-5000-trimmed
       tnews-deploy export runs/e5-fe-5000-trimmed --quantize int8 --output exports/int8-trimmed
       tnews-deploy trim-vocab runs/grid --corpus titles.txt --verify-size 2000 --output runs/trimmed
+      tnews-deploy trim-vocab runs/tickets --corpus 'archive/*.csv' \\
+          --corpus-field body --output runs/tickets-trimmed
     """
     import logging
 
@@ -952,8 +958,9 @@ def trim_vocab(source: Path, output: Path, corpus: str | None, data: str | None,
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-    config = TrimConfig(corpus=corpus, data=data, verify_size=verify_size, min_agreement=min_agreement,
-                        max_length=max_length, batch_size=batch_size, force=force, progress=not _no_bars(quiet))
+    config = TrimConfig(corpus=corpus, corpus_field=corpus_field, data=data, verify_size=verify_size,
+                        min_agreement=min_agreement, max_length=max_length, batch_size=batch_size, force=force,
+                        progress=not _no_bars(quiet))
     result = run_trim(source, output, config)
     r, report = result.record, result.report
     vocab, params, size = r["tokenizer"], r["parameters"], r["checkpoint_bytes"]
@@ -994,9 +1001,10 @@ def _layer_indices(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--layer-indices", callback=_layer_indices,
               help="Teacher layers the student copies, e.g. 0,4,8,11; default: N evenly spaced "
                    "(0,2,4,7,9,11 for 6 of 12).")
-@click.option("--unlabeled", help="Transfer texts (labels never read): a TNEWS data folder (its train split) or a "
-                                  ".txt/.jsonl file; default: the teacher's training split minus its evaluation "
-                                  "and selection sentences.")
+@click.option("--unlabeled", help="Transfer texts (labels never read): a data folder or hub id (its train split), "
+                                  "or a .txt/.jsonl/.csv/.parquet file or glob of texts; default: the teacher's "
+                                  "training split. Evaluation and selection sentences are always left out.")
+@click.option("--unlabeled-field", help="The text column/field of --unlabeled. Default: 'sentence', else 'text'.")
 @click.option("--temperature", type=float, default=_DISTILL.temperature, show_default=True,
               help="Softmax temperature T of the KL term (scaled by T²).")
 @click.option("--alpha", type=float, default=_DISTILL.alpha, show_default=True,

@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError
 from ..runfiles import (
     CHECKPOINT_DIR,
     METRICS_FILE,
@@ -75,8 +75,8 @@ LOGITS_CHUNK = 2048  # texts per teacher call between two progress saves
 LAYER_KEY = re.compile(r"^(?P<prefix>.*\.(?:layer|layers)\.)(?P<index>\d+)(?P<rest>\..+)$")
 # Settings that define a run: a folder holding another value of one of them is another run.
 RUN_SETTINGS = (
-    "teacher", "teacher_checkpoint", "layers", "layer_indices", "unlabeled", "temperature", "alpha", "epochs",
-    "min_steps", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay", "evaluations",
+    "teacher", "teacher_checkpoint", "layers", "layer_indices", "unlabeled", "unlabeled_field", "temperature", "alpha",
+    "epochs", "min_steps", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay", "evaluations",
     "early_stopping_patience", "select_best", "eval_batch_size", "save_every", "train_seed", "train_embeddings",
     "data", "train_size", "eval_size", "selection_size", "seed", "stratify",
 )
@@ -90,8 +90,10 @@ class DistillConfig:
         teacher: a checkpoint, training-run, grid or trimmed-run folder (as `export` takes).
         layers: encoder layers of the student (N).
         layer_indices: the teacher layers the student copies, in order; default: N evenly spaced.
-        unlabeled: the transfer texts: a TNEWS data folder or hub id (its training split) or a `.txt` /
-            `.jsonl` file; default: the training split of the teacher's data.
+        unlabeled: the transfer texts: a data folder or hub id (its training split) or a `.txt` / `.jsonl` /
+            `.csv` / `.parquet` file or glob of texts (labels never read); default: the training split of the
+            teacher's data.
+        unlabeled_field: the text column/field of `unlabeled`; None: 'sentence', else 'text'.
         temperature: softmax temperature T of the soft (KL) term.
         alpha: weight of the cross-entropy on the teacher's labeled subset.
         epochs: passes over the transfer set (raised to reach `min_steps`).
@@ -111,6 +113,7 @@ class DistillConfig:
     layers: int
     layer_indices: tuple[int, ...] | None = None
     unlabeled: str | None = None
+    unlabeled_field: str | None = None
     temperature: float = 2.0
     alpha: float = 0.5
     epochs: float = 1.0
@@ -134,6 +137,9 @@ class DistillConfig:
         require([
             (bool(str(self.teacher).strip()), "TEACHER must name a checkpoint, run or grid folder"),
             (is_int(self.layers) and self.layers >= 1, f"--layers must be an integer >= 1 (got {self.layers!r})"),
+            (self.unlabeled_field is None or (self.unlabeled is not None and bool(str(self.unlabeled_field).strip())),
+             "--unlabeled-field names the text column of --unlabeled: pass --unlabeled too, and a non-empty name "
+             f"(got {self.unlabeled_field!r})"),
             (is_number(self.temperature) and self.temperature > 0,
              f"--temperature must be a number > 0 (got {self.temperature!r})"),
             (is_number(self.alpha) and self.alpha >= 0, f"--alpha must be a number >= 0 (got {self.alpha!r})"),
@@ -273,35 +279,25 @@ def build_student(teacher_checkpoint: str | Path, layer_indices: Sequence[int]):
 # --------------------------------------------------------------------------- the transfer set
 
 
-def read_unlabeled(source: str | None, dataset=None) -> list[str]:
+def read_unlabeled(source: str | None, dataset=None, text_field: str | None = None) -> list[str]:
     """Texts only, in file order: the labels of an unlabeled source are never read.
 
     Args:
-        source: None (the `train` split of `dataset`), a `.txt` / `.jsonl` file (one text a line, or a
-            `sentence`/`text` field: bad lines are skipped with a warning), or a TNEWS data folder / hub id
-            (its `train` split).
+        source: None (the `train` split of `dataset`), a `.txt` / `.jsonl` / `.csv` / `.parquet` file or a glob
+            of them (each line of a text file, else the `text_field` column: unusable rows are skipped with a
+            warning), or a data folder / hub id (its `train` split).
         dataset: the teacher's loaded data (a `DatasetDict`), used when `source` is None.
+        text_field: the text column/field of `source`; None: 'sentence', else 'text'.
     """
     from ..data import load_tnews
-    from ..inputs import read_records
+    from ..datasource import DataSource
+    from ..scoring.io import names_text_files, read_texts
 
     if source is None:
         return list(dataset["train"]["sentence"])
-    path = Path(source).expanduser()
-    if path.is_file():
-        texts, bad = [], 0
-        with path.open("rb") as stream:
-            for record in read_records(stream, name=path.name):
-                if record.error is None:
-                    texts.append(record.text)
-                else:
-                    bad += 1
-        if bad:
-            logger.warning("%s: skipped %d unusable line(s)", path, bad)
-        if not texts:
-            raise UserError(f"{path}: no usable text in it; --unlabeled takes a .txt or .jsonl file of texts.")
-        return texts
-    return list(load_tnews(str(source))["train"]["sentence"])
+    if names_text_files(source):
+        return read_texts(source, text_field, option="--unlabeled-field")
+    return list(load_tnews(DataSource(str(source), text_field=text_field))["train"]["sentence"])
 
 
 def build_transfer_set(
@@ -589,7 +585,7 @@ def distill_model(config: DistillConfig, output: str | Path, *, quiet: bool = Fa
     ))
     labeled = splits.train[settings["train_size"]]
     held_out = set(splits.evaluation["sentence"]) | set(splits.selection["sentence"])
-    unlabeled = read_unlabeled(config.unlabeled, dataset)
+    unlabeled = read_unlabeled(config.unlabeled, dataset, config.unlabeled_field)
     texts, labels = build_transfer_set(labeled["sentence"], labeled["label"], unlabeled, held_out)
     n_labeled = len(set(labeled["sentence"]))
     logger.info("transfer set: %d texts = %d of the teacher's labeled subset + %d unlabeled (of %d read; the rest "

@@ -91,9 +91,13 @@ class TrimConfig:
     """How a vocabulary is trimmed and verified.
 
     Args:
-        corpus: texts whose tokens are kept: a TNEWS data source (`load_tnews`; its
-            train split) or a `.txt`/`.jsonl` file of texts. None: the run's data.
-        data: verification data (its validation split); None: the run's data.
+        corpus: texts whose tokens are kept: a data source (`load_tnews`; its train
+            split: a folder or hub id) or a `.txt`/`.jsonl`/`.csv`/`.parquet` file or
+            glob of texts (labels, if any, are not read). None: the run's data.
+        corpus_field: the text column/field of the `corpus` (files, or a data source);
+            None: 'sentence', else 'text'.
+        data: verification data (its validation split; a path or a `DataSource`);
+            None: the run's data.
         verify_size: validation texts to verify on (a seeded, stratified draw);
             None: all of the validation split.
         min_agreement: refuse below this share of predictions equal to the untrimmed model's.
@@ -106,7 +110,8 @@ class TrimConfig:
     """
 
     corpus: str | None = None
-    data: str | None = None
+    corpus_field: str | None = None
+    data: str | DataSource | None = None
     verify_size: int | None = None
     min_agreement: float = 0.995
     unchanged_tolerance: float = 1e-3
@@ -128,8 +133,11 @@ class TrimConfig:
             raise ConfigError(f"--batch-size must be positive, got {self.batch_size}.")
         for name in ("corpus", "data"):
             value = getattr(self, name)
-            if value is not None and not str(value).strip():
+            if value is not None and not isinstance(value, DataSource) and not str(value).strip():
                 raise ConfigError(f"--{name} must not be empty; leave it out to use the run's data.")
+        if self.corpus_field is not None and (self.corpus is None or not self.corpus_field.strip()):
+            raise ConfigError("--corpus-field names the text column of --corpus: pass --corpus too, and a "
+                              f"non-empty name (got {self.corpus_field!r}).")
 
 
 @dataclass
@@ -391,35 +399,24 @@ def wrap_tokenizer(source_tokenizer: Any, tokenizer: Any) -> Any:
 # --------------------------------------------------------------------------- choosing tokens
 
 
-def _read_text_file(path: Path) -> list[str]:
-    from ..inputs import read_records
-
-    with path.open("rb") as fh:
-        records = list(read_records(fh, path.name))
-    bad = [r for r in records if r.error is not None]
-    if bad:
-        logger.warning("%s: %d unusable line(s) skipped (first: %s)", path, len(bad), bad[0].error)
-    texts = [r.text for r in records if r.error is None]
-    if not texts:
-        raise UserError(f"{path}: no usable texts; --corpus takes a data source or a .txt/.jsonl file of texts.")
-    return texts
-
-
-def corpus_texts(corpus: str | DataSource, held_out: set[str]) -> tuple[list[str], dict[str, Any]]:
+def corpus_texts(corpus: str | DataSource, held_out: set[str],
+                 text_field: str | None = None) -> tuple[list[str], dict[str, Any]]:
     """The texts whose tokens are kept, without any held-out (validation) sentence.
 
     Args:
-        corpus: a data source (a `DataSource`, or a path / hub id; its train split is used) or a
-            `.txt`/`.jsonl` file of texts (a string path).
+        corpus: a data source (a `DataSource`, or a folder / hub id; its train split is used) or a
+            `.txt`/`.jsonl`/`.csv`/`.parquet` file or glob of texts (a string).
         held_out: sentences that must not choose tokens (validation splits).
+        text_field: the text column of a string `corpus` (`--corpus-field`); None: 'sentence', else 'text'.
     """
     from ..data import load_tnews
+    from ..scoring.io import names_text_files, read_texts
 
-    path = Path(corpus.path if isinstance(corpus, DataSource) else corpus).expanduser()
-    if not isinstance(corpus, DataSource) and path.is_file() and path.suffix.lower() in (".txt", ".jsonl"):
-        texts, split, dataset = _read_text_file(path), None, None
+    if not isinstance(corpus, DataSource) and names_text_files(corpus):
+        texts, split = read_texts(corpus, text_field, option="--corpus-field"), None
     else:
-        dataset = load_tnews(corpus)
+        source = corpus if isinstance(corpus, DataSource) else DataSource(str(corpus), text_field=text_field)
+        dataset = load_tnews(source)
         if "train" not in dataset:
             raise UserError(f"{corpus}: has no train split to take the corpus from.")
         texts, split = list(dataset["train"]["sentence"]), "train"
@@ -428,6 +425,8 @@ def corpus_texts(corpus: str | DataSource, held_out: set[str]) -> tuple[list[str
     kept = [t for t in texts if t not in held_out]
     info = {"source": str(corpus), "split": split, "sentences": len(kept),
             "excluded_as_validation_sentences": len(texts) - len(kept)}
+    if text_field is not None:
+        info["text_field"] = text_field
     if not kept:
         raise UserError(f"{corpus}: no corpus sentences left once validation sentences are excluded.")
     return kept, info
@@ -649,7 +648,7 @@ def trim_vocab(source: str | Path, output: str | Path, config: TrimConfig = Trim
     verify_texts, verify_labels, validation = _verification_texts(data, config.verify_size, seed, stratify)
     eval_texts, eval_labels, eval_origin = evaluation_set(resolved, ExportConfig(data=config.data))
     # Every validation sentence is held out: the run's evaluation and selection sets come from there.
-    corpus, corpus_info = corpus_texts(corpus_source, validation | set(eval_texts))
+    corpus, corpus_info = corpus_texts(corpus_source, validation | set(eval_texts), config.corpus_field)
 
     source_tokenizer = AutoTokenizer.from_pretrained(resolved.checkpoint)
     if not source_tokenizer.is_fast:

@@ -2,6 +2,8 @@
 
 * `find_inputs`: files, folders (searched recursively) and glob patterns -> the `.jsonl`, `.parquet`,
   `.csv` and `.txt` files to score, in a stable order.
+* `read_texts`: the usable texts of files or a glob, whole, for commands that take a file of texts
+  (`trim-vocab --corpus`, `distill --unlabeled`); `names_text_files` tells such a file from a data source.
 * `read_chunks`: one file as Arrow tables of at most `chunk_rows` rows (`source`, `id`, `text`, `error`),
   read as a stream (bounded memory for any file size). The bad-row contract of `predict`: a row whose text
   is missing, not a string, empty, not valid UTF-8 or holds a lone surrogate (or a JSON line that cannot be
@@ -73,7 +75,7 @@ def _visible(path: Path, root: Path) -> bool:
 def _supported(path: Path, given: str) -> InputFile:
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
-        raise DataError(f"{given}: cannot score a '{path.suffix or 'suffix-less'}' file; inputs are "
+        raise DataError(f"{given}: cannot read a '{path.suffix or 'suffix-less'}' file; inputs are "
                         f"{', '.join(sorted(set(SUFFIXES)))} files (or folders/globs of them).")
     return InputFile(path, fmt)
 
@@ -203,12 +205,12 @@ def _read_lines(item: InputFile, text_field: str | None, chunk_rows: int) -> Ite
         yield chunk.table()
 
 
-def _pick_field(columns: Sequence[str], text_field: str | None, path: Path) -> str:
+def _pick_field(columns: Sequence[str], text_field: str | None, path: Path, option: str = "--text-field") -> str:
     names = (text_field,) if text_field else TEXT_FIELDS
     name = next((n for n in names if n in columns), None)
     if name is None:
         raise DataError(f"{path}: no {' or '.join(repr(n) for n in names)} column (it has: "
-                        f"{', '.join(map(str, columns)) or 'none'}); pass --text-field NAME.")
+                        f"{', '.join(map(str, columns)) or 'none'}); pass {option} NAME.")
     return name
 
 
@@ -241,7 +243,8 @@ def _sliced(batches: Iterator[pa.RecordBatch], chunk_rows: int) -> Iterator[pa.R
             yield batch.slice(start, chunk_rows)
 
 
-def _read_parquet(item: InputFile, text_field: str | None, chunk_rows: int) -> Iterator[pa.Table]:
+def _read_parquet(item: InputFile, text_field: str | None, chunk_rows: int,
+                  option: str = "--text-field") -> Iterator[pa.Table]:
     import pyarrow.parquet as pq
 
     try:
@@ -249,7 +252,7 @@ def _read_parquet(item: InputFile, text_field: str | None, chunk_rows: int) -> I
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{item.path}: cannot be read as Parquet ({exc}).") from exc
     columns = parquet.schema_arrow.names
-    name = _pick_field(columns, text_field, item.path)
+    name = _pick_field(columns, text_field, item.path, option)
     id_name = next((c for c in ID_FIELDS if c in columns and c != name), None)
     wanted = [name] + ([id_name] if id_name else [])
     row = 1
@@ -262,14 +265,15 @@ def _read_parquet(item: InputFile, text_field: str | None, chunk_rows: int) -> I
         raise DataError(f"{item.path}: cannot be read as Parquet after row {row - 1} ({exc}).") from exc
 
 
-def _read_csv(item: InputFile, text_field: str | None, chunk_rows: int) -> Iterator[pa.Table]:
+def _read_csv(item: InputFile, text_field: str | None, chunk_rows: int,
+              option: str = "--text-field") -> Iterator[pa.Table]:
     import pyarrow.csv as pacsv
 
     with item.path.open(encoding="utf-8", errors="replace", newline="") as fh:
         header = next(csv.reader(fh), None)
     if header is None:  # an empty file: no rows
         return
-    name = _pick_field(header, text_field, item.path)
+    name = _pick_field(header, text_field, item.path, option)
     id_name = next((c for c in ID_FIELDS if c in header and c != name), None)
     wanted = [name] + ([id_name] if id_name else [])
     convert = pacsv.ConvertOptions(include_columns=wanted, column_types=dict.fromkeys(wanted, pa.binary()),
@@ -312,13 +316,15 @@ def check_input(item: InputFile, text_field: str | None) -> None:
             _pick_field(header, text_field, item.path)
 
 
-def read_chunks(item: InputFile, text_field: str | None, chunk_rows: int) -> Iterator[pa.Table]:
+def read_chunks(item: InputFile, text_field: str | None, chunk_rows: int,
+                option: str = "--text-field") -> Iterator[pa.Table]:
     """One file's rows as input tables of at most `chunk_rows` rows, in file order, read as a stream.
 
     Args:
         item: the file and its format.
         text_field: the text column/field; None: 'sentence', else 'text'.
         chunk_rows: most rows per table.
+        option: the command-line flag that names the text column, for the error that asks for it.
 
     Raises:
         DataError: a Parquet/CSV file without the text column, or one that cannot be parsed at all (bad rows of
@@ -327,8 +333,56 @@ def read_chunks(item: InputFile, text_field: str | None, chunk_rows: int) -> Ite
     if item.fmt in ("jsonl", "txt"):
         return _read_lines(item, text_field, chunk_rows)
     if item.fmt == "parquet":
-        return _read_parquet(item, text_field, chunk_rows)
-    return _read_csv(item, text_field, chunk_rows)
+        return _read_parquet(item, text_field, chunk_rows, option)
+    return _read_csv(item, text_field, chunk_rows, option)
+
+
+def names_text_files(source: str) -> bool:
+    """Whether `source` names files of texts (`read_texts`) rather than a data source.
+
+    True for an existing .jsonl/.parquet/.csv/.txt file and for a glob pattern that matches no folder;
+    False for a folder, a hub id or a path of another kind (those are data sources: `load_data`).
+    """
+    path = Path(source).expanduser()
+    if path.exists():
+        return path.is_file() and path.suffix.lower() in SUFFIXES
+    return glob.has_magic(source)
+
+
+def read_texts(source: str, text_field: str | None = None, option: str = "--text-field",
+               chunk_rows: int = 10_000) -> list[str]:
+    """The usable texts of a file, folder or glob of .jsonl/.parquet/.csv/.txt files, in order.
+
+    Unusable rows (empty, not UTF-8, no text field, ...) are skipped with one warning that counts them and
+    names the first.
+
+    Args:
+        source: as `find_inputs` takes one pattern.
+        text_field: the column/field holding the text; None: 'sentence', else 'text' (a .txt file: each line).
+        option: the command-line flag that sets `text_field`, named when a table lacks the column.
+        chunk_rows: rows read at a time.
+
+    Raises:
+        DataError: no such file, a file of another kind, a table without the text column, or no usable text.
+    """
+    texts: list[str] = []
+    skipped, first_error = 0, None
+    for item in find_inputs([source]):
+        for table in read_chunks(item, text_field, chunk_rows, option):
+            for text, error in zip(table.column("text").to_pylist(), table.column("error").to_pylist()):
+                if error is None:
+                    texts.append(text)
+                else:
+                    skipped += 1
+                    first_error = first_error or f"{item.name}, {error}"
+    if not texts:
+        raise DataError(f"{source}: no usable text in it" + (f" (first problem: {first_error})" if first_error
+                                                               else " (it is empty)")
+                        + f"; texts are lines of a .txt file, or a field/column named by {option} (default "
+                          "'sentence', else 'text') of .jsonl/.csv/.parquet files.")
+    if skipped:
+        logger.warning("%s: skipped %d unusable row(s) (first: %s)", source, skipped, first_error)
+    return texts
 
 
 # --------------------------------------------------------------------------- scoring
