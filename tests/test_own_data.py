@@ -55,6 +55,16 @@ def tickets_parquet(tmp_path_factory):
     return path
 
 
+def train_on_tickets(runner, tiny_model, tickets_csv, run, min_steps: int) -> None:
+    """`train` on the tickets CSV through the CLI, its columns named by the data flags."""
+    result = runner.invoke(main, [
+        "train", "--model", str(tiny_model), "--data", str(tickets_csv), "--text-field", "ticket",
+        "--label-field", "category", "--train-size", "140", "--eval-size", "24", "--selection-size", "12",
+        "--min-steps", str(min_steps), "--lr", "2e-3", "--batch-size", "16", "--max-length", "32",
+        "--patience", "0", "--quiet", "--output", str(run)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
 def own_source(path, **kwargs) -> DataSource:
     return DataSource(str(path), **kwargs)
 
@@ -223,12 +233,7 @@ def test_csv_with_string_labels_goes_through_train_export_predict_and_serve(tmp_
     """The CLI end to end: the label set comes from the data, and the service answers with those names."""
     run, export = tmp_path / "run", tmp_path / "export"
     runner = CliRunner()
-    result = runner.invoke(main, [
-        "train", "--model", str(tiny_model), "--data", str(tickets_csv), "--text-field", "ticket",
-        "--label-field", "category", "--train-size", "140", "--eval-size", "24", "--selection-size", "12",
-        "--min-steps", "300", "--lr", "2e-3", "--batch-size", "16", "--max-length", "32", "--patience", "0",
-        "--quiet", "--output", str(run)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    train_on_tickets(runner, tiny_model, tickets_csv, run, min_steps=300)
     recorded = json.loads((run / "run_config.json").read_text(encoding="utf-8"))["data"]
     assert recorded["label_names"] == sorted(TOPICS) and recorded["text_field"] == "ticket"
     model_config = json.loads((run / "checkpoint" / "config.json").read_text(encoding="utf-8"))
@@ -295,12 +300,7 @@ def test_own_text_files_feed_trim_vocab_and_distill(tmp_path, tiny_model, ticket
 
     runner = CliRunner()
     run, trimmed, student = tmp_path / "run", tmp_path / "trimmed", tmp_path / "student"
-    result = runner.invoke(main, [
-        "train", "--model", str(tiny_model), "--data", str(tickets_csv), "--text-field", "ticket",
-        "--label-field", "category", "--train-size", "140", "--eval-size", "24", "--selection-size", "12",
-        "--min-steps", "150", "--lr", "2e-3", "--batch-size", "16", "--max-length", "32", "--patience", "0",
-        "--quiet", "--output", str(run)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    train_on_tickets(runner, tiny_model, tickets_csv, run, min_steps=150)
 
     archive = [text for text, _ in topic_rows(10, seed=8)]
     archive_csv = write_csv(tmp_path / "archive.csv", [(i, text) for i, text in enumerate(archive)] + [(99, "")],
