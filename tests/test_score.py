@@ -21,7 +21,7 @@ from tnews_deploy.cli import main
 from tnews_deploy.errors import ConfigError, DataError
 from tnews_deploy.predictor import Predictor
 from tnews_deploy.scoring import ScoreConfig, score_local
-from tnews_deploy.scoring.io import InputFile, find_inputs, read_chunks
+from tnews_deploy.scoring.io import InputFile, find_inputs, names_text_files, read_chunks, read_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,6 +171,26 @@ def test_find_inputs_folders_globs_and_refusals(tmp_path):
         find_inputs([str(tmp_path / "notes.md")])
     with pytest.raises(DataError, match="matches no"):
         find_inputs([str(tmp_path / "*.tsv")])
+
+
+def test_read_texts_keeps_usable_texts_in_order_and_names_its_flag(tmp_path, caplog):
+    """The reader of `trim-vocab --corpus` and `distill --unlabeled`: texts only, bad rows skipped with one
+    warning, a missing column or a file of nothing usable named with the flag that fixes it."""
+    table = tmp_path / "more.csv"
+    table.write_text("id,body,label\n1,国足备战,x\n2,,y\n3,\"股市, 收盘\",z\n", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        assert read_texts(str(table), "body", "--corpus-field") == ["国足备战", "股市, 收盘"]
+    assert "skipped 1 unusable row" in caplog.text and "row 2" in caplog.text
+    with pytest.raises(DataError, match="pass --corpus-field NAME"):
+        read_texts(str(table), None, "--corpus-field")
+    (tmp_path / "blank.txt").write_text("\n  \n", encoding="utf-8")
+    with pytest.raises(DataError, match="no usable text.*--unlabeled-field"):
+        read_texts(str(tmp_path / "blank.txt"), None, "--unlabeled-field")
+    (tmp_path / "labelled.tsv").write_text("sentence\tlabel\n", encoding="utf-8")
+    assert names_text_files(str(table)) and names_text_files(str(tmp_path / "*.csv"))
+    assert names_text_files(str(tmp_path / "missing.parquet"))  # read as texts, so the error is "no such file"
+    assert not names_text_files(str(tmp_path)) and not names_text_files(str(tmp_path / "labelled.tsv"))
+    assert not names_text_files("clue/tnews")
 
 
 @pytest.mark.parametrize("name", ["a.jsonl", "b.parquet", "c.csv", "d.txt"])

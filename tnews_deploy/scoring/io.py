@@ -338,15 +338,18 @@ def read_chunks(item: InputFile, text_field: str | None, chunk_rows: int,
 
 
 def names_text_files(source: str) -> bool:
-    """Whether `source` names files of texts (`read_texts`) rather than a data source.
+    """Whether `source` names files of texts (`read_texts`) rather than a data source (`load_data`).
 
-    True for an existing .jsonl/.parquet/.csv/.txt file and for a glob pattern that matches no folder;
-    False for a folder, a hub id or a path of another kind (those are data sources: `load_data`).
+    Files of texts: an existing file (but a `.tsv`, which is a labelled table), a glob pattern, or a missing
+    path with a text-file suffix (so that its error is "no such file"). Data sources: a folder, a `.tsv` file,
+    anything else (a hub id).
     """
     path = Path(source).expanduser()
+    if path.is_dir():
+        return False
     if path.exists():
-        return path.is_file() and path.suffix.lower() in SUFFIXES
-    return glob.has_magic(source)
+        return path.suffix.lower() != ".tsv"
+    return glob.has_magic(source) or path.suffix.lower() in SUFFIXES
 
 
 def read_texts(source: str, text_field: str | None = None, option: str = "--text-field",
