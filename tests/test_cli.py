@@ -174,6 +174,20 @@ def test_predict_txt_from_stdin(exported):
     assert [("label" in r, r["line"]) for r in rows] == [(True, 1), (False, 2), (True, 3)]
 
 
+@pytest.mark.parametrize("args", [[], ["-"]])
+def test_predict_reads_piped_texts_without_input_flag(exported, args):
+    """`cat titles.txt | tnews-deploy predict MODEL` and a lone `-` read standard input, as `--input -` does."""
+    result = CliRunner().invoke(main, ["predict", str(exported.output), *args, "--format", "jsonl"],
+                                input="今天新闻\n国足备战\n".encode())
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["line"] for line in result.stdout.splitlines()] == [1, 2]
+    empty = CliRunner().invoke(main, ["predict", str(exported.output), *args], input=b"")
+    if args:  # asked for standard input: an empty one is an empty answer, as with --input -
+        assert empty.exit_code == 0 and empty.stdout == ""
+    else:  # read only because nothing else was given: say so
+        assert empty.exit_code == 2 and "nothing to classify" in empty.output
+
+
 def test_predict_bad_model_dir_is_one_line(tmp_path):
     result = CliRunner().invoke(main, ["predict", str(tmp_path / "none"), "x"])
     assert result.exit_code == 2 and "no such model folder" in result.output

@@ -621,24 +621,30 @@ def predict(model_dir: Path, texts: tuple[str, ...], input_path: str | None, inp
     """Classify texts with an exported model (runtime only: no torch).
 
     \b
-    Texts come as arguments or from --input. A bad line in a file (empty,
-    invalid JSON, bad UTF-8, no text field) gets an "error" record with its
-    line number; the good lines are still predicted, and the command exits 1
-    at the end, saying how many failed.
+    Texts come as arguments, from --input, or piped in (standard input;
+    also read for --input - or a lone -). A bad line in a file (empty,
+    invalid JSON, bad UTF-8, no text field) gets an "error" record with
+    its line number; the good lines are still predicted, and the command
+    exits 1 at the end, saying how many failed.
 
     \b
     Examples:
       tnews-deploy predict exports/int8 "北京大学举行毕业典礼" "国足备战世界杯预选赛"
       tnews-deploy predict exports/int8 --input titles.txt --output predictions.jsonl
-      cat titles.jsonl | tnews-deploy predict exports/int8 --input - --top-k 3
+      cat titles.jsonl | tnews-deploy predict exports/int8 --top-k 3
     """
     from .inputs import read_records, records_from_texts
     from .predictor import Predictor
 
+    if texts == ("-",) and not input_path:  # the usual spelling of "read standard input"
+        texts, input_path = (), "-"
     if texts and input_path:
         raise UserError("give texts as arguments or --input, not both.")
+    piped = not texts and not input_path and not sys.stdin.isatty()
+    if piped:
+        input_path = "-"
     if not texts and not input_path:
-        raise UserError("nothing to classify: pass texts as arguments or --input FILE (- for stdin).")
+        raise UserError("nothing to classify: pass texts as arguments, --input FILE, or pipe texts in.")
     predictor = Predictor(model_dir, threads=threads, batch_size=batch_size)
     if not 1 <= top_k <= len(predictor.labels):
         raise UserError(f"--top-k must be in 1..{len(predictor.labels)}.")
@@ -647,6 +653,8 @@ def predict(model_dir: Path, texts: tuple[str, ...], input_path: str | None, inp
         records = records_from_texts(texts)
     elif input_path == "-":
         records = list(read_records(sys.stdin.buffer, "-", input_format))
+        if not records and piped:
+            raise UserError("nothing to classify: standard input was empty; pass texts as arguments or --input FILE.")
     else:
         path = Path(input_path)
         if not path.is_file():
