@@ -640,7 +640,7 @@ def predict(model_dir: Path, texts: tuple[str, ...], input_path: str | None, inp
         texts, input_path = (), "-"
     if texts and input_path:
         raise UserError("give texts as arguments or --input, not both.")
-    piped = not texts and not input_path and not sys.stdin.isatty()
+    piped = not texts and not input_path and sys.stdin is not None and not sys.stdin.isatty()
     if piped:
         input_path = "-"
     if not texts and not input_path:
