@@ -428,3 +428,30 @@ def test_grid_on_own_data_records_the_source_and_the_class_list(tmp_path, tiny_m
     assert "text-field=ticket" in (tmp_path / "grid" / "results.md").read_text(encoding="utf-8")
     run_config = json.loads((tmp_path / "grid" / "freeze-encoder-60" / "run_config.json").read_text())
     assert run_config["data"]["label_names"] == sorted(TOPICS)
+
+
+def test_the_study_report_of_a_grid_on_own_data_speaks_of_its_classes(tmp_path, tiny_model):
+    """`report` on another task: its own class count and rarest class, no TNEWS study figures or CLUE scores."""
+    rows = [row for row in topic_rows(60, seed=12) if row[1] != "returns"]
+    rows += [row for row in topic_rows(24, seed=13) if row[1] == "returns"]  # the rare class
+    data = write_csv(tmp_path / "tickets.csv", rows)
+    common = ["--model", str(tiny_model), "--data", str(data), "--text-field", "ticket", "--label-field", "category",
+              "--variants", "full", "--seeds", "42,7", "--validation-fraction", "0.4", "--eval-size", "30",
+              "--selection-size", "12",
+              "--min-steps", "20", "--batch-size", "16", "--max-length", "32", "--quiet"]
+    runner = CliRunner()
+    for args in (["--train-sizes", "30,60", "--output", str(tmp_path / "grid")],
+                 ["--train-sizes", "60", "--class-weight", "balanced", "--output", str(tmp_path / "weighted")]):
+        result = runner.invoke(main, ["grid", *common, *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    report = tmp_path / "report.md"
+    result = runner.invoke(main, ["report", str(tmp_path / "grid"), "--extra", str(tmp_path / "weighted"),
+                                  "--draws", "100", "--output", str(report)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    text = report.read_text(encoding="utf-8")
+    assert text.startswith("# Study report: 3 classes") and "## The cells" in text and "## Table 2" not in text
+    assert "3-class head for this task" in text and "to 3 logits" in text
+    assert "the F1 of `returns`, the rarest class" in text and "| returns F1 unweighted → weighted |" in text
+    assert "TNEWS" not in text and "news_" not in text and "CLUE" not in text
+    for heading in ("## 1.", "## 2.", "## 3.", "## 4. From 30 to 60 sentences", "## 5.", "## Class weighting"):
+        assert heading in text
