@@ -262,6 +262,7 @@ def test_csv_with_string_labels_goes_through_train_export_predict_and_serve(tmp_
         body = client.post("/v1/classify", json={"texts": keyword_texts, "top_k": 3}).json()
         assert {p["label"] for ranked in body["predictions"] for p in ranked} == set(TOPICS)
         assert client.get("/v1/model").json()["labels"] == sorted(TOPICS)
+        assert client.get("/openapi.json").json()["info"]["description"].startswith("Text classification into 3 ")
         assert client.post("/v1/classify", json={"texts": ["新闻"], "top_k": 4}).status_code == 422
 
 

@@ -56,6 +56,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..inputs import SURROGATE_MESSAGE, format_positions, invalid_positions
+from ..labels import TNEWS_LABEL_NAMES
 from ..predictor import Predictor
 from .config import ServiceConfig
 from .metrics import MULTIPROC_ENV, ObserveRequests, ServiceMetrics
@@ -329,8 +330,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
                 await batcher.stop()
             metrics.process_exited()
 
+    task = ("Chinese news-title classification (CLUE TNEWS)" if tuple(predictor.labels) == TNEWS_LABEL_NAMES
+            else f"Text classification into {num_labels} classes")
     app = FastAPI(title="tnews-deploy", version=__version__, lifespan=lifespan,
-                  description="Chinese news-title classification (CLUE TNEWS) with a verified ONNX model.\n\n"
+                  description=f"{task} with a verified ONNX model (`{summary['name']}`).\n\n"
                               "Every error has the body `{\"error\": {\"code\", \"message\", \"positions\"?}}`; "
                               "an unknown path gets 404 `not_found`, a wrong method 405 `method_not_allowed` "
                               "with an `Allow` header.")
