@@ -11,9 +11,9 @@
 3. builds the transfer set: the labeled subset plus unlabeled texts (by default
    the training split of the teacher's data; or `--unlabeled`, a data folder or
    a `.txt`/`.jsonl`/`.csv`/`.parquet` file or glob of texts), minus every
-   sentence of the evaluation set
-   and the selection slice, deduplicated. Only the text of an unlabeled example
-   is read: its label, if it has one, is never looked at;
+   sentence of the evaluation set and the selection slice, deduplicated. Only
+   the text of an unlabeled example is read: its label, if it has one, is never
+   looked at;
 4. computes the teacher's logits on the transfer set once, through an fp32 ONNX
    export of the teacher and the runtime `Predictor` (1.8x faster than PyTorch
    on this CPU, see docs/compression.md; the export is verified against PyTorch first),
