@@ -399,8 +399,8 @@ def wrap_tokenizer(source_tokenizer: Any, tokenizer: Any) -> Any:
 # --------------------------------------------------------------------------- choosing tokens
 
 
-def corpus_texts(corpus: str | DataSource, held_out: set[str],
-                 text_field: str | None = None) -> tuple[list[str], dict[str, Any]]:
+def corpus_texts(corpus: str | DataSource, held_out: set[str], text_field: str | None = None,
+                 dataset: Any = None) -> tuple[list[str], dict[str, Any]]:
     """The texts whose tokens are kept, without any held-out (validation) sentence.
 
     Args:
@@ -408,6 +408,7 @@ def corpus_texts(corpus: str | DataSource, held_out: set[str],
             `.txt`/`.jsonl`/`.csv`/`.parquet` file or glob of texts (a string).
         held_out: sentences that must not choose tokens (validation splits).
         text_field: the text column of a string `corpus` (`--corpus-field`); None: 'sentence', else 'text'.
+        dataset: a `DataSource` corpus already loaded by the caller, so that it is not read twice.
     """
     from ..data import load_tnews
     from ..scoring.io import names_text_files, read_texts
@@ -416,7 +417,7 @@ def corpus_texts(corpus: str | DataSource, held_out: set[str],
         texts, split = read_texts(corpus, text_field, option="--corpus-field"), None
     else:
         source = corpus if isinstance(corpus, DataSource) else DataSource(str(corpus), text_field=text_field)
-        dataset = load_tnews(source)
+        dataset = dataset if dataset is not None and isinstance(corpus, DataSource) else load_tnews(source)
         if "train" not in dataset:
             raise UserError(f"{corpus}: has no train split to take the corpus from.")
         texts, split = list(dataset["train"]["sentence"]), "train"
@@ -580,12 +581,12 @@ def apply_gate(report: TrimReport, config: TrimConfig) -> TrimReport:
 
 
 def _verification_texts(
-    data: DataSource, size: int | None, seed: int, stratify: bool
+    dataset: Any, data: DataSource, size: int | None, seed: int, stratify: bool
 ) -> tuple[list[str], np.ndarray, set[str]]:
-    """(texts, labels) to verify on, drawn from the validation split of `data`, and all its sentences."""
-    from ..data import evaluation_split, load_tnews
+    """(texts, labels) to verify on, drawn from the validation split of `dataset` (`data`, loaded), and all its
+    sentences."""
+    from ..data import evaluation_split
 
-    dataset = load_tnews(data)
     validation = dataset["validation"]
     if size is not None and size > len(validation):
         raise ConfigError(f"--verify-size {size} is larger than the {len(validation):,} validation texts of {data}.")
@@ -624,6 +625,7 @@ def trim_vocab(source: str | Path, output: str | Path, config: TrimConfig = Trim
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from ..data import load_tnews
     from ..export.verify import pytorch_logits
     from ..training.metrics import classification_metrics
 
@@ -645,10 +647,12 @@ def trim_vocab(source: str | Path, output: str | Path, config: TrimConfig = Trim
     logger.info("source: %s", resolved.describe())
     started = time.perf_counter()
 
-    verify_texts, verify_labels, validation = _verification_texts(data, config.verify_size, seed, stratify)
-    eval_texts, eval_labels, eval_origin = evaluation_set(resolved, ExportConfig(data=config.data))
+    dataset = load_tnews(data)
+    verify_texts, verify_labels, validation = _verification_texts(dataset, data, config.verify_size, seed, stratify)
+    eval_texts, eval_labels, eval_origin = evaluation_set(resolved, ExportConfig(data=config.data), dataset)
     # Every validation sentence is held out: the run's evaluation and selection sets come from there.
-    corpus, corpus_info = corpus_texts(corpus_source, validation | set(eval_texts), config.corpus_field)
+    corpus, corpus_info = corpus_texts(corpus_source, validation | set(eval_texts), config.corpus_field,
+                                       dataset if corpus_source == data else None)
 
     source_tokenizer = AutoTokenizer.from_pretrained(resolved.checkpoint)
     if not source_tokenizer.is_fast:

@@ -117,8 +117,15 @@ class ExportResult:
 # --------------------------------------------------------------------------- data
 
 
-def evaluation_set(source: ExportSource, config: ExportConfig) -> tuple[list[str], np.ndarray, dict[str, Any]]:
-    """The evaluation sentences and labels the export is verified on, and where they came from."""
+def evaluation_set(source: ExportSource, config: ExportConfig,
+                   dataset: Any = None) -> tuple[list[str], np.ndarray, dict[str, Any]]:
+    """The evaluation sentences and labels the export is verified on, and where they came from.
+
+    Args:
+        source: the resolved checkpoint and its run files.
+        config: `data` / `eval_size` overrides (None: the run's).
+        dataset: that data already loaded by the caller (`load_tnews`), so that it is not read twice.
+    """
     from ..data import check_label_names, evaluation_split, load_tnews
 
     run = source.run_config or {}
@@ -132,7 +139,7 @@ def evaluation_set(source: ExportSource, config: ExportConfig) -> tuple[list[str
     eval_size = config.eval_size or int(run.get("eval_size", TrainConfig.eval_size))
     seed, stratify = int(run.get("seed", TrainConfig.seed)), bool(run.get("stratify", TrainConfig.stratify))
     try:
-        dataset = load_tnews(data)
+        dataset = dataset if dataset is not None else load_tnews(data)
     except UserError as exc:
         if config.data is None:
             raise UserError(f"the run was evaluated on {str(data)!r}, which cannot be loaded here ({exc}); "
