@@ -704,7 +704,7 @@ def make_splits(dsd: DatasetDict, config: SplitConfig = SplitConfig()) -> TnewsS
         if size > len(pool):
             raise ConfigError(
                 f"train size {size} is larger than the {len(pool)} training sentences available; "
-                "lower --train-size."
+                "lower --train-size (grid: --train-sizes)."
             )
         picked = pool[_sample_indices(train_labels, size, subset_seed, config.stratify)]
         subsets[size] = train.select(np.sort(picked))
