@@ -488,8 +488,19 @@ def grid(variants: tuple[str, ...], train_sizes: tuple[int | str, ...], seeds: t
 def report(grid_dir: Path, output: Path, extras: tuple[Path, ...], draws: int) -> None:
     """The study report of a grid: the study's Table 2 beside ours, its five questions answered from data.
 
-    Everything is computed from the run folders (metrics, saved evaluation predictions), so
-    regenerating the report is this one command.
+    Everything is computed from the run folders (metrics, saved evaluation
+    predictions), so regenerating the report is this one command. Cells are
+    means over seeds with 95 % bootstrap intervals; two cells are called
+    indistinguishable when the interval of their paired difference holds 0.
+    On other data than TNEWS the same questions are answered for its classes,
+    without the study's and CLUE's TNEWS figures.
+
+    \b
+    Example:
+      tnews-deploy grid --model $E5 --data $DATA --seeds 42,7,13 --output runs/grid
+      tnews-deploy grid --model $E5 --data $DATA --seeds 42,7,13 --preset paper \\
+          --variants freeze-encoder --train-sizes 1000 --output runs/paper
+      tnews-deploy report runs/grid --extra runs/paper --output runs/grid/report.md
     """
     from .training.study import write_study_report
 
