@@ -472,7 +472,9 @@ class StudyReport:
 
         fig, ax = plt.subplots(figsize=(7, 4.5))
         drawn = False
-        for variant in dict.fromkeys(c.variant for c in self.main):
+        variants = list(dict.fromkeys(c.variant for c in self.main))
+        for index, variant in enumerate(variants):
+            dodge = 1 + 0.04 * (index - (len(variants) - 1) / 2)  # side by side at one size, not on top
             points = []
             for cell in self.main:
                 if cell.variant != variant:
@@ -482,7 +484,7 @@ class StudyReport:
                     continue
                 ci = self.cells.interval(cell)
                 mean = float(np.mean(cell.values("macro_f1")))
-                points.append((n, mean, (mean - ci.low, ci.high - mean) if ci else (0.0, 0.0)))
+                points.append((n * dodge, mean, (mean - ci.low, ci.high - mean) if ci else (0.0, 0.0)))
             if not points:
                 continue
             points.sort()
@@ -494,6 +496,9 @@ class StudyReport:
             plt.close(fig)
             return None
         ax.set_xscale("log")
+        sizes = sorted({c.train_size for c in self.main if isinstance(c.train_size, int)})
+        ax.set_xticks(sizes, [f"{n:,}" for n in sizes])  # the grid's sizes, not powers of ten
+        ax.minorticks_off()
         ax.set_xlabel("training sentences")
         ax.set_ylabel("macro-F1 on the evaluation set")
         ax.set_title("Learning curve: mean over seeds, 95 % bootstrap intervals")
