@@ -313,18 +313,21 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
         slot = x + i * width - 0.4
         color = colors[i % len(colors)]
         for j, (metric, hatch) in enumerate((("macro_f1", None), ("micro_f1", "//"))):
-            values, errors = [], [[], []]
-            for n in sizes:
+            positions, values, errors = [], [], [[], []]
+            for k, n in enumerate(sizes):
                 cell = by_key.get((variant, n))
-                mean = cell[f"{metric}_mean"] if cell else 0.0
-                ci = cell.get(f"{metric}_ci") if cell else None
-                low, high = (mean - ci[0], ci[1] - mean) if ci else ((cell[f"{metric}_std"],) * 2 if cell else (0, 0))
+                if cell is None:  # not trained (yet): no bar, rather than one at 0
+                    continue
+                mean = cell[f"{metric}_mean"]
+                ci = cell.get(f"{metric}_ci")
+                low, high = (mean - ci[0], ci[1] - mean) if ci else (cell[f"{metric}_std"],) * 2
+                positions.append(slot[k] + (j + 0.5) * width / 2)
                 values.append(mean)
                 errors[0].append(max(low, 0.0))
                 errors[1].append(max(high, 0.0))
-            bars = ax.bar(slot + (j + 0.5) * width / 2, values, width / 2, color=color, hatch=hatch,
-                          edgecolor="white" if hatch else None, label=variant if j == 0 else None,
-                          yerr=errors, capsize=2, error_kw={"elinewidth": 0.8})
+            bars = ax.bar(positions, values, width / 2, color=color, hatch=hatch,
+                          edgecolor="white" if hatch else None, yerr=errors if values else None, capsize=2,
+                          error_kw={"elinewidth": 0.8})
             ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
     ax.set_xticks(x, [f"{_size(n)} sentences" for n in sizes])
     ax.set_ylabel("F1 on the evaluation set (mean over seeds)")
@@ -338,7 +341,9 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
     extra = f", class weight {weighted}" if weighted != "none" else ""
     ax.set_title(f"{data_name}: {model}, preset {results['preset']}{extra}, {seeds} seed(s); "
                  "bars: 95 % bootstrap interval", fontsize=10)
-    handles, labels = ax.get_legend_handles_labels()
+    trained = {c["variant"] for c in results["cells"]}
+    handles = [Patch(facecolor=colors[i % len(colors)], label=v if v in trained else f"{v} (not trained yet)")
+               for i, v in enumerate(variants)]
     handles += [Patch(facecolor="#999999", label="macro-F1"),
                 Patch(facecolor="#999999", hatch="//", edgecolor="white", label="micro-F1")]
     ax.legend(handles=handles, fontsize=8)
