@@ -16,6 +16,7 @@ never filled in.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..labels import TNEWS_LABEL_NAMES
-from ..runfiles import GRID_RESULTS_JSON, is_finished, read_json
+from ..runfiles import GRID_RESULTS_JSON, is_finished, read_json, write_text_atomic
 from .cells import Cell, Cells, Run, load_run
 from .grid import identity_text
 from .stats import Interval
@@ -510,7 +511,12 @@ class StudyReport:
         return path
 
     def render(self, output: Path) -> str:
-        figure = self.plot_learning_curve(output.with_name(f"{output.stem}-learning-curve.png"))
+        figure_path = output.with_name(f"{output.stem}-learning-curve.png")
+        partial = output.with_name(f".{figure_path.name}.{os.getpid()}.png")  # replaced whole: workers may race
+        figure = self.plot_learning_curve(partial)
+        if figure is not None:
+            os.replace(partial, figure_path)
+            figure = figure_path
         lines = [*self.header(), *self.table2(), *self.q1_new_head(), *self.q2_best(), *self.q3_macro_micro(),
                  *self.q4_learning_curve(figure), *self.q5_freeze(), *self.class_weights(), *self.full_data()]
         return "\n".join(lines) + "\n"
@@ -529,6 +535,6 @@ def write_study_report(grid: Path, output: Path, extras: list[Path] | tuple[Path
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     report = StudyReport(grid, extras, draws=draws)
-    output.write_text(report.render(output), encoding="utf-8")
+    write_text_atomic(output, report.render(output))
     logger.info("wrote %s", output)
     return output
