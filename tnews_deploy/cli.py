@@ -1061,8 +1061,10 @@ def distill(teacher: Path, output: Path, quiet: bool, **kwargs: Any) -> None:
     The folder is a normal run folder: `tnews-deploy export OUTPUT` takes it.
 
     \b
-    Example:
+    Examples:
       tnews-deploy distill runs/e5-fe-5000 --layers 6 --output runs/distill/e5-L6
+      tnews-deploy distill runs/tickets-trimmed --layers 4 --unlabeled archive.parquet \\
+          --unlabeled-field body --output runs/tickets-L4
     """
     import logging
 
