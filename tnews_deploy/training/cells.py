@@ -186,10 +186,11 @@ class Cells:
             values = cell.values(key)
             if values:
                 mean, std = mean_std(values)
-                out[f"{key}_mean"], out[f"{key}_std"] = round(mean, 4), round(std, 4)
+                # 6 places: the tables round to 3, and a value rounded twice could differ from the report's
+                out[f"{key}_mean"], out[f"{key}_std"] = round(mean, 6), round(std, 6)
         for metric, name in (("macro_f1", "macro_f1_ci"), ("accuracy", "micro_f1_ci")):
             ci = self.interval(cell, metric)
-            out[name] = [round(ci.low, 4), round(ci.high, 4)] if ci else None
+            out[name] = [round(ci.low, 6), round(ci.high, 6)] if ci else None
         out["trainable_parameters"] = cell.runs[0].metrics.get("trainable_parameters")
         out["train_examples"] = cell.runs[0].metrics.get("train_examples", cell.train_size)
         return out
