@@ -383,6 +383,7 @@ def teacher_logits(
     *,
     threads: int | None = None,
     quiet: bool = False,
+    dataset: Any = None,
 ):
     """The teacher's logits on `texts` (float32, (len(texts), classes)), cached in `run_dir` and the user cache.
 
@@ -398,6 +399,7 @@ def teacher_logits(
         run_dir: the run folder (cache and export live there).
         threads: onnxruntime threads; default: torch's thread count (follows OMP_NUM_THREADS).
         quiet: no progress bar.
+        dataset: the teacher's data already loaded (`load_tnews`), for the export's verification.
 
     Returns:
         (logits, info): info says whether the cache was used and how long computing took.
@@ -428,7 +430,7 @@ def teacher_logits(
             or manifest.get("max_length") != max_length):  # none yet, or one of another teacher
         shutil.rmtree(export_dir, ignore_errors=True)
         logger.info("exporting the teacher to fp32 ONNX (verified against PyTorch) for its logits ...")
-        export_model(teacher_source, export_dir, ExportConfig(max_length=max_length))
+        export_model(teacher_source, export_dir, ExportConfig(max_length=max_length), dataset=dataset)
     if threads is None:
         import torch
 
@@ -593,7 +595,7 @@ def distill_model(config: DistillConfig, output: str | Path, *, quiet: bool = Fa
                 "are in the evaluation set or selection slice, repeated, or empty)",
                 len(texts), n_labeled, len(texts) - n_labeled, len(unlabeled))
     logits, logits_info = teacher_logits(config.teacher, teacher.checkpoint, texts, settings["max_length"], run_dir,
-                                         quiet=quiet)
+                                         quiet=quiet, dataset=dataset)
     if logits.shape[1] != len(splits.label_names):
         raise ConfigError(f"the teacher has {logits.shape[1]} classes but the data has {len(splits.label_names)}.")
 

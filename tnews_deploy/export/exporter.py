@@ -254,6 +254,8 @@ def export_model(
     source: str | Path,
     output: str | Path,
     config: ExportConfig = ExportConfig(),
+    *,
+    dataset: Any = None,
 ) -> ExportResult:
     """Export, verify and (only if accepted) write OUTPUT atomically; progress goes to this module's logger.
 
@@ -263,6 +265,8 @@ def export_model(
         output: the folder to create; it appears only when the export is accepted.
         config: optimisation, quantisation, verification data and the gate (defaults: plain fp32,
             verified on the run's own evaluation set).
+        dataset: the verification data (`config.data`, else the run's) already loaded by the caller
+            (`load_tnews`), so that it is not read twice.
 
     Returns:
         The folder, the resolved source, the manifest written and the parity report.
@@ -277,7 +281,7 @@ def export_model(
     if output.exists() and not config.force:
         raise UserError(f"{output}: already exists. Choose another --output or pass --force to replace it.")
     logger.info("source: %s", resolved.describe())
-    texts, labels, origin = evaluation_set(resolved, config)
+    texts, labels, origin = evaluation_set(resolved, config, dataset)
     run = resolved.run_config or {}
     max_length = int(config.max_length or run.get("max_length") or TrainConfig.max_length)
 
