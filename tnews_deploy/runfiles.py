@@ -39,11 +39,17 @@ def write_json_atomic(path: Path, data: Any, indent: int | None = 2) -> None:
     write_text_atomic(path, json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` (UTF-8) so that readers see the old file or the new one, never half; the temporary file is
-    per process, so that several writers of one file (grid workers) never clash."""
+def partial_path(path: Path, suffix: str = ".tmp") -> Path:
+    """Where to write `path` before `os.replace` puts it in place: hidden and per process, so that several
+    writers of one file (grid workers) never clash. `suffix`: `path.suffix` for writers that go by it
+    (matplotlib)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return path.with_name(f".{path.name}.{os.getpid()}{suffix}")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) so that readers see the old file or the new one, never half (`partial_path`)."""
+    tmp = partial_path(path)
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 

@@ -417,7 +417,7 @@ def corpus_texts(corpus: str | DataSource, held_out: set[str], text_field: str |
         texts, split = read_texts(corpus, text_field, option="--corpus-field"), None
     else:
         source = corpus if isinstance(corpus, DataSource) else DataSource(str(corpus), text_field=text_field)
-        dataset = dataset if dataset is not None and isinstance(corpus, DataSource) else load_tnews(source)
+        dataset = dataset if dataset is not None else load_tnews(source)
         if "train" not in dataset:
             raise UserError(f"{corpus}: has no train split to take the corpus from.")
         texts, split = list(dataset["train"]["sentence"]), "train"

@@ -34,6 +34,7 @@ from ..runfiles import (
     GRID_RESULTS_MD,
     GRID_RESULTS_PNG,
     is_finished,
+    partial_path,
     read_json,
     source_identity,
     write_json_atomic,
@@ -199,7 +200,7 @@ def write_report(config: GridConfig, output: Path, wall_seconds: float,
     write_json_atomic(output / GRID_RESULTS_JSON, results)
     write_text_atomic(output / GRID_RESULTS_MD, render_markdown(results))
     if rows:
-        partial = output / f".{GRID_RESULTS_PNG}.{os.getpid()}.png"
+        partial = partial_path(output / GRID_RESULTS_PNG, ".png")
         plot_results(results, partial)
         os.replace(partial, output / GRID_RESULTS_PNG)
     return results

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..labels import TNEWS_LABEL_NAMES
-from ..runfiles import GRID_RESULTS_JSON, is_finished, read_json, write_text_atomic
+from ..runfiles import GRID_RESULTS_JSON, is_finished, partial_path, read_json, write_text_atomic
 from .cells import Cell, Cells, Run, load_run
 from .grid import identity_text
 from .stats import Interval
@@ -512,7 +512,7 @@ class StudyReport:
 
     def render(self, output: Path) -> str:
         figure_path = output.with_name(f"{output.stem}-learning-curve.png")
-        partial = output.with_name(f".{figure_path.name}.{os.getpid()}.png")  # replaced whole: workers may race
+        partial = partial_path(figure_path, ".png")  # replaced whole: two workers may write the report at once
         figure = self.plot_learning_curve(partial)
         if figure is not None:
             os.replace(partial, figure_path)
