@@ -233,6 +233,22 @@ def test_report_builds_from_a_tiny_grid_and_answers_the_five_questions(tiny_stud
     assert again.read_text().replace("again-learning", "report-learning") == text  # regenerated: the same
 
 
+def test_report_regenerates_from_results_kept_without_checkpoints(tiny_study, tmp_path):
+    """What `docs/` keeps of a study (configs, metrics, predictions; no weights) gives the same report."""
+    import shutil
+
+    from tnews_deploy.training.study import write_study_report
+
+    root, _ = tiny_study
+    kept = tmp_path / "kept"
+    for name in ("grid", "paper"):
+        shutil.copytree(root / name, kept / name, ignore=shutil.ignore_patterns("checkpoint", "trainer"))
+    assert not list(kept.rglob("*.safetensors"))
+    original = write_study_report(root / "grid", tmp_path / "a" / "report.md", (root / "paper",), draws=100)
+    copy = write_study_report(kept / "grid", tmp_path / "b" / "report.md", (kept / "paper",), draws=100)
+    assert copy.read_text() == original.read_text()
+
+
 def test_report_of_a_folder_without_runs_is_a_clear_error(tmp_path):
     from click.testing import CliRunner
 

@@ -72,6 +72,16 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / METRICS_FILE).is_file() and is_checkpoint(run_dir / CHECKPOINT_DIR)
 
 
+def has_results(run_dir: Path) -> bool:
+    """A run's results are there: its config and its metrics (written last), with or without the checkpoint.
+
+    What reports read. A run kept for its results only (the study's folders in `docs/`, a grid whose
+    checkpoints were deleted to free the disk) has them; a grid would train it again (`is_finished`).
+    """
+    run_dir = Path(run_dir)
+    return (run_dir / METRICS_FILE).is_file() and (run_dir / RUN_CONFIG_FILE).is_file()
+
+
 GENERIC_FOLDER_NAMES = {"hf", "clue", "data", "checkpoint", "model", "models"}
 
 

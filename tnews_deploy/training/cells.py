@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..runfiles import METRICS_FILE, PREDICTIONS_FILE, RUN_CONFIG_FILE, is_finished, read_json
+from ..runfiles import METRICS_FILE, PREDICTIONS_FILE, RUN_CONFIG_FILE, read_json
 from .config import OPERATIONAL_SETTINGS
 from .stats import EvalBootstrap, Interval, interval, mean_std
 
@@ -194,8 +194,3 @@ class Cells:
         out["trainable_parameters"] = cell.runs[0].metrics.get("trainable_parameters")
         out["train_examples"] = cell.runs[0].metrics.get("train_examples", cell.train_size)
         return out
-
-
-def finished_runs(folders: list[Path]) -> list[Run]:
-    """The finished runs among `folders`."""
-    return [load_run(f) for f in folders if is_finished(f)]

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..labels import TNEWS_LABEL_NAMES
-from ..runfiles import GRID_RESULTS_JSON, is_finished, partial_path, read_json, write_text_atomic
+from ..runfiles import GRID_RESULTS_JSON, has_results, partial_path, read_json, write_text_atomic
 from .cells import Cell, Cells, Run, load_run
 from .grid import identity_text
 from .stats import Interval
@@ -45,13 +45,14 @@ STUDY_TABLE2: list[tuple[str, int, float | None, float | None]] = [
 
 
 def folder_runs(folder: Path) -> list[Run]:
-    """The finished runs of a grid folder (its run sub-folders) or of one run folder."""
+    """The finished runs of a grid folder (its run sub-folders) or of one run folder: those with results
+    (`has_results`), so that a copy kept without checkpoints (`docs/`) regenerates its report."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder; give a grid folder (with {GRID_RESULTS_JSON}) or a run folder.")
-    if is_finished(folder):
+    if has_results(folder):
         return [load_run(folder)]
-    runs = [load_run(sub) for sub in sorted(folder.iterdir()) if sub.is_dir() and is_finished(sub)]
+    runs = [load_run(sub) for sub in sorted(folder.iterdir()) if sub.is_dir() and has_results(sub)]
     if not runs:
         raise UserError(f"{folder}: holds no finished run; train the grid (or run) first.")
     return runs
