@@ -489,7 +489,9 @@ def report(grid_dir: Path, output: Path, extras: tuple[Path, ...], draws: int) -
     """The study report of a grid: the study's Table 2 beside ours, its five questions answered from data.
 
     Everything is computed from the run folders (metrics, saved evaluation
-    predictions), so regenerating the report is this one command. Cells are
+    predictions), so regenerating the report is this one command; the weights
+    are not needed, so a copy of the results (docs/study-e5-small) regenerates
+    its report too. Cells are
     means over seeds with 95 % bootstrap intervals; two cells are called
     indistinguishable when the interval of their paired difference holds 0.
     On other data than TNEWS the same questions are answered for its classes,
