@@ -223,6 +223,12 @@ def test_report_builds_from_a_tiny_grid_and_answers_the_five_questions(tiny_stud
     assert "Statistically indistinguishable" in text or "No other cell is statistically indistinguishable" in text
     assert "largest |micro-F1 − accuracy|" in text
     assert "preset paper" in text and "class_weight balanced" in text
+    freeze = text[text.index("## 5."):text.index("**The study's frozen result")]
+    steps = [np.mean([json.loads((root / "grid" / f"{v}-120{s}" / "metrics.json").read_text())["steps"]
+                      for s in ("", "-seed7")]) for v in ("full", "freeze-encoder")]
+    row = next(line for line in freeze.splitlines() if line.startswith("| 120 |"))
+    assert "steps full / frozen" in freeze and f"| {steps[0]:.0f} / {steps[1]:.0f} |" in row  # the cost that
+    # does not depend on what else the machine ran, beside the seconds that do
     full_data = text[text.index("## Full training split"):].split("\n## ")[0]
     assert full_data.count("[") >= 2  # intervals of accuracy (the target's metric) and of macro-F1
     assert (root / "report" / "report-learning-curve.png").read_bytes()[:4] == b"\x89PNG"

@@ -68,6 +68,12 @@ def _pm(cell: Cell, key: str) -> str:
     return f"{mean:.3f} ± {float(np.std(values, ddof=1)):.3f}"
 
 
+def _mean0(cell: Cell, key: str) -> str:
+    """The mean of `key` over the cell's runs, no decimals (— when no run records it)."""
+    values = cell.values(key)
+    return f"{np.mean(values):.0f}" if values else "—"
+
+
 def _ci(ci: Interval | None, digits: int = 3) -> str:
     return f"[{ci.low:.{digits}f}, {ci.high:.{digits}f}]" if ci else "(no predictions saved)"
 
@@ -341,10 +347,12 @@ class StudyReport:
     def q5_freeze(self) -> list[str]:
         lines = ["", "## 5. Freeze or not", "",
                  f"`{STUDY_FROZEN}` − `full` per size (macro-F1 and micro-F1 differences with paired intervals), "
-                 "against what each costs: trainable parameters and training seconds (mean over seeds; the device "
-                 "is in the grid's results).", "",
-                 "| size | Δ macro-F1 | Δ micro-F1 | trainable full / frozen | train s full / frozen |",
-                 "|---|---|---|---|---|"]
+                 "against what each costs: trainable parameters, optimiser steps and training seconds (means over "
+                 "seeds; the device is in the grid's results). Steps and parameters do not depend on what else "
+                 "the machine ran; seconds do.", "",
+                 "| size | Δ macro-F1 | Δ micro-F1 | trainable full / frozen | steps full / frozen "
+                 "| train s full / frozen |",
+                 "|---|---|---|---|---|---|"]
         sizes = sorted({c.train_size for c in self.main}, key=lambda n: (not isinstance(n, int), str(n).zfill(12)))
         if not any(self.cell("full", n) and self.cell(STUDY_FROZEN, n) for n in sizes):
             lines[-2:] = [f"Needs `full` and `{STUDY_FROZEN}` cells of one size in the grid."]
@@ -356,8 +364,8 @@ class StudyReport:
             tz = frozen.runs[0].metrics.get("trainable_parameters") or 0
             lines.append(f"| {_size(n)} | {_diff(self.cells.difference(frozen, full))} | "
                          f"{_diff(self.cells.difference(frozen, full, 'accuracy'))} | "
-                         f"{tf:,} / {tz:,} | {np.mean(full.values('train_seconds')):.0f} / "
-                         f"{np.mean(frozen.values('train_seconds')):.0f} |")
+                         f"{tf:,} / {tz:,} | {_mean0(full, 'steps')} / {_mean0(frozen, 'steps')} | "
+                         f"{_mean0(full, 'train_seconds')} / {_mean0(frozen, 'train_seconds')} |")
         paper = [c for c in self.cells if c.settings.get("preset") == "paper" and c.variant == STUDY_FROZEN]
         lines += ["", ("**The study's frozen result (F1 0.01), measured.** " if self.tnews else "")
                   + "The study's own settings (`--preset paper`: batch 8, lr 1e-5, 30 epochs, no warm-up, the last "
