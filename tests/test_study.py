@@ -69,14 +69,18 @@ def test_bootstrap_matches_a_hand_computation_per_resample():
     boot = EvalBootstrap(labels, 5, draws=50, seed=11)
     cell = boot.cell_samples(seeds_predictions)
 
-    # By hand, following the documented procedure with the same random stream:
-    hand_rng = np.random.default_rng(11)
-    indices = hand_rng.integers(0, 200, size=(50, 200))
-    picks = hand_rng.integers(0, 2, size=(50, 2))
+    # By hand, following the documented procedure: sentences from the seed, seed picks from (seed, seeds in cell)
+    indices = np.random.default_rng(11).integers(0, 200, size=(50, 200))
+    picks = np.random.default_rng([11, 2]).integers(0, 2, size=(50, 2))
     for b in range(50):
         per_seed = [f1_score(labels[indices[b]], p[indices[b]], average="macro", zero_division=0)
                     for p in seeds_predictions]
         assert cell[b] == pytest.approx(np.mean([per_seed[k] for k in picks[b]]))
+    # a cell's samples do not depend on what was scored before it (the grid's results and the report agree)
+    other = EvalBootstrap(labels, 5, draws=50, seed=11)
+    other.cell_samples(seeds_predictions[::-1], "accuracy")
+    other.cell_samples([seeds_predictions[0]] * 3)
+    assert np.array_equal(other.cell_samples(seeds_predictions), cell)
     accuracy = boot.run_samples(seeds_predictions[0], "accuracy")
     assert accuracy[7] == pytest.approx(np.mean(labels[indices[7]] == seeds_predictions[0][indices[7]]))
 

@@ -66,16 +66,18 @@ class EvalBootstrap:
         labels: the gold labels of the evaluation set (class ids), in the order of every run's predictions.
         num_classes: the number of classes.
         draws: bootstrap resamples.
-        seed: seeds the resampling (sentences, then seeds of each cell in the order cells are scored).
+        seed: seeds the resampling: the sentences of each draw, and which of a cell's seeds each draw takes
+            (derived from `seed` and the cell's number of seeds, so a cell's samples do not depend on which
+            other cells were scored before it: the grid's results and the report give it one interval).
     """
 
     def __init__(self, labels: Sequence[int], num_classes: int, draws: int = 1000, seed: int = 0) -> None:
         self.labels = np.asarray(labels, dtype=np.int64)
         self.num_classes = num_classes
         self.draws = draws
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         n = len(self.labels)
-        self.indices = self.rng.integers(0, n, size=(draws, n))  # the resampled sentences of each draw
+        self.indices = np.random.default_rng(seed).integers(0, n, size=(draws, n))  # each draw's sentences
         self.counts = np.zeros((draws, n), dtype=np.float64)  # how often each sentence is drawn
         np.add.at(self.counts, (np.repeat(np.arange(draws), n), self.indices.ravel()), 1.0)
         self.gold = self.counts @ self._one_hot(self.labels)
@@ -105,7 +107,9 @@ class EvalBootstrap:
         k = len(per_run)
         if k == 1:
             return per_run[0]
-        picks = self.rng.integers(0, k, size=(self.draws, k))  # seeds drawn for each resample
+        # Which seeds each draw takes: the same for every cell of k seeds (runs sorted by seed, so two cells
+        # that share their training seeds are paired seed by seed) and for both metrics.
+        picks = np.random.default_rng([self.seed, k]).integers(0, k, size=(self.draws, k))
         return per_run[picks, np.arange(self.draws)[:, None]].mean(axis=1)
 
 
