@@ -135,7 +135,8 @@ class StudyReport:
             "Figures are means over seeds; `± x` is the standard deviation over seeds; `[a, b]` is a 95 % bootstrap "
             f"interval ({self.cells.draws:,} resamples of the evaluation sentences, the seeds resampled too), and for "
             "a difference between two cells the interval of the paired difference (both cells scored on the same "
-            "resamples, their seeds drawn alike: runs of one seed and size share their training sentences). Two cells are statistically indistinguishable when that interval contains 0.",
+            "resamples, their seeds drawn alike: runs of one seed and size share their training sentences). Two "
+            "cells are statistically indistinguishable when that interval contains 0.",
         ]
         if r.get("command"):
             lines += ["", "The grid:", "", "```", r["command"], "```"]
