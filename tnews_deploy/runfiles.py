@@ -13,6 +13,8 @@ import functools
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +49,25 @@ def partial_path(path: Path, suffix: str = ".tmp") -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}{suffix}")
 
 
+@contextmanager
+def replaced_whole(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yields where to write `path` (`partial_path`); when the block ends, what was written there replaces
+    `path` in one step, so readers see the old file or the new one, never half. Nothing written: `path` is
+    left as it was; an error: the partial file is removed."""
+    tmp = partial_path(path, suffix)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if tmp.exists():
+        os.replace(tmp, path)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` (UTF-8) so that readers see the old file or the new one, never half (`partial_path`)."""
-    tmp = partial_path(path)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write `text` (UTF-8) so that readers see the old file or the new one, never half (`replaced_whole`)."""
+    with replaced_whole(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

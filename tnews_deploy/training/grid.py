@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
 import time
 from pathlib import Path
@@ -34,8 +33,8 @@ from ..runfiles import (
     GRID_RESULTS_MD,
     GRID_RESULTS_PNG,
     is_finished,
-    partial_path,
     read_json,
+    replaced_whole,
     source_identity,
     write_json_atomic,
     write_text_atomic,
@@ -200,9 +199,8 @@ def write_report(config: GridConfig, output: Path, wall_seconds: float,
     write_json_atomic(output / GRID_RESULTS_JSON, results)
     write_text_atomic(output / GRID_RESULTS_MD, render_markdown(results))
     if rows:
-        partial = partial_path(output / GRID_RESULTS_PNG, ".png")
-        plot_results(results, partial)
-        os.replace(partial, output / GRID_RESULTS_PNG)
+        with replaced_whole(output / GRID_RESULTS_PNG, ".png") as partial:
+            plot_results(results, partial)
     return results
 
 

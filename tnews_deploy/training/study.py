@@ -16,7 +16,6 @@ never filled in.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..labels import TNEWS_LABEL_NAMES
-from ..runfiles import GRID_RESULTS_JSON, has_results, partial_path, read_json, write_text_atomic
+from ..runfiles import GRID_RESULTS_JSON, has_results, read_json, replaced_whole, write_text_atomic
 from .cells import Cell, Cells, Run, load_run
 from .grid import identity_text
 from .stats import Interval
@@ -522,11 +521,8 @@ class StudyReport:
 
     def render(self, output: Path) -> str:
         figure_path = output.with_name(f"{output.stem}-learning-curve.png")
-        partial = partial_path(figure_path, ".png")  # replaced whole: two workers may write the report at once
-        figure = self.plot_learning_curve(partial)
-        if figure is not None:
-            os.replace(partial, figure_path)
-            figure = figure_path
+        with replaced_whole(figure_path, ".png") as partial:  # two workers may write the report at once
+            figure = figure_path if self.plot_learning_curve(partial) is not None else None
         lines = [*self.header(), *self.table2(), *self.q1_new_head(), *self.q2_best(), *self.q3_macro_micro(),
                  *self.q4_learning_curve(figure), *self.q5_freeze(), *self.class_weights(), *self.full_data()]
         return "\n".join(lines) + "\n"
