@@ -191,8 +191,8 @@ def test_bad_input_battery_over_http(exported):
     with TestClient(create_app(ServiceConfig(model_dir=exported.output))) as client:
         ok = client.post("/v1/classify", json={"texts": BATTERY[1:]})
         assert ok.status_code == 200 and len(ok.json()["predictions"]) == len(BATTERY) - 1
-        assert client.post("/v1/classify", json={"texts": [BATTERY[0]]}).status_code == 413  # 100,000 chars
-        assert client.post("/v1/classify", json={"texts": ["新闻"] * 10_000}).status_code == 413
+        assert client.post("/v1/classify", json={"texts": [BATTERY[0]]}).status_code == 422  # 100,000 chars
+        assert client.post("/v1/classify", json={"texts": ["新闻"] * 10_000}).status_code == 422
         for bad in ([None], [1.5], [["a"]], [{"a": 1}], [""], ["  "]):
             response = client.post("/v1/classify", json={"texts": bad})
             assert response.status_code == 422 and response.json()["error"]["positions"] == [0]

@@ -13,12 +13,14 @@ Endpoints:
 * `GET /openapi.json` -> the API document, built from `schemas` with this app's limits.
 
 Every bad request gets a 4xx with `{"error": {"code", "message"[, "positions"]}}`,
-never a 500: invalid JSON or UTF-8, or JSON nested too deeply (400); a body that
-is not an object, `texts` that is not a list, non-string or empty texts, texts
-with lone UTF-16 surrogates (422, positions named); more than `max_batch` texts or
-a text over `max_chars` characters, or a body over `max_body_bytes` (413, refused
-before the body is read: from its Content-Length, or while a chunked body streams in);
-an unknown path (404) or method (405).
+never a 500: invalid JSON or UTF-8, JSON nested too deeply or an integer of thousands
+of digits (400); a body that is not an object, `texts` that is not a list, non-string
+or empty texts, texts with lone UTF-16 surrogates, more than `max_batch` texts or a
+text over `max_chars` characters (422, as the schema's limits say; positions named);
+a body over `max_body_bytes` (413, refused before the body is read: from its
+Content-Length, or while a chunked body streams in); an unknown path (404, a trailing
+slash included: no redirects) or method (405). A client that leaves before its
+answer is counted and logged as 499, without a traceback.
 `/v1/model` shows the manifest without filesystem paths.
 
 Prediction runs in the thread pool, off the event loop, so slow requests do not
@@ -53,13 +55,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..inputs import SURROGATE_MESSAGE, format_positions, invalid_positions
 from ..labels import TNEWS_LABEL_NAMES
 from ..predictor import Predictor
 from .config import ServiceConfig
-from .metrics import MULTIPROC_ENV, ObserveRequests, ServiceMetrics
+from .metrics import CLIENT_CLOSED, MULTIPROC_ENV, ObserveRequests, ServiceMetrics
 from .schemas import Health, ModelInfo, Ready, add_path_errors, build_schemas
 
 logger = logging.getLogger(__name__)
@@ -105,6 +108,9 @@ def parse_classify_request(raw: bytes, config: ServiceConfig, num_labels: int) -
                        f"request body is not valid JSON ({exc.msg} at position {exc.pos}).") from exc
     except RecursionError as exc:
         raise ApiError(400, "invalid_json", "request body is nested too deeply to be a classify request.") from exc
+    except ValueError as exc:  # an integer over Python's limit on digits (sys.get_int_max_str_digits())
+        raise ApiError(400, "invalid_json", f"request body holds an integer of more than "
+                       f"{sys.get_int_max_str_digits()} digits; no classify request needs one.") from exc
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_body", 'body must be a JSON object like {"texts": ["..."], "top_k": 1}.')
     if "texts" not in body:
@@ -113,7 +119,7 @@ def parse_classify_request(raw: bytes, config: ServiceConfig, num_labels: int) -
     if not isinstance(texts, list):
         raise ApiError(422, "texts_not_a_list", f"'texts' must be a list of strings, got {type(texts).__name__}.")
     if len(texts) > config.max_batch:
-        raise ApiError(413, "too_many_texts", f"{len(texts)} texts; at most {config.max_batch} per request.")
+        raise ApiError(422, "too_many_texts", f"{len(texts)} texts; at most {config.max_batch} per request.")
     bad = invalid_positions(texts)
     if bad.not_strings:
         raise ApiError(422, "text_not_a_string", f"texts must be strings; not a string at position(s) "
@@ -126,7 +132,7 @@ def parse_classify_request(raw: bytes, config: ServiceConfig, num_labels: int) -
                        bad.surrogates)
     too_long = [i for i, t in enumerate(texts) if len(t) > config.max_chars]
     if too_long:
-        raise ApiError(413, "text_too_long", f"text over {config.max_chars} characters at position(s) "
+        raise ApiError(422, "text_too_long", f"text over {config.max_chars} characters at position(s) "
                        f"{format_positions(too_long)}.", too_long)
     if isinstance(top_k, float) and top_k.is_integer():
         top_k = int(top_k)  # JSON has one number type: 3.0 is the integer 3 (as JSON Schema says)
@@ -332,7 +338,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     task = ("Chinese news-title classification (CLUE TNEWS)" if tuple(predictor.labels) == TNEWS_LABEL_NAMES
             else f"Text classification into {num_labels} classes")
-    app = FastAPI(title="tnews-deploy", version=__version__, lifespan=lifespan,
+    # redirect_slashes=False: `/v1/classify/` is a 404 like any unknown path, not a 307 to a Location built from
+    # the client's Host header.
+    app = FastAPI(title="tnews-deploy", version=__version__, lifespan=lifespan, redirect_slashes=False,
                   description=f"{task} with a verified ONNX model (`{summary['name']}`).\n\n"
                               "Every error has the body `{\"error\": {\"code\", \"message\", \"positions\"?}}`; "
                               "an unknown path gets 404 `not_found`, a wrong method 405 `method_not_allowed` "
@@ -357,6 +365,12 @@ def create_app(config: ServiceConfig) -> FastAPI:
                                                                                        str(exc.detail))
         return ApiError(exc.status_code, code, message, headers=dict(exc.headers or {})).response()
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(request: Request, exc: ClientDisconnect) -> Response:
+        # The client closed the connection before its body was read: nobody to answer, nothing went wrong here.
+        # The status goes to the metrics and the access log only (499, as nginx counts it).
+        return Response(status_code=CLIENT_CLOSED)
+
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         # A bug. The server logs the traceback (the exception goes on to it); the client gets the error body.
@@ -367,14 +381,15 @@ def create_app(config: ServiceConfig) -> FastAPI:
     @app.post("/v1/classify", response_model=schemas.classify_response,
               openapi_extra=schemas.classify_request_body(),
               responses=schemas.responses(
-                  (400, "BadRequest", "`invalid_json`: not JSON, or nested too deeply; `invalid_utf8`: not UTF-8."),
-                  (413, "PayloadTooLarge", f"`too_many_texts`: more than {config.max_batch} texts; "
-                                           f"`text_too_long`: a text over {config.max_chars} characters "
-                                           f"(positions); `body_too_large`: a body over {config.max_body_bytes} "
-                                           "bytes (more than any valid request needs)."),
+                  (400, "BadRequest", "`invalid_json`: not JSON, nested too deeply, or an integer of thousands "
+                                      "of digits; `invalid_utf8`: not UTF-8."),
+                  (413, "PayloadTooLarge", f"`body_too_large`: a body over {config.max_body_bytes} bytes (more "
+                                           "than any valid request needs)."),
                   (422, "Unprocessable", "`invalid_body`: not a JSON object; `missing_texts`; `texts_not_a_list`; "
+                                         f"`too_many_texts`: more than {config.max_batch} texts (`maxItems`); "
                                          "`text_not_a_string`, `empty_text` (empty or whitespace-only), "
-                                         "`invalid_text` (lone UTF-16 surrogate): positions named; "
+                                         "`invalid_text` (lone UTF-16 surrogate), `text_too_long`: a text over "
+                                         f"{config.max_chars} characters (`maxLength`): positions named; "
                                          f"`invalid_top_k`: not an integer in 1..{num_labels}."),
                   (503, "Unavailable", f"`overloaded`: {config.max_queue} requests already wait for the model; "
                                        "`shutting_down`: the graceful-shutdown deadline ran out before the answer. "

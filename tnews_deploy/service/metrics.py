@@ -6,9 +6,11 @@ multiprocess mode: every worker writes its values to files there and `/metrics`,
 reports the sum over all workers (queue depth: the live workers'; model gauges: the largest value). Process
 metrics (CPU, memory) are only reported with one worker (multiprocess mode cannot collect them).
 
-`ObserveRequests` is the ASGI middleware that times every HTTP request, counts it by endpoint and status, and
-logs one line through the `tnews_deploy.service.access` logger: method, path, status, number of texts, ms. Texts
-themselves are never logged.
+`ObserveRequests` is the ASGI middleware that times every HTTP request, counts it by method, endpoint and status,
+and logs one line through the `tnews_deploy.service.access` logger: method, path, status, number of texts, ms. Texts
+themselves are never logged. Labels are bounded whatever clients send (unknown methods and paths count as
+`other`), and the client's method and path are logged with control and other non-printable characters escaped
+(a carriage return is written as the two characters `\\r`), so a request cannot forge or garble log lines.
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ access_logger = logging.getLogger("tnews_deploy.service.access")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 CLIENT_CLOSED = 499  # nginx's code for "the client went away before the answer"
+# The `method` label takes these values, anything else counts as "other" (a client may send any token).
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+OTHER = "other"
+
+
+def printable(value: str) -> str:
+    """`value` with backslashes and non-printable characters (CR, LF, ESC, U+2028, ...) escaped as in Python
+    literals, for log lines a client's input goes into; printable text (Chinese included) stays as it is."""
+    if value.isprintable() and "\\" not in value:
+        return value
+    return "".join(c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii")
+                   for c in value)
 
 
 def texts_buckets(max_batch: int) -> tuple[float, ...]:
@@ -109,8 +123,9 @@ class ServiceMetrics:
 class ObserveRequests:
     """ASGI middleware: per HTTP request, metrics and one access-log line.
 
-    The endpoint label is the matched route's path (`/v1/classify`), or `other` for unknown paths, so that
-    fuzzed URLs cannot blow up the number of time series. Handlers put the number of texts in
+    The endpoint label is the matched route's path (`/v1/classify`), or `other` for unknown paths, and the method
+    label one of `HTTP_METHODS` or `other`, so that fuzzed URLs and methods cannot blow up the number of time
+    series. The access log escapes what the client sent (`printable`). Handlers put the number of texts in
     `request.state.texts`.
     """
 
@@ -143,13 +158,15 @@ class ObserveRequests:
             seconds = time.perf_counter() - started
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or (
-                scope["path"] if scope["path"] in self.metrics.known_paths else "other")
+                scope["path"] if scope["path"] in self.metrics.known_paths else OTHER)
             texts = state.get("texts")
             status = status or 500
-            self.metrics.requests.labels(method=scope["method"], endpoint=endpoint, status=str(status)).inc()
+            method = scope["method"] if scope["method"] in HTTP_METHODS else OTHER
+            self.metrics.requests.labels(method=method, endpoint=endpoint, status=str(status)).inc()
             self.metrics.latency.labels(endpoint=endpoint).observe(seconds)
+            logged_method, logged_path = printable(scope["method"]), printable(scope["path"])
             access_logger.info(
-                "%s %s %d texts=%s %.1fms", scope["method"], scope["path"], status,
+                "%s %s %d texts=%s %.1fms", logged_method, logged_path, status,
                 "-" if texts is None else texts, seconds * 1000,
-                extra={"method": scope["method"], "path": scope["path"], "status": status, "texts": texts,
+                extra={"method": logged_method, "path": logged_path, "status": status, "texts": texts,
                        "duration_ms": round(seconds * 1000, 3)})

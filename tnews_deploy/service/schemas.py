@@ -3,9 +3,10 @@
 `build_schemas` makes them at app creation, with the limits of that app: at most `max_batch` texts, each of
 1..`max_chars` characters and not whitespace-only, `top_k` in 1..number of labels, labels from the model. So
 `/openapi.json` states what this process really accepts and answers. Requests are still parsed by
-`app.parse_classify_request`, which gives every fault its own status and error code (a JSON Schema validator
-could not tell 413 from 422); responses with 200 go through these models (FastAPI validates them), and the
-property-based test (schemathesis over this document) checks that both sides agree.
+`app.parse_classify_request`, which gives every fault its own error code (a JSON Schema validator could not)
+and answers 422, as a schema validator would, for whatever the schema refuses (`maxItems` and `maxLength`
+included; 413 is left to the byte cap); responses with 200 go through these models (FastAPI validates them),
+and the property-based test (schemathesis over this document) checks that both sides agree.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
     400: ("invalid_json", "invalid_utf8"),
     404: ("not_found",),
     405: ("method_not_allowed",),
-    413: ("too_many_texts", "text_too_long", "body_too_large"),
-    422: ("invalid_body", "missing_texts", "texts_not_a_list", "text_not_a_string", "empty_text", "invalid_text",
-          "invalid_top_k"),
+    413: ("body_too_large",),
+    422: ("invalid_body", "missing_texts", "texts_not_a_list", "too_many_texts", "text_not_a_string", "empty_text",
+          "invalid_text", "text_too_long", "invalid_top_k"),
     500: ("internal_error",),
     503: ("overloaded", "shutting_down", "not_ready"),
 }
@@ -72,8 +73,8 @@ class Ready(BaseModel):
 
 
 class Limits(BaseModel):
-    max_batch: int = Field(description="Most texts in one request (more: 413 too_many_texts).")
-    max_chars: int = Field(description="Longest text, in characters (longer: 413 text_too_long).")
+    max_batch: int = Field(description="Most texts in one request (more: 422 too_many_texts).")
+    max_chars: int = Field(description="Longest text, in characters (longer: 422 text_too_long).")
     max_queue: int = Field(description="Most classify requests waiting for or in the model (more: 503 overloaded).")
     max_body_bytes: int = Field(description="Largest request body read (larger: 413 body_too_large); any valid "
                                             "request fits.")
@@ -175,8 +176,9 @@ def build_schemas(max_batch: int, max_chars: int, labels: tuple[str, ...]) -> Se
         "ClassifyRequest",
         __doc__=(f"Texts to classify. A text must hold at least one non-whitespace character (whitespace as "
                  f"Python's str.isspace: empty or whitespace-only texts get 422 empty_text) and no lone UTF-16 "
-                 f"surrogate such as \\ud800 (422 invalid_text); more than {max_batch} texts or a text over "
-                 f"{max_chars} characters get 413. Unknown fields are ignored."),
+                 f"surrogate such as \\ud800 (422 invalid_text); more than {max_batch} texts (422 too_many_texts) or "
+                 f"a text over {max_chars} characters (422 text_too_long) are refused like any other schema "
+                 f"violation. Unknown fields are ignored."),
         texts=(Annotated[list[text], Field(max_length=max_batch, description=(
             f"0..{max_batch} texts, each of 1..{max_chars} characters (Unicode code points), not whitespace-only; "
             f"answered in the same order."))], ...),
@@ -199,10 +201,10 @@ def build_schemas(max_batch: int, max_chars: int, labels: tuple[str, ...]) -> Se
         model=(ModelSummary, ...),
     )
     errors = {
-        "BadRequest": error_model("BadRequest", ERROR_CODES[400], "The body is not valid JSON / UTF-8, or is "
-                                                                   "nested too deeply."),
+        "BadRequest": error_model("BadRequest", ERROR_CODES[400], "The body is not valid JSON / UTF-8, is "
+                                                                   "nested too deeply or holds a huge integer."),
         "PayloadTooLarge": error_model("PayloadTooLarge", ERROR_CODES[413],
-                                       "Too many texts, a text too long, or a body too large."),
+                                       "A body larger than any valid request."),
         "Unprocessable": error_model("Unprocessable", ERROR_CODES[422], "Valid JSON that is not a valid request."),
         "Unavailable": error_model("Unavailable", ("overloaded", "shutting_down"),
                                    "The model's queue is full, or the service stopped before answering."),
