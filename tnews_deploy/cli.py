@@ -909,9 +909,10 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | No
                            batch_window_ms=batch_window_ms, max_queue=max_queue, graceful_timeout_s=graceful_timeout)
     if workers > 1:
         Predictor(model_dir, threads=1)  # fail here, with one clear line, before workers start
-    click.echo(f"serving {model_dir} on http://{host}:{port} ({workers} worker(s), {threads} thread(s) each)",
-               err=True)
-    run_service(config, host=host, port=port, workers=workers, log_level=log_level)
+    # Said once the model has loaded: a folder that cannot be served gives only its one error line.
+    announce = functools.partial(click.echo, f"serving {model_dir} on http://{host}:{port} ({workers} worker(s), "
+                                             f"{threads} thread(s) each)", err=True)
+    run_service(config, host=host, port=port, workers=workers, log_level=log_level, on_loaded=announce)
 
 # --------------------------------------------------------------------------- trim-vocab
 

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,9 @@ MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 MODEL_CONFIG_FILE = "config.json"  # the transformers config: labels, vocab size, pad id
 MANIFEST_FILE = "manifest.json"
+# The files the runtime reads besides model.onnx (the manifest's `model`) and the manifest itself: the
+# exporter records their sha256 under the manifest's `files`, and `Predictor` checks them at load.
+CHECKSUMMED_FILES = (TOKENIZER_FILE, MODEL_CONFIG_FILE)
 DEFAULT_BATCH_SIZE = 32
 # How onnxruntime's CPU memory is managed (see `Predictor`); measured in benchmarks/soak.py.
 MEMORY_MODES = ("ort-default", "arena", "shrink", "no-arena")
@@ -50,6 +55,10 @@ DEFAULT_MEMORY = "arena"
 _HASH_CHUNK = 1 << 22
 # Files that mark a training-run, checkpoint or grid folder (not an export).
 _TRAINING_MARKERS = ("run_config.json", "checkpoint", "results.json", "model.safetensors", "pytorch_model.bin")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "true/false", type(None): "null"}
+_REEXPORT = "Re-export the model, or copy the whole folder again."
 
 
 class ModelLoadError(ModelError):
@@ -83,12 +92,88 @@ def default_threads() -> int:
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
+    """The JSON object in `path`; `ModelLoadError` naming the file when it is missing, unreadable or not an object."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelLoadError(f"{path}: missing ({what}). Re-export the model with `tnews-deploy export`.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"{path}: not valid JSON ({exc}). Re-export the model.") from exc
+    except OSError as exc:  # a directory, a symlink loop, no permission, an I/O error
+        raise ModelLoadError(f"{path}: cannot be read ({exc.strerror or exc}). {_REEXPORT}") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: must hold a JSON object ({what}), but holds {_json_type(data)}. {_REEXPORT}")
+    return data
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """`repr(value)`, cut to `limit` characters (a message stays one readable line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
+
+
+def _manifest_checksums(manifest_path: Path, manifest: dict[str, Any]) -> dict[Path, str]:
+    """File -> expected sha256, from the manifest's `model` (model.onnx) and `files` (the other files the
+    runtime reads, see `CHECKSUMMED_FILES`); `ModelLoadError` naming the manifest when either is malformed."""
+    folder = manifest_path.parent
+    checksums: dict[Path, str] = {}
+    model = manifest.get("model")
+    if model is not None:
+        if not isinstance(model, dict):
+            raise ModelLoadError(f"{manifest_path}: model must be an object (file, sha256, bytes), but is "
+                                 f"{_json_type(model)}. {_REEXPORT}")
+        if model.get("sha256") is not None:
+            if not _is_sha256(model["sha256"]):
+                raise ModelLoadError(f"{manifest_path}: model.sha256 must be 64 lowercase hex digits, got "
+                                     f"{_short(model['sha256'])}. {_REEXPORT}")
+            checksums[folder / MODEL_FILE] = model["sha256"]
+    files = manifest.get("files")
+    if files is not None:
+        if not isinstance(files, dict):
+            raise ModelLoadError(f"{manifest_path}: files must be an object of file name -> {{sha256, bytes}}, but "
+                                 f"is {_json_type(files)}. {_REEXPORT}")
+        for name, entry in files.items():
+            if name in ("", ".", "..") or "/" in name or "\\" in name:
+                raise ModelLoadError(f"{manifest_path}: files lists {_short(name)}, which is not a file name in "
+                                     f"the folder. {_REEXPORT}")
+            if not isinstance(entry, dict) or not _is_sha256(entry.get("sha256")):
+                raise ModelLoadError(f"{manifest_path}: files[{name!r}] must be an object with the file's sha256 "
+                                     f"(64 lowercase hex digits), got {_short(entry)}. {_REEXPORT}")
+            checksums[folder / name] = entry["sha256"]
+    return checksums
+
+
+def _file_sha256(path: Path) -> str:
+    """`sha256_of(path)`, or `ModelLoadError` naming the file when it is missing or cannot be read."""
+    try:
+        return sha256_of(path)
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: missing, but {MANIFEST_FILE} lists its sha256. {_REEXPORT}") from None
+    except OSError as exc:  # a directory, a symlink loop, no permission, an I/O error
+        raise ModelLoadError(f"{path}: cannot be read ({exc.strerror or exc}). {_REEXPORT}") from exc
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """`batch_size` as an int, or `ValueError` unless it is an integer >= 1 (bools refused).
+
+    Args:
+        batch_size: texts per model call, as a caller passed it.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+    return int(batch_size)
 
 
 def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -99,8 +184,9 @@ def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
     Args:
         lengths: token count per text, in input order.
-        batch_size: texts per batch (the last batch may be smaller).
+        batch_size: texts per batch (the last batch may be smaller); an int >= 1, else `ValueError`.
     """
+    batch_size = check_batch_size(batch_size)
     order = np.argsort(np.asarray(lengths), kind="stable")
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
@@ -114,7 +200,8 @@ class Predictor:
         threads: onnxruntime intra-op threads; default: every CPU this process may use.
         providers: onnxruntime execution providers; default: CPU.
         batch_size: texts per model call (after sorting by length); at least 1.
-        verify_checksum: check model.onnx against the manifest's sha256 before loading.
+        verify_checksum: check model.onnx, and the other files the manifest lists (tokenizer.json,
+            config.json), against the manifest's sha256 before loading.
         memory: how onnxruntime manages CPU memory across calls of varying shapes. "ort-default":
             onnxruntime's defaults (arena + memory patterns); "arena" (default): the arena, which grows
             to the largest batch seen (bounded: batches are at most `batch_size` texts of at most
@@ -142,8 +229,7 @@ class Predictor:
         verify_checksum: bool = True,
         memory: str = DEFAULT_MEMORY,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+        batch_size = check_batch_size(batch_size)
         if memory not in MEMORY_MODES:
             raise ValueError(f"memory must be one of {', '.join(MEMORY_MODES)}, got {memory!r}.")
         self.memory = memory
@@ -151,12 +237,10 @@ class Predictor:
         self.batch_size = batch_size
         model_path = self._check_folder()
         self.manifest = self._load_manifest(model_path, verify_checksum)
-        config = _read_json(self.model_dir / MODEL_CONFIG_FILE, "model config with the labels")
+        config = self._load_config()
         self.labels: tuple[str, ...] = self._load_labels(config)
-        self.pad_token_id = int(config.get("pad_token_id") or 0)
-        self.max_length = int(
-            self.manifest.get("max_length") or min(int(config.get("max_position_embeddings", 512)), 512)
-        )
+        self.pad_token_id: int = config.get("pad_token_id") or 0
+        self.max_length = self._max_length(config)
         self.tokenizer = self._load_tokenizer(config)
         self.threads = threads or default_threads()
         self.providers = list(providers or ["CPUExecutionProvider"])
@@ -182,24 +266,82 @@ class Predictor:
         raise ModelLoadError(f"{model_path}: missing. Re-export the model with `tnews-deploy export`.")
 
     def _load_manifest(self, model_path: Path, verify_checksum: bool) -> dict[str, Any]:
-        """The export manifest (empty when absent), with model.onnx checked against its sha256."""
+        """The export manifest (empty when absent), checked, with model.onnx and the files it lists checked
+        against their sha256 (manifests written before `files` existed check model.onnx only)."""
         manifest_path = self.model_dir / MANIFEST_FILE
-        if not manifest_path.is_file():
+        if not (manifest_path.exists() or manifest_path.is_symlink()):  # a symlink loop "exists" as neither
             return {}
         manifest = _read_json(manifest_path, "export manifest")
-        expected = (manifest.get("model") or {}).get("sha256")
-        if verify_checksum and expected and sha256_of(model_path) != expected:
-            raise ModelLoadError(
-                f"{model_path}: sha256 differs from {manifest_path.name}; the file was changed or "
-                "damaged after export. Re-export it, or copy the whole folder again."
-            )
+        max_length = manifest.get("max_length")
+        if max_length is not None and not _positive_int(max_length):
+            raise ModelLoadError(f"{manifest_path}: max_length must be an integer >= 1, got {_short(max_length)}. "
+                                 f"{_REEXPORT}")
+        checksums = _manifest_checksums(manifest_path, manifest)
+        for path, expected in checksums.items() if verify_checksum else ():
+            if _file_sha256(path) != expected:
+                raise ModelLoadError(
+                    f"{path}: sha256 differs from {manifest_path.name}; the file was changed or "
+                    "damaged after export. Re-export it, or copy the whole folder again."
+                )
         return manifest
 
+    def _load_config(self) -> dict[str, Any]:
+        """config.json, with the sizes and the pad id the runtime uses checked (the labels: `_load_labels`)."""
+        path = self.model_dir / MODEL_CONFIG_FILE
+        config = _read_json(path, "model config with the labels")
+        for key in ("vocab_size", "max_position_embeddings"):
+            if config.get(key) is not None and not _positive_int(config[key]):
+                raise ModelLoadError(f"{path}: {key} must be an integer >= 1, got {_short(config[key])}. {_REEXPORT}")
+        pad, vocab = config.get("pad_token_id"), config.get("vocab_size")
+        pad_ok = isinstance(pad, int) and not isinstance(pad, bool) and 0 <= pad and (vocab is None or pad < vocab)
+        if pad is not None and not pad_ok:
+            allowed = f"0..{vocab - 1} (the model's vocabulary)" if vocab else ">= 0"
+            raise ModelLoadError(f"{path}: pad_token_id must be an integer in {allowed}, got {_short(pad)}. "
+                                 f"{_REEXPORT}")
+        return config
+
     def _load_labels(self, config: dict[str, Any]) -> tuple[str, ...]:
+        """The label names by id, from config.json's id2label: ids 0..n-1, each a distinct non-empty string."""
+        path = self.model_dir / MODEL_CONFIG_FILE
         id2label = config.get("id2label")
         if not id2label:
-            raise ModelLoadError(f"{self.model_dir / MODEL_CONFIG_FILE}: has no id2label; re-export the model.")
-        return tuple(id2label[k] for k in sorted(id2label, key=int))
+            raise ModelLoadError(f"{path}: has no id2label; re-export the model.")
+        if not isinstance(id2label, dict):
+            raise ModelLoadError(f"{path}: id2label must be an object of label id -> name, but is "
+                                 f"{_json_type(id2label)}. {_REEXPORT}")
+        by_id: dict[int, str] = {}
+        for key, label in id2label.items():
+            if not (key.isascii() and key.isdigit() and str(int(key)) == key):
+                raise ModelLoadError(f"{path}: id2label has the key {_short(key)}, which is not a label id "
+                                     f"(0, 1, 2, ...). {_REEXPORT}")
+            if not isinstance(label, str) or not label.strip():
+                raise ModelLoadError(f"{path}: id2label[{key!r}] must be a label name (a non-empty string), got "
+                                     f"{_short(label)}. {_REEXPORT}")
+            by_id[int(key)] = label
+        if sorted(by_id) != list(range(len(by_id))):
+            missing = sorted(set(range(len(by_id))) - set(by_id))
+            raise ModelLoadError(f"{path}: id2label must number its {len(by_id)} labels 0..{len(by_id) - 1}, one "
+                                 f"each; {', '.join(map(str, missing[:5]))} missing. {_REEXPORT}")
+        labels = tuple(by_id[i] for i in range(len(by_id)))
+        repeated = next((label for i, label in enumerate(labels) if label in labels[:i]), None)
+        if repeated is not None:
+            ids = [str(i) for i, label in enumerate(labels) if label == repeated]
+            raise ModelLoadError(f"{path}: id2label names {repeated!r} more than once (ids {', '.join(ids)}); each "
+                                 f"label needs its own name. {_REEXPORT}")
+        return labels
+
+    def _max_length(self, config: dict[str, Any]) -> int:
+        """The manifest's max_length (checked against the model's positions), else min(positions, 512)."""
+        positions = config.get("max_position_embeddings")
+        max_length = self.manifest.get("max_length")
+        if max_length is None:
+            return min(positions or 512, 512)
+        if positions is not None and max_length > positions:
+            raise ModelLoadError(
+                f"{self.model_dir / MANIFEST_FILE}: max_length {max_length} is more than the model's "
+                f"{positions} positions (max_position_embeddings in {MODEL_CONFIG_FILE}). {_REEXPORT}"
+            )
+        return max_length
 
     def _load_tokenizer(self, config: dict[str, Any]) -> Tokenizer:
         """The fast tokenizer, checked against the model's vocabulary, truncating to `max_length`."""
@@ -280,8 +422,8 @@ class Predictor:
         return logits
 
     def batches(self, lengths: np.ndarray, batch_size: int | None = None) -> list[np.ndarray]:
-        """`length_batches` with this predictor's batch size unless `batch_size` is given."""
-        return length_batches(lengths, batch_size or self.batch_size)
+        """`length_batches` with this predictor's batch size unless `batch_size` is given (ValueError if < 1)."""
+        return length_batches(lengths, self.batch_size if batch_size is None else batch_size)
 
     def encode(self, texts: Sequence[str]) -> list:
         """Token encodings (with special tokens, truncated to `max_length`) in one Rust call."""
@@ -302,8 +444,13 @@ class Predictor:
 
         Args:
             texts: a str or a list/tuple of str (see the module's input contract).
-            batch_size: texts per model call; default: the predictor's `batch_size`.
+            batch_size: texts per model call, an int >= 1; default: the predictor's `batch_size`.
+
+        Raises:
+            TypeError / ValueError: bad texts (see `predict`), or a `batch_size` that is not an int >= 1.
         """
+        if batch_size is not None:
+            batch_size = check_batch_size(batch_size)
         items, single = validate_texts(texts)
         out = self._logits(items, batch_size)
         return out[0] if single else out

@@ -44,7 +44,7 @@ from ..datasource import DataSource
 from ..errors import ConfigError, UserError
 from ..machine import detect_quantize_target, library_versions
 from ..noise import silence_known_noise
-from ..predictor import MANIFEST_FILE, MODEL_CONFIG_FILE, MODEL_FILE, Predictor, sha256_of
+from ..predictor import CHECKSUMMED_FILES, MANIFEST_FILE, MODEL_CONFIG_FILE, MODEL_FILE, Predictor, sha256_of
 from ..training.config import TrainConfig
 from .card import write_card
 from .quantize import SCHEME as PER_TOKEN_SCHEME
@@ -316,6 +316,7 @@ def export_model(
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "source": resolved.to_json(),
             "model": {"file": MODEL_FILE, "sha256": sha256_of(model_path), "bytes": model_path.stat().st_size},
+            "files": file_checksums(staging),
             "opset": steps["opset"],
             "optimization": steps["optimization"],
             "quantization": steps["quantization"],
@@ -336,6 +337,13 @@ def export_model(
         raise
     logger.info("accepted: %s (%.1f MB)", output, manifest["model"]["bytes"] / 1e6)
     return ExportResult(output=output, source=resolved, manifest=manifest, report=report)
+
+
+def file_checksums(folder: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of each file the runtime reads besides model.onnx (`CHECKSUMMED_FILES`), for the manifest's
+    `files`: `Predictor` refuses a folder where one of them changed after export."""
+    return {name: {"sha256": sha256_of(folder / name), "bytes": (folder / name).stat().st_size}
+            for name in CHECKSUMMED_FILES}
 
 
 def cap_tokenizer_length(folder: Path, max_length: int) -> None:

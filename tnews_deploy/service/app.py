@@ -47,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import PurePath
 from typing import Any
@@ -534,7 +535,7 @@ def _exit_without_stuck_model_calls(wait_s: float = 1.0) -> None:
 
 
 def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          log_level: str = "info") -> None:
+          log_level: str = "info", on_loaded: Callable[[], None] | None = None) -> None:
     """Run the service with uvicorn until SIGTERM/SIGINT, then stop gracefully.
 
     On the signal: stop accepting connections, let in-flight requests finish for up to
@@ -546,6 +547,8 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, work
         host, port: where to listen.
         workers: uvicorn worker processes, each with its own model.
         log_level: for uvicorn's and this package's loggers (the access log is at info).
+        on_loaded: called once before listening: with one worker after the model has loaded (a folder that
+            cannot be served raises `ModelLoadError` first); with several, before they start (each loads its own).
     """
     import uvicorn
 
@@ -553,9 +556,14 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, work
                    timeout_graceful_shutdown=config.graceful_timeout_s)
     with _exit_zero_after_graceful_stop():
         if workers == 1:
-            uvicorn.run(create_app(config), **options)
+            app = create_app(config)
+            if on_loaded is not None:
+                on_loaded()
+            uvicorn.run(app, **options)
             _exit_without_stuck_model_calls()
             return
+        if on_loaded is not None:
+            on_loaded()
         os.environ.update(config.to_env())
         own_dir = None
         if not os.environ.get(MULTIPROC_ENV):
