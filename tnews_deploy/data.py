@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 HUB_DATASET = DEFAULT_DATA
 SPLITS = ("train", "validation", "test")
 ALL_TRAIN = "all"  # a training size: the whole train split (minus evaluation/selection sentences)
+# In clue/tnews's layout, rows labelled outside 0..14 up to this share of train are mistakes, not more classes.
+STRAY_LABEL_SHARE = 0.01
 
 
 def tnews_features(label_names: Sequence[str] = TNEWS_LABEL_NAMES) -> Features:
@@ -211,6 +213,10 @@ def _read_file(file: Path, src: DataSource, split: str) -> _Rows:
     labels = None
     if src.label_field in columns:
         labels = list(dataset[src.label_field])
+        if str(getattr(dataset.features[src.label_field], "dtype", "")).startswith("float"):
+            # One non-integer label turns the loader's whole column into floats (7 -> 7.0): the labels as
+            # written, so that the message names the row that is not an integer.
+            labels = _labels_as_written(file, kind, src.label_field, len(labels)) or labels
     elif split != "test":
         raise DataError(f"{file}: no label column {src.label_field!r}; its columns are {columns}. "
                         "Pass --label-field.")
@@ -220,9 +226,33 @@ def _read_file(file: Path, src: DataSource, split: str) -> _Rows:
                  label_field=src.label_field)
 
 
+def _labels_as_written(file: Path, kind: str, label_field: str, rows: int) -> list[Any] | None:
+    """A numeric label column as written in a JSONL/CSV/TSV file (ints stay ints); None if it cannot be told."""
+    values: list[Any] = []
+    with file.open(encoding="utf-8", errors="replace", newline="") as fh:
+        if kind == "json":
+            try:
+                values = [json.loads(line).get(label_field) for line in fh if line.strip()]
+            except (json.JSONDecodeError, AttributeError):  # a JSON array or another layout: not JSON lines
+                return None
+        elif kind in ("csv", "tsv"):
+            reader = csv.reader(fh, delimiter="\t" if kind == "tsv" else ",",
+                                quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL)
+            records = [record for record in reader if record]
+            if not records or label_field not in records[0]:
+                return None
+            column = records[0].index(label_field)
+            cells = [record[column].strip() if column < len(record) else "" for record in records[1:]]
+            try:
+                values = [int(cell) if re.fullmatch(r"[+-]?\d+", cell) else float(cell) for cell in cells]
+            except ValueError:
+                return None
+    return values if len(values) == rows else None
+
+
 def _read_error(file: Path, kind: str, exc: Exception) -> str:
     if kind == "json":
-        with file.open(encoding="utf-8", errors="replace") as fh:
+        with file.open(encoding="utf-8-sig", errors="replace") as fh:
             for line_no, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
@@ -327,7 +357,7 @@ def read_label_names(file: Path) -> tuple[list[str], dict[str, int]]:
     if not file.is_file():
         raise DataError(f"{file}: no such names file (--labels takes one class name a line, or CLUE's "
                         "labels.json).")
-    lines = [(n, line.strip()) for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1)
+    lines = [(n, line.strip()) for n, line in enumerate(file.read_text(encoding="utf-8-sig").splitlines(), 1)
              if line.strip()]
     names: list[str] = []
     codes: dict[str, int] = {}
@@ -377,12 +407,15 @@ def _assemble(splits: dict[str, list[_Rows]], src: DataSource, *, names_beside: 
         train_labels = [v for rows in splits["train"] for v in rows.labels or [] if v != -1]
         if kind == "int":
             top = max(train_labels, default=-1)
+            if tnews_default:
+                _refuse_stray_tnews_labels(splits["train"])
             if tnews_default and top == len(TNEWS_LABEL_NAMES) - 1:
                 names, names_from = list(TNEWS_LABEL_NAMES), "the TNEWS classes"
             else:
                 names, names_from = [str(i) for i in range(top + 1)], "the training data's integer labels"
                 logger.info("integer labels without a names file: the classes are named 0..%d (pass --labels "
                             "FILE to name them)", top)
+                _warn_unused_ids(splits["train"], train_labels, top)
         else:
             names, names_from = sorted(set(train_labels)), "the training data"
         if len(names) < 2:
@@ -430,6 +463,44 @@ def _assemble(splits: dict[str, list[_Rows]], src: DataSource, *, names_beside: 
     })
 
 
+def _first_row(parts: list[_Rows], wanted: Any) -> tuple[str, Any]:
+    """("file:line", label) of the first row whose label satisfies `wanted`."""
+    return next((rows.line(i), v) for rows in parts for i, v in enumerate(rows.labels or []) if wanted(v))
+
+
+def _refuse_stray_tnews_labels(train: list[_Rows]) -> None:
+    """In clue/tnews's layout, labels that are TNEWS's 0..14 but for a few rows: those rows are mistakes.
+
+    Numbering the classes by the largest label would turn TNEWS's 15 named classes into 16 (or 100) numbered
+    ones, most without an example. Data that has more classes (more than a stray share of its rows outside
+    0..14, or not every TNEWS class) is the user's own and keeps integer names.
+    """
+    n = len(TNEWS_LABEL_NAMES)
+    counts = Counter(v for rows in train for v in rows.labels or [] if v != -1)
+    outside = sum(c for v, c in counts.items() if not 0 <= v < n)
+    if not outside or outside > STRAY_LABEL_SHARE * sum(counts.values()) or any(counts[i] == 0 for i in range(n)):
+        return
+    where, value = _first_row(train, lambda v: v != -1 and not 0 <= v < n)
+    raise DataError(
+        f"{where}: label {value} is outside the TNEWS classes 0..{n - 1} ({outside} row(s) outside them, in a "
+        f"folder laid out like clue/tnews). Fix or remove the row(s); if the data really has more classes, "
+        f"pass --labels FILE naming every class (one a line, line 1 = id 0)."
+    )
+
+
+def _warn_unused_ids(train: list[_Rows], labels: list[int], top: int) -> None:
+    """Integer labels name the classes 0..top: say so when some ids have no training example (a stray label far
+    above the rest makes most of them empty classes)."""
+    used = set(labels)
+    unused = [i for i in range(top + 1) if i not in used]
+    if not unused:
+        return
+    shown = ", ".join(map(str, unused[:5])) + (", …" if len(unused) > 5 else "")
+    logger.warning("%s: label %d makes the classes 0..%d, but %d of the %d have no training example (%s); a typo? "
+                   "Fix the row, or pass --labels FILE to name the classes.",
+                   _first_row(train, lambda v: v == top)[0], top, top, len(unused), top + 1, shown)
+
+
 def _check_texts(rows: _Rows) -> None:
     for i, text in enumerate(rows.texts):
         if text is None:
@@ -452,7 +523,8 @@ def _label_kind(parts: list[_Rows]) -> str:
             this = ("int" if isinstance(value, int) and not isinstance(value, bool)
                     else "str" if isinstance(value, str) else None)
             if this is None:
-                raise DataError(f"{rows.line(i)}: label {value!r} is neither an integer nor a string.")
+                raise DataError(f"{rows.line(i)}: label {value!r} is neither an integer nor a string; write class "
+                                "ids as integers (3, not 3.0) or class names as strings.")
             if this == "str" and not value.strip():
                 raise DataError(f"{rows.line(i)}: empty label; every training and validation row needs one.")
             if kind is None:
@@ -515,17 +587,21 @@ def _load_clue(folder: Path, src: DataSource) -> DatasetDict:
             return name_to_id[row["label_desc"]]
         if "label" not in row and "label_desc" not in row:
             return -1  # the unlabelled test split
-        raise DataError(f"{where}: unknown label {row.get('label', row.get('label_desc'))!r}.")
+        codes = ", ".join(list(code_to_id)[:4]) + (", …" if len(code_to_id) > 4 else "")
+        raise DataError(f"{where}: unknown label {row.get('label', row.get('label_desc'))!r}; expected one of the "
+                        f"{len(names)} classes, by code ({codes or 'none'}) or label_desc ({', '.join(names[:2])}, …). "
+                        "Fix or remove the row.")
 
     def from_json(file: Path) -> Dataset:
-        rows = _read_jsonl(file)
-        for i, row in enumerate(rows):
+        numbered = _read_jsonl(file)
+        rows = [row for _, row in numbered]
+        for line_no, row in numbered:
             if not str(row.get(text_field) or "").strip():
-                raise DataError(f"{file}:{i + 1}: no text in {text_field!r}.")
+                raise DataError(f"{file}:{line_no}: no text in {text_field!r}.")
         return Dataset.from_dict(
             {
                 "idx": [int(r.get("id", i)) for i, r in enumerate(rows)],
-                "label": [label_of(r, f"{file}:{i + 1}") for i, r in enumerate(rows)],
+                "label": [label_of(r, f"{file}:{line_no}") for line_no, r in numbered],
                 "sentence": [str(r[text_field]) for r in rows],
             },
             features=features,
@@ -533,7 +609,7 @@ def _load_clue(folder: Path, src: DataSource) -> DatasetDict:
 
     def from_tsv(file: Path) -> Dataset:
         sentences, labels = [], []
-        with file.open(encoding="utf-8") as fh:
+        with file.open(encoding="utf-8-sig") as fh:  # -sig: without the byte-order mark Notepad/Excel write
             for line_no, line in enumerate(fh, 1):
                 line = line.rstrip("\n")
                 if not line:
@@ -564,16 +640,18 @@ def _load_clue(folder: Path, src: DataSource) -> DatasetDict:
     return DatasetDict(splits)
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
+    """(line number, JSON object) for each line of a JSON-lines file, blank lines skipped."""
     rows = []
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8-sig") as fh:  # -sig: without the byte-order mark Notepad/Excel write
         for line_no, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{line_no}: invalid JSON ({exc.msg}).") from exc
+            rows.append((line_no, row))
     return rows
 
 

@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -41,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from ..datasource import DataSource
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, UserError, disk_full_error
 from ..machine import detect_quantize_target, library_versions
 from ..noise import silence_known_noise
 from ..predictor import CHECKSUMMED_FILES, MANIFEST_FILE, MODEL_CONFIG_FILE, MODEL_FILE, Predictor, sha256_of
@@ -332,8 +333,11 @@ def export_model(
         cap_tokenizer_length(staging, max_length)
         write_card(staging, manifest, name=output.name)
         _move_into_place(staging, output)
-    except BaseException:  # refused, failed or interrupted: leave nothing behind
+    except BaseException as exc:  # refused, failed or interrupted: leave nothing behind
         shutil.rmtree(staging, ignore_errors=True)
+        full = _disk_full(exc, output, resolved.checkpoint, config)
+        if full is not None:
+            raise full from exc
         raise
     logger.info("accepted: %s (%.1f MB)", output, manifest["model"]["bytes"] / 1e6)
     return ExportResult(output=output, source=resolved, manifest=manifest, report=report)
@@ -344,6 +348,25 @@ def file_checksums(folder: Path) -> dict[str, dict[str, Any]]:
     `files`: `Predictor` refuses a folder where one of them changed after export."""
     return {name: {"sha256": sha256_of(folder / name), "bytes": (folder / name).stat().st_size}
             for name in CHECKSUMMED_FILES}
+
+
+def _disk_full(exc: BaseException, output: Path, checkpoint: Path, config: ExportConfig) -> UserError | None:
+    """A one-line `DiskFullError` when `exc` says a disk (or quota) is full, else None.
+
+    It names where the write failed: OUTPUT's folder, which holds the staging folder, or the temporary folder
+    Optimum writes its first copy of the model to.
+    """
+    failed = getattr(exc, "filename", None) or getattr(exc.__cause__ or exc.__context__, "filename", None)
+    temp = Path(tempfile.gettempdir()).resolve()
+    if failed and temp in Path(failed).resolve().parents and temp not in output.resolve().parents:
+        return disk_full_error(exc, temp, "while Optimum exported the model to ONNX",
+                               advice="set TMPDIR to a folder on a disk with room, or free some space there")
+    # The staging folder holds the fp32 graph and, at most, an optimised, a typed and a quantised copy.
+    weights = sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin") for f in Path(checkpoint).glob(pattern))
+    copies = (1 + (config.optimize != "none") + (config.optimize != "none" and config.quantize == "int8-dynamic")
+              + 0.3 * (config.quantize != "none"))
+    return disk_full_error(exc, output.parent, "while writing the export", needed=int(weights * copies * 1.1),
+                           advice="free some space there, or choose an --output on another disk")
 
 
 def cap_tokenizer_length(folder: Path, max_length: int) -> None:

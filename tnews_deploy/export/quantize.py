@@ -48,6 +48,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import disk_full_error
+
 logger = logging.getLogger(__name__)
 
 SCHEME = "per-token-symmetric"
@@ -410,6 +412,9 @@ def quantize_per_token(
 
     Returns:
         A `PerTokenSummary` (counts of rewritten nodes, and the candidates kept in fp32).
+
+    Raises:
+        DiskFullError: no room (or quota) to write `model_output`; nothing is left there.
     """
     import onnx
 
@@ -422,6 +427,14 @@ def quantize_per_token(
                          "(Shape with start/end). Export with a newer opset.")
     rewriter = _Rewriter(model, weight_type, fuse_shared, set(exclude), quantize_embeddings)
     rewriter.run()
-    onnx.save(model, str(model_output))
+    try:
+        onnx.save(model, str(model_output))
+    except OSError as exc:
+        full = disk_full_error(exc, Path(model_output).parent, "while writing the quantised model",
+                               needed=model.ByteSize())
+        if full is None:
+            raise
+        Path(model_output).unlink(missing_ok=True)  # no partial model left behind
+        raise full from exc
     logger.info("per-token int8: %s", rewriter.summary.to_json())
     return rewriter.summary
