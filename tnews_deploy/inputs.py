@@ -8,8 +8,9 @@ positions, never guessed at.
 
 Files: `.txt` (one text a line) or `.jsonl` (a `sentence` or `text` field).
 Each line becomes an `InputRecord`; a line that cannot be used (bad UTF-8,
-invalid or too deeply nested JSON, no text field, an empty or unencodable text)
-becomes a record with an `error`, so one bad line never loses the good ones.
+invalid or too deeply nested JSON, a number over Python's 4,300 digits, no text
+field, an empty or unencodable text) becomes a record with an `error`, so one bad
+line never loses the good ones. A UTF-8 byte-order mark at the start is dropped.
 Stdlib only (runtime side).
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -29,6 +31,7 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 TXT_SUFFIXES = (".txt", ".text")
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+UTF8_BOM = b"\xef\xbb\xbf"  # a byte-order mark, not text: dropped from the start of an input
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,9 @@ def json_object(line: str, where: str, fields: Sequence[str] = TEXT_FIELDS) -> t
         return None, f"{where}: invalid JSON ({exc.msg})"
     except RecursionError:
         return None, f"{where}: JSON nested too deeply"
+    except ValueError:  # an integer over Python's digit limit (sys.get_int_max_str_digits)
+        return None, (f"{where}: a JSON number with more than {sys.get_int_max_str_digits():,} digits; "
+                      "write such a value as a string")
     if not isinstance(obj, dict):
         return None, f"{where}: expected a JSON object with a {' or '.join(repr(f) for f in fields)}"
     return obj, None
@@ -220,7 +226,7 @@ def read_records(stream: BinaryIO, name: str = "-", fmt: str = "auto") -> Iterat
     Raises:
         DataError: `fmt` is 'auto' and the name's suffix is not a supported one (on the first iteration).
     """
-    first = stream.readline()
+    first = stream.readline().removeprefix(UTF8_BOM)  # Excel and Notepad start UTF-8 files with one
     if fmt == "auto":
         fmt = guess_format(name, first or None)
     line_no = 0

@@ -11,8 +11,11 @@
   `id` value (as a string), else its 1-based row (line) number within its file.
 * `score_chunk`: one chunk through a `Predictor` -> the output rows (`source`, `id`, `label`, `label_id`,
   `score`, optional `top_k` and `probabilities`, `error`).
-* `staged_output`: the output folder is written aside (`.NAME.partial-*`) and renamed into place only when
-  complete, with a `_SUCCESS` summary (JSON): a killed job never leaves output that looks finished.
+* `staged_output`: the output folder is written aside (`.NAME.partial-PID-HOST-*`) and renamed into place
+  only when complete, with a `_SUCCESS` summary (JSON): a killed job never leaves output that looks finished,
+  and the next job removes what it left.
+* Reading: a UTF-8 byte-order mark (Excel, Notepad) is dropped; a CSV row longer than the parser's block is
+  read with larger blocks.
 
 Runtime side: pyarrow and numpy (the `Predictor` is passed in), no torch.
 """
@@ -21,10 +24,13 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -37,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import DataError, UserError
-from ..inputs import TEXT_FIELDS, json_object, text_error
+from ..inputs import TEXT_FIELDS, UTF8_BOM, json_object, text_error
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +51,9 @@ SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv"
 ID_FIELDS = ("idx", "id")
 SUMMARY_FILE = "_SUCCESS"
 MAX_SHOWN_ERRORS = 5
+# Bytes of CSV parsed at a time; a row longer than a block is read again in blocks 8x larger, up to the most.
+CSV_BLOCK_SIZE = 1 << 20
+CSV_MAX_BLOCK_SIZE = 256 << 20
 
 INPUT_SCHEMA = pa.schema([("source", pa.string()), ("id", pa.string()), ("text", pa.string()),
                           ("error", pa.string())])
@@ -193,6 +202,8 @@ def _read_lines(item: InputFile, text_field: str | None, chunk_rows: int) -> Ite
     chunk = _Chunk(item.name)
     with item.path.open("rb") as fh:
         for number, raw in enumerate(fh, 1):
+            if number == 1:
+                raw = raw.removeprefix(UTF8_BOM)
             if item.fmt == "jsonl":
                 chunk.add(*_json_line(raw, number, text_field))
             else:
@@ -265,12 +276,18 @@ def _read_parquet(item: InputFile, text_field: str | None, chunk_rows: int,
         raise DataError(f"{item.path}: cannot be read as Parquet after row {row - 1} ({exc}).") from exc
 
 
+def _csv_header(path: Path) -> list[str] | None:
+    """The column names of a CSV file (None when empty), without the byte-order mark that Excel writes
+    (pyarrow drops it too)."""
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+        return next(csv.reader(fh), None)
+
+
 def _read_csv(item: InputFile, text_field: str | None, chunk_rows: int,
               option: str = "--text-field") -> Iterator[pa.Table]:
     import pyarrow.csv as pacsv
 
-    with item.path.open(encoding="utf-8", errors="replace", newline="") as fh:
-        header = next(csv.reader(fh), None)
+    header = _csv_header(item.path)
     if header is None:  # an empty file: no rows
         return
     name = _pick_field(header, text_field, item.path, option)
@@ -280,19 +297,46 @@ def _read_csv(item: InputFile, text_field: str | None, chunk_rows: int,
                                    strings_can_be_null=False)
     parse = pacsv.ParseOptions(newlines_in_values=True)
     row = 1
-    try:
-        reader = pacsv.open_csv(item.path, read_options=pacsv.ReadOptions(block_size=1 << 20),
-                                parse_options=parse, convert_options=convert)
-        for batch in _sliced(iter(reader), chunk_rows):
-            ids = batch.column(id_name) if id_name else None
-            if ids is not None:  # ids as text, whatever their bytes
-                ids = pa.array([None if v is None else v.decode("utf-8", "replace") for v in ids.to_pylist()],
-                               pa.string())
-            yield _columns_table(item.name, batch.column(name), ids, row, name)
-            row += batch.num_rows
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{item.path}: cannot be read as CSV after row {row - 1} ({exc}). Fix the file, or "
-                        "convert it to .jsonl or .parquet.") from exc
+    block = CSV_BLOCK_SIZE
+    while True:  # once, unless a row is longer than the block: then again with larger blocks, after that row
+        try:
+            reader = pacsv.open_csv(item.path, read_options=pacsv.ReadOptions(block_size=block),
+                                    parse_options=parse, convert_options=convert)
+            for batch in _sliced(_skipped(iter(reader), row - 1), chunk_rows):
+                ids = batch.column(id_name) if id_name else None
+                if ids is not None:  # ids as text, whatever their bytes
+                    ids = pa.array([None if v is None else v.decode("utf-8", "replace")
+                                    for v in ids.to_pylist()], pa.string())
+                yield _columns_table(item.name, batch.column(name), ids, row, name)
+                row += batch.num_rows
+            return
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc):  # "straddling object straddles two block boundaries"
+                raise _csv_error(item.path, row, exc) from exc
+            if block >= CSV_MAX_BLOCK_SIZE:
+                raise DataError(f"{item.path}: a row after row {row - 1} is longer than "
+                                f"{CSV_MAX_BLOCK_SIZE >> 20} MiB, the most read at once; split that text, or "
+                                "convert the file to .jsonl or .parquet.") from exc
+            block = min(block * 8, CSV_MAX_BLOCK_SIZE)
+            logger.info("%s: a row after row %d is longer than the CSV block; reading on in %d MiB blocks",
+                        item.path, row - 1, block >> 20)
+        except (pa.ArrowException, OSError) as exc:
+            raise _csv_error(item.path, row, exc) from exc
+
+
+def _csv_error(path: Path, row: int, exc: Exception) -> DataError:
+    return DataError(f"{path}: cannot be read as CSV after row {row - 1} ({exc}). Fix the file, or convert it to "
+                     ".jsonl or .parquet.")
+
+
+def _skipped(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """The batches without their first `rows` rows (those read before a retry)."""
+    for batch in batches:
+        if rows >= batch.num_rows:
+            rows -= batch.num_rows
+            continue
+        yield batch.slice(rows) if rows else batch
+        rows = 0
 
 
 def check_input(item: InputFile, text_field: str | None) -> None:
@@ -310,8 +354,7 @@ def check_input(item: InputFile, text_field: str | None) -> None:
             raise DataError(f"{item.path}: cannot be read as Parquet ({exc}).") from exc
         _pick_field(columns, text_field, item.path)
     elif item.fmt == "csv":
-        with item.path.open(encoding="utf-8", errors="replace", newline="") as fh:
-            header = next(csv.reader(fh), None)
+        header = _csv_header(item.path)
         if header is not None:
             _pick_field(header, text_field, item.path)
 
@@ -515,10 +558,55 @@ def check_output(output: Path, force: bool) -> None:
         raise UserError(f"{output}: exists and is not a folder; choose another --output.")
 
 
-def _fresh_folder(output: Path, kind: str) -> Path:
-    """A new hidden folder next to `output` (`.NAME.KIND-RANDOM`), created with the usual permissions."""
+def _owner_tag() -> str:
+    """This process as `PID-HOST` (HOST: 8 hex digits of the host name's sha1), for a staging folder's name."""
+    return f"{os.getpid()}-{hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OSError:
+        return True  # cannot tell: keep its folder
+    return True
+
+
+def remove_stale_partials(output: Path) -> list[Path]:
+    """Remove the staging folders (`.NAME.partial-PID-HOST-*`) that jobs killed outright left next to `output`.
+
+    Only folders made on this host by a process that is no longer running are removed (with a log line); a
+    running job's folder, another host's, or one named otherwise is kept.
+
+    Args:
+        output: the final folder.
+
+    Returns:
+        The folders removed.
+    """
+    host = _owner_tag().split("-", 1)[1]
+    pattern = re.compile(rf"\.{re.escape(output.name)}\.partial-(\d+)-([0-9a-f]{{8}})-[0-9a-f]{{12}}")
+    removed = []
+    if not output.parent.is_dir():
+        return removed
+    for folder in output.parent.iterdir():
+        match = pattern.fullmatch(folder.name)
+        if match is None or match.group(2) != host or not folder.is_dir() or _pid_alive(int(match.group(1))):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        logger.info("removed %s: the unfinished output of an earlier job (pid %s) that is no longer running",
+                    folder, match.group(1))
+        removed.append(folder)
+    return removed
+
+
+def _fresh_folder(output: Path, kind: str, owner: str = "") -> Path:
+    """A new hidden folder next to `output` (`.NAME.KIND-[OWNER-]RANDOM`), created with the usual permissions."""
     while True:
-        folder = output.parent / f".{output.name}.{kind}-{uuid.uuid4().hex[:12]}"
+        folder = output.parent / f".{output.name}.{kind}-{owner + '-' if owner else ''}{uuid.uuid4().hex[:12]}"
         try:
             folder.mkdir()
             return folder
@@ -531,7 +619,8 @@ def staged_output(output: Path, force: bool = False) -> Iterator[Path]:
     """A staging folder next to `output`, renamed to `output` when the block completes, removed if it fails.
 
     With `force`, an existing `output` is replaced only after the new one is complete. A job killed outright
-    leaves only a hidden `.NAME.partial-*` folder, never `output`.
+    leaves only a hidden `.NAME.partial-PID-HOST-*` folder, never `output`; the next job for `output` removes
+    it (`remove_stale_partials`).
 
     Args:
         output: the final folder.
@@ -543,7 +632,8 @@ def staged_output(output: Path, force: bool = False) -> Iterator[Path]:
     output = Path(output)
     check_output(output, force)
     output.parent.mkdir(parents=True, exist_ok=True)
-    staging = _fresh_folder(output, "partial")
+    remove_stale_partials(output)
+    staging = _fresh_folder(output, "partial", _owner_tag())
     try:
         yield staging
     except BaseException:
