@@ -78,8 +78,13 @@ def test_int8_and_optimised_exports_pass_with_tolerances(trained_run, tmp_path):
     int8 = export_model(trained_run.run_dir, tmp_path / "int8-o2",
                         ExportConfig(quantize="int8", optimize="O2", policy=GatePolicy(max_f1_drop=0.2)))
     m = int8.manifest
-    assert m["quantization"]["mode"] == "int8" and m["quantization"]["target"] in (
-        "avx512_vnni", "avx512", "avx2", "arm64")
+    assert m["quantization"]["mode"] == "int8" and m["quantization"]["target"] == "portable"
+    # the O2 graph's weight products, fused Q/K/V included, are uint8 in the file and agree in the other form
+    kernels = m["verification"]["int8_kernels"]
+    assert kernels["file"] == "u8u8"
+    other = kernels.get("u8u8") or kernels.get("u8s8")
+    if other:
+        assert other["label_changes"] == 0
     assert m["optimization"]["level"] == "O2" and m["verification"]["exact"] is False
     assert int8.report.macro_f1_drop <= 0.2
     # per-token int8 on the O2 graph: the fused attention's Q/K/V are int8 too, still batch-invariant

@@ -13,6 +13,7 @@ from synthetic import class_keywords, make_sentence
 from tnews_deploy.errors import UserError
 from tnews_deploy.export import ExportConfig, GatePolicy, export_model
 from tnews_deploy.export.quantize import quantize_per_token, quantize_weight_per_column
+from tnews_deploy.int8_weights import U8S8, U8U8, convert, read_form, u8s8_is_exact
 from tnews_deploy.predictor import Predictor
 
 # The tiny model's F1 on 150 sentences moves by a few points either way; the gate is not what is tested here.
@@ -91,7 +92,7 @@ def test_manifests_record_the_scheme_and_batch_invariance(int8_export, int8_dyna
     q = int8_export.manifest["quantization"]
     assert q["mode"] == "int8" and q["scheme"] == "per-token-symmetric" and q["batch_invariant"] is True
     assert q["matmuls_int8"] >= 12 and q["embeddings_int8"] >= 1 and q["kept_fp32"] == []
-    assert q["target"] in ("avx512_vnni", "avx512", "avx2", "arm64")
+    assert q["target"] == "portable"
     legacy = int8_dynamic_export.manifest["quantization"]
     assert legacy["mode"] == "int8-dynamic" and legacy["batch_invariant"] is False
     for export in (int8_export, exported):  # every export records it; int8 and fp32 are invariant
@@ -199,13 +200,30 @@ def _per_token_reference(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndar
     return (xq @ wq.astype(np.float64)) * w_scale * x_scale + b
 
 
-@pytest.mark.parametrize("weight_type", ["int8", "uint8"])
-def test_per_token_arithmetic_matches_a_numpy_reference(tmp_path, weight_type):
+def _session_in_form(path, kernels: str):
+    """An onnxruntime session of the int8 model at `path`, its weights converted to `kernels` in memory."""
+    import onnx
     import onnxruntime as ort
 
+    model = onnx.load(str(path))
+    convert(model, kernels)
+    assert read_form(model).form == kernels
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _exact_forms() -> list:
+    """u8 x u8 everywhere; u8 x s8 only where this CPU computes it exactly (a skip says why elsewhere)."""
+    reason = "this CPU has no VNNI: its u8 x s8 kernels saturate (see test_u8s8_kernels_saturate_exactly_where...)"
+    return [U8U8, pytest.param(U8S8, marks=pytest.mark.skipif(not u8s8_is_exact(), reason=reason))]
+
+
+@pytest.mark.parametrize("kernels", _exact_forms())
+@pytest.mark.parametrize("weight_type", ["int8", "uint8"])
+def test_per_token_arithmetic_matches_a_numpy_reference(tmp_path, weight_type, kernels):
+    """Either weight form as written, run in each form this CPU computes exactly, is the scheme's arithmetic."""
     w1, b1, w2, b2 = _tiny_graph(tmp_path / "fp32.onnx")
     quantize_per_token(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", weight_type=weight_type)
-    session = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"])
+    session = _session_in_form(tmp_path / "int8.onnx", kernels)
     x = np.random.default_rng(1).standard_normal((3, 4, 8)).astype(np.float32)
     x[1, 2] *= 50.0  # one loud token: it must not change its neighbours' scales
     x[2, 3] = 0.0  # an all-zero row quantises to zeros, not NaN
@@ -218,3 +236,100 @@ def test_per_token_arithmetic_matches_a_numpy_reference(tmp_path, weight_type):
     for b in range(3):
         alone_h, _ = session.run(None, {"x": x[b:b + 1, 1:3]})
         np.testing.assert_array_equal(alone_h[0], h[b, 1:3])
+
+
+def _saturating_graph(path, weight_type: str):
+    """x (rows, 64) @ W (64, 4) per-token int8 where every activation and weight is at full scale: with
+    u8 activations near 255 and int8 weights of 127, the pair sums of a non-VNNI u8 x s8 kernel (vpmaddubsw)
+    exceed int16 and saturate."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.ones((64, 4), np.float32)
+    w[:, 1] = -1.0
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="/dense/MatMul")], "saturating",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", 4])], [numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path / "fp32.onnx"))
+    quantize_per_token(path / "fp32.onnx", path / "int8.onnx", weight_type=weight_type)
+    return w
+
+
+def test_u8s8_kernels_saturate_exactly_where_the_cpu_check_says_so(tmp_path):
+    """The CPU check that decides the runtime's weight form (`u8s8_is_exact`) agrees with what onnxruntime's
+    kernels do here: u8 x s8 is exact on this CPU if and only if the check says so; u8 x u8 always is."""
+    import onnxruntime as ort
+
+    w = _saturating_graph(tmp_path, "int8")
+    x = np.full((3, 64), 1.0, np.float32)
+    x[1] = -1.0
+    expected = x @ w
+    raw = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"])
+    assert read_form(__import__("onnx").load(str(tmp_path / "int8.onnx"))).form == U8S8
+    as_written = raw.run(None, {"x": x})[0]
+    portable = _session_in_form(tmp_path / "int8.onnx", U8U8).run(None, {"x": x})[0]
+    np.testing.assert_allclose(portable, expected, rtol=1e-5)
+    if u8s8_is_exact():
+        np.testing.assert_allclose(as_written, expected, rtol=1e-5)
+    else:  # what a CPU without VNNI does with int8 weights: the predictor must not run them as written
+        assert np.abs(as_written - expected).max() > 1.0
+
+
+def test_weight_forms_convert_both_ways_without_changing_a_number(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    _tiny_graph(tmp_path / "fp32.onnx")
+    quantize_per_token(tmp_path / "fp32.onnx", tmp_path / "s8.onnx", weight_type="int8")
+    quantize_per_token(tmp_path / "fp32.onnx", tmp_path / "u8.onnx", weight_type="uint8")
+    s8, u8 = onnx.load(str(tmp_path / "s8.onnx")), onnx.load(str(tmp_path / "u8.onnx"))
+    assert read_form(s8).form == U8S8 and read_form(u8).form == U8U8
+    assert convert(s8, U8U8) == 2 and read_form(s8).form == U8U8
+    assert convert(s8, U8U8) == 0  # already in that form
+    weights = {i.name: numpy_helper.to_array(i) for i in u8.graph.initializer if i.name.endswith("W_quantized")}
+    converted = {i.name: numpy_helper.to_array(i) for i in s8.graph.initializer if i.name.endswith("W_quantized")}
+    assert weights.keys() == converted.keys()
+    for name, value in weights.items():
+        assert converted[name].dtype == np.uint8 and np.array_equal(converted[name], value)
+    assert convert(u8, U8S8) == 2 and read_form(u8).form == U8S8
+    with pytest.raises(ValueError, match="u8s8"):
+        convert(u8, "int4")
+
+
+def test_the_predictor_runs_either_file_in_the_form_this_cpu_computes_exactly(trained_run, int8_export, tmp_path):
+    """The exported file is portable (uint8 weights); an int8-weight file made for a VNNI fleet is converted at
+    load on a CPU without VNNI. Forcing the other exact form gives the same answers (the manifest's record)."""
+    q = int8_export.manifest["quantization"]
+    assert q["target"] == "portable" and q["weights"].startswith("uint8") and q["exact_on"].startswith("every CPU")
+    kernels = int8_export.manifest["verification"]["int8_kernels"]
+    assert kernels["file"] == U8U8 and kernels["verified_with"] == ("u8s8" if u8s8_is_exact() else "u8u8")
+    assert kernels["u8u8" if u8s8_is_exact() else "not_run_here"]
+    machine = int8_export.manifest["verification"]["machine"]
+    assert machine["u8s8_exact"] == u8s8_is_exact() and isinstance(machine["flags"], list)
+
+    texts = mixed_texts()
+    auto = Predictor(int8_export.output)
+    assert auto.kernel_plan.used == (U8S8 if u8s8_is_exact() else U8U8) and auto.kernel_plan.exact
+    portable = Predictor(int8_export.output, int8_kernels=U8U8)
+    assert portable.kernel_plan.used == U8U8 and not portable.kernel_plan.changed
+    reference = portable.logits(texts)
+    np.testing.assert_allclose(auto.logits(texts), reference, atol=1e-5)
+
+    vnni = export_model(trained_run.run_dir, tmp_path / "vnni",
+                        ExportConfig(quantize="int8", quantize_for="avx512_vnni", policy=LOOSE))
+    assert vnni.manifest["quantization"]["weights"].startswith("int8")
+    served = Predictor(vnni.output)
+    assert served.kernel_plan.exported == U8S8 and served.kernel_plan.exact
+    assert served.kernel_plan.changed == (not u8s8_is_exact())
+    as_portable = Predictor(vnni.output, int8_kernels=U8U8)
+    assert as_portable.kernel_plan.changed
+    np.testing.assert_allclose(served.logits(texts), as_portable.logits(texts), atol=1e-5)
+    with pytest.raises(ValueError, match="int8_kernels"):
+        Predictor(int8_export.output, int8_kernels="fast")
+
+
+def test_fp32_exports_are_not_read_for_int8_weights(exported):
+    plan = Predictor(exported.output).kernel_plan
+    assert plan.used is None and not plan.changed
+    assert exported.manifest["verification"]["int8_kernels"] is None

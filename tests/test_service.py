@@ -53,6 +53,11 @@ def test_health_and_model_info(client, exported):
     assert info["manifest"]["model"]["sha256"] == exported.manifest["model"]["sha256"]
     cap = ServiceConfig(exported.output, max_batch=64, max_chars=500).max_body_bytes
     assert info["limits"] == {"max_batch": 64, "max_chars": 500, "max_queue": 64, "max_body_bytes": cap}
+    # the CPU the export was verified on, beside the one serving it (fp32: no int8 kernels)
+    from tnews_deploy.int8_weights import cpu_description
+
+    assert info["cpu"]["verified_on"] == exported.manifest["verification"]["machine"]
+    assert info["cpu"]["serving"] == cpu_description() and info["cpu"]["int8_kernels"] is None
 
 
 BAD_REQUESTS = [

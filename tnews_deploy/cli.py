@@ -525,8 +525,12 @@ def report(grid_dir: Path, output: Path, extras: tuple[Path, ...], draws: int) -
                    "texts in its batch). int8-dynamic: Optimum's ORTQuantizer, one activation scale per tensor "
                    "per call; its answers depend on the batch neighbours (with micro-batching, on other users' "
                    "requests).")
-@click.option("--quantize-for", type=click.Choice(["avx512_vnni", "avx512", "avx2", "arm64"]),
-              help="Quantisation config; default: picked from this CPU's flags.")
+@click.option("--quantize-for", type=click.Choice(["portable", "avx512_vnni", "avx512", "avx2", "arm64"]),
+              help="The int8 weight form. portable (default): uint8 weights (u8 x u8), exact on every CPU and in "
+                   "every runtime. avx512_vnni, arm64: int8 weights (u8 x s8), for a fleet known to have VNNI or "
+                   "ARM64: elsewhere their kernels saturate (tnews-deploy's Predictor converts them at load; other "
+                   "runtimes do not). avx512, avx2: uint8 weights. Predictor runs either file in the form that "
+                   "is exact and fastest on the CPU serving it.")
 @click.option("--per-channel/--per-tensor", show_default=True,
               default=FieldDefault("tnews_deploy.export.exporter", "ExportConfig", "per_channel"),
               help="Per-channel or per-tensor int8 weight scales (int8-dynamic; int8 is always per channel).")

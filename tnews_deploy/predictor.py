@@ -39,6 +39,8 @@ from tokenizers import Tokenizer
 
 from .errors import ModelError
 from .inputs import validate_texts
+from .int8_weights import INT8_KERNEL_CHOICES
+from .int8_weights import prepare as prepare_int8
 from .machine import usable_cpus
 
 MODEL_FILE = "model.onnx"
@@ -209,6 +211,10 @@ class Predictor:
             every call; "no-arena": plain malloc/free. Except in "ort-default", the per-shape
             memory-pattern cache is off (with a new shape per batch it only grows). Figures:
             docs/operations.md.
+        int8_kernels: the int8 weight form an int8 export runs in. "auto" (default): the form that is exact
+            and fastest on this CPU (u8 x s8 with VNNI or on ARM64, else u8 x u8), converted in memory at load
+            when the file holds the other one (same integer products, so the verified answers; see
+            `tnews_deploy.int8_weights`); "u8u8" or "u8s8" force one (u8s8 on x86 without VNNI saturates).
 
     Raises:
         ModelLoadError: the folder or one of its files is missing, damaged or inconsistent (the message
@@ -228,11 +234,15 @@ class Predictor:
         batch_size: int = DEFAULT_BATCH_SIZE,
         verify_checksum: bool = True,
         memory: str = DEFAULT_MEMORY,
+        int8_kernels: str = "auto",
     ) -> None:
         batch_size = check_batch_size(batch_size)
         if memory not in MEMORY_MODES:
             raise ValueError(f"memory must be one of {', '.join(MEMORY_MODES)}, got {memory!r}.")
+        if int8_kernels not in INT8_KERNEL_CHOICES:
+            raise ValueError(f"int8_kernels must be one of {', '.join(INT8_KERNEL_CHOICES)}, got {int8_kernels!r}.")
         self.memory = memory
+        self.int8_kernels = int8_kernels
         self.model_dir = Path(model_dir)
         self.batch_size = batch_size
         model_path = self._check_folder()
@@ -377,8 +387,10 @@ class Predictor:
         if self.memory == "shrink":
             self._run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         try:
-            session = ort.InferenceSession(str(model_path), sess_options=options, providers=self.providers)
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
+            self.kernel_plan, converted = prepare_int8(model_path, self.manifest, self.int8_kernels)
+            model: str | bytes = converted if converted is not None else str(model_path)
+            session = ort.InferenceSession(model, sess_options=options, providers=self.providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types; onnx DecodeError
             raise ModelLoadError(
                 f"{model_path}: onnxruntime cannot load it ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0][:300]}). The file is corrupt or truncated: re-export it."

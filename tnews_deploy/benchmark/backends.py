@@ -38,6 +38,8 @@ class Backend:
     variant: str  # "fp32 eager", "int8 O2", ...
     path: Path
     config: dict[str, Any]  # the model's transformers config
+    verified_on: dict[str, Any] | None = None  # an export's verification machine: CPU, flags (manifest)
+    int8_kernels: dict[str, Any] | None = None  # an int8 export: the weight form in the file and the one run here
 
     def run(self, texts: Sequence[str], batch_size: int) -> PassResult:
         """Logits of `texts` at `batch_size`, timed.
@@ -138,6 +140,9 @@ class OnnxBackend(Backend):
         self.predictor = Predictor(folder, threads=threads)
         self.name = name or self.path.name
         self.variant = describe_variant(self.predictor.manifest)
+        self.verified_on = (self.predictor.manifest.get("verification") or {}).get("machine")
+        plan = self.predictor.kernel_plan
+        self.int8_kernels = plan.to_json() if plan.used else None
         self.config = json.loads((self.path / MODEL_CONFIG_FILE).read_text(encoding="utf-8"))
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:

@@ -84,9 +84,29 @@ def render_markdown(report: dict[str, Any]) -> str:
         "% fp32 peak divides it by the best fp32 GEMM rate measured on this machine with the same threads "
         "(several sizes, numpy and torch); int8 kernels can exceed it.",
     ]
+    cpu_lines = [line for line in (cpu_line(r) for r in rows) if line]
+    if cpu_lines:
+        lines += ["", "Where each export was verified, and the int8 kernels it ran here:", "", *cpu_lines]
     if report.get("command"):
         lines += ["", "Command:", "", "```", report["command"], "```"]
     return "\n".join(lines) + "\n"
+
+
+def cpu_line(row: dict[str, Any]) -> str:
+    """Where an ONNX backend was verified (its export's CPU and flags) and the int8 kernels it ran here."""
+    verified, kernels = row.get("verified_on"), row.get("int8_kernels")
+    if not verified and not kernels:
+        return ""
+    line = f"- `{row['backend']}`: "
+    if verified:
+        line += f"verified on {verified.get('cpu')} (flags: {', '.join(verified.get('flags') or []) or 'none'})"
+    else:
+        line += "no verification machine recorded (exported before it was)"
+    if kernels:
+        converted = (f", converted at load from the file's {kernels['exported']}" if kernels.get("converted_at_load")
+                     else "")
+        line += f"; int8 kernels here: {kernels['used']}{converted}"
+    return line + "."
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..int8_weights import best_kernels
 from ..machine import machine_info
 from .backends import Backend
 from .config import BenchmarkConfig
@@ -66,6 +67,8 @@ def backend_row(backend: Backend, timings: Timings, labels: np.ndarray, referenc
         "padding_efficiency": {bs: round(v, 3) for bs, v in timings.padding_efficiency.items()},
         "gflops": {bs: significant(v) for bs, v in gflops.items()},
         "share_of_fp32_peak": {bs: round(v / peak_gflops, 3) for bs, v in gflops.items()},
+        "verified_on": backend.verified_on,
+        "int8_kernels": backend.int8_kernels,
     }
 
 
@@ -103,7 +106,7 @@ def summarise(config: BenchmarkConfig, plan: BenchmarkPlan, backends: Sequence[B
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
-        "machine": machine_info(plan.threads),
+        "machine": {**machine_info(plan.threads), "int8_kernels": best_kernels()},
         "fp32_peak": peak,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
                      if k not in ("onnx", "pytorch", "output")},

@@ -234,7 +234,28 @@ def _verification_section(ver: dict[str, Any], onnx: dict[str, Any], torch: dict
         text += (f"\n\nBatch invariance: {inv['sentences']:,} sentences predicted one at a time and in batches of "
                  f"{max(inv.get('batch_sizes', [32]))}: {inv['label_changes']} label change(s), max |Δp| "
                  f"{inv['max_abs_prob_diff']:.2e}.")
+    text += _cpu_paragraph(ver)
     return text + "\n"
+
+
+def _cpu_paragraph(ver: dict[str, Any]) -> str:
+    """The CPU the export was verified on, and for int8 the kernels it ran and the other weight form's check."""
+    machine, kernels = ver.get("machine"), ver.get("int8_kernels")
+    if not machine:
+        return ""
+    text = (f"\n\nVerified on {machine.get('cpu')} ({machine.get('arch')}; flags: "
+            f"{', '.join(machine.get('flags') or []) or 'none'}).")
+    if kernels:
+        used = kernels.get("verified_with")
+        text += (f" int8 weights in the file: {kernels.get('file')}; run there as {used}. `Predictor` runs them in "
+                 "the form exact and fastest on the CPU serving it (u8s8 with VNNI or on ARM64, else u8u8); the "
+                 "integer products are the same.")
+        for form in ("u8u8", "u8s8"):
+            check = kernels.get(form) if form != used else None
+            if check:
+                text += (f" The same {check['sentences']:,} sentences in the {form} form: {check['label_changes']} "
+                         f"label change(s), max |Δlogit| {check['max_abs_logit_diff']:.2e}.")
+    return text
 
 
 def _size_section(manifest: dict[str, Any], benchmark: dict[str, Any] | None) -> str:

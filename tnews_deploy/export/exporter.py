@@ -43,7 +43,8 @@ import numpy as np
 
 from ..datasource import DataSource
 from ..errors import ConfigError, UserError, disk_full_error
-from ..machine import detect_quantize_target, library_versions
+from ..int8_weights import U8S8, U8U8, cpu_description, u8s8_is_exact
+from ..machine import library_versions
 from ..noise import silence_known_noise
 from ..predictor import CHECKSUMMED_FILES, MANIFEST_FILE, MODEL_CONFIG_FILE, MODEL_FILE, Predictor, sha256_of
 from ..training.config import TrainConfig
@@ -55,7 +56,12 @@ from .verify import GatePolicy, ParityReport, apply_gate, batch_invariance, comp
 
 OPTIMIZE_LEVELS = ("none", "O1", "O2", "O3")
 QUANTIZE_MODES = ("none", "int8", "int8-dynamic")
-QUANTIZE_TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")
+# "portable": uint8 weights (u8 x u8), exact on every CPU and in every runtime; the others are Optimum's CPU configs
+# (int8 weights for avx512_vnni and arm64: exact only on CPUs with VNNI, or ARM64). See `tnews_deploy.int8_weights`.
+QUANTIZE_TARGETS = ("portable", "avx512_vnni", "avx512", "avx2", "arm64")
+DEFAULT_QUANTIZE_TARGET = "portable"
+# The targets whose weights are int8 (u8 x s8 kernels); the others are written as uint8 (u8 x u8).
+S8_TARGETS = ("avx512_vnni", "arm64")
 MANIFEST_VERSION = 1
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 BATCH_INVARIANCE_SENTENCES = 500  # evaluation sentences predicted again one at a time ...
@@ -76,7 +82,7 @@ class ExportRefused(UserError):
 class ExportConfig:
     optimize: str = "none"
     quantize: str = "none"
-    quantize_for: str | None = None  # None: picked from this CPU's flags
+    quantize_for: str | None = None  # None: DEFAULT_QUANTIZE_TARGET (portable uint8 weights)
     per_channel: bool = True  # int8-dynamic weights; int8 (per-token) weights are always per channel
     data: DataSource | str | None = None  # None: the data the run was evaluated on (a DataSource, or its path)
     eval_size: int | None = None  # None: the run's evaluation-set size
@@ -190,8 +196,8 @@ def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig) -> dict[str
         steps["optimization"] = None
 
     if config.quantize == "int8":
-        target = config.quantize_for or detect_quantize_target()
-        weight_type = "uint8" if target == "avx2" else "int8"
+        target = config.quantize_for or DEFAULT_QUANTIZE_TARGET
+        weight_type = "int8" if target in S8_TARGETS else "uint8"
         logger.info("quantising to int8 (per-token symmetric activations, per-channel %s weights, %s) ...",
                     weight_type, target)
         (work / "int8").mkdir()
@@ -204,9 +210,11 @@ def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig) -> dict[str
             "mode": "int8", "scheme": PER_TOKEN_SCHEME, "batch_invariant": True, "target": target,
             "activations": "uint8 per token: symmetric scale max|x|/127 per row, zero point 128",
             "weights": f"{weight_type} per output channel, symmetric", **summary.to_json(),
+            "exact_on": exact_on(weight_type),
         }
     elif config.quantize == "int8-dynamic":
-        target = config.quantize_for or detect_quantize_target()
+        target = config.quantize_for or DEFAULT_QUANTIZE_TARGET
+        target = "avx2" if target == "portable" else target  # Optimum's config with uint8 weights
         logger.info("quantising to int8-dynamic (per-tensor activations, %s%s) ...", target,
                     ", per-channel weights" if config.per_channel else "")
         if steps["optimization"]:
@@ -222,7 +230,8 @@ def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig) -> dict[str
         current = work / "int8" / f"{current.stem}_quantized.onnx"
         steps["quantization"] = {"mode": "int8-dynamic", "scheme": "per-tensor-dynamic", "batch_invariant": False,
                                  "dynamic": True, "target": target, "per_channel": config.per_channel,
-                                 "weights": str(qconfig.weights_dtype), "activations": str(qconfig.activations_dtype)}
+                                 "weights": str(qconfig.weights_dtype), "activations": str(qconfig.activations_dtype),
+                                 "exact_on": exact_on("int8" if target in S8_TARGETS + ("avx512",) else "uint8")}
     else:
         steps["quantization"] = None
 
@@ -233,6 +242,39 @@ def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig) -> dict[str
     if not (folder / "tokenizer.json").is_file():
         raise UserError(f"{checkpoint}: its tokenizer has no fast (Rust) version; the runtime needs tokenizer.json.")
     return steps
+
+
+def kernel_parity(folder: Path, predictor: Predictor, texts: list[str], logits: np.ndarray) -> dict[str, Any] | None:
+    """For an int8 export: the kernels it was verified with here, and the same texts run in the other weight form.
+
+    The two forms give the same integer products, so their answers must agree; this measures it on the
+    evaluation set. The other form is run where this CPU computes it exactly (u8 x u8 everywhere, u8 x s8
+    only with VNNI or on ARM64). None for a model without integer products.
+    """
+    plan = predictor.kernel_plan
+    if plan.used is None:
+        return None
+    record: dict[str, Any] = {"verified_with": plan.used, "file": plan.exported}
+    other = U8U8 if plan.used == U8S8 else (U8S8 if u8s8_is_exact() else None)
+    if other is None:
+        record["not_run_here"] = f"{U8S8} (this CPU has no VNNI: its u8 x s8 kernels are not exact)"
+        return record
+    logger.info("int8 kernels: the evaluation set again in the %s form ...", other)
+    alt = Predictor(folder, verify_checksum=False, threads=predictor.threads, int8_kernels=other)
+    alt_logits = alt.logits(texts, batch_size=INVARIANCE_BATCH_SIZE)
+    record[other] = {"label_changes": int(np.sum(alt_logits.argmax(-1) != logits.argmax(-1))),
+                     "max_abs_logit_diff": float(np.abs(alt_logits - logits).max()), "sentences": len(texts)}
+    logger.info("int8 kernels %s vs %s: %d label change(s), max |Δlogit| %.2e", plan.used, other,
+                record[other]["label_changes"], record[other]["max_abs_logit_diff"])
+    return record
+
+
+def exact_on(weight_type: str) -> str:
+    """Which CPUs compute an int8 export's weight form exactly as written (for the manifest and the card)."""
+    if weight_type == "uint8":
+        return "every CPU (u8 x u8)"
+    return ("CPUs with AVX512-VNNI or AVX-VNNI, and ARM64 (u8 x s8); the runtime converts to u8 x u8 at load "
+            "elsewhere")
 
 
 def _typed_copy(model_path: Path, folder: Path) -> Path:
@@ -310,6 +352,7 @@ def export_model(
                                       INVARIANCE_BATCH_SIZE)
         logger.info("batch invariance: %d label change(s), max |Δp| %.2e on %s sentences",
                     invariance["label_changes"], invariance["max_abs_prob_diff"], f"{invariance['sentences']:,}")
+        kernels = kernel_parity(staging, predictor, texts, candidate)
 
         model_path = staging / MODEL_FILE
         manifest = {
@@ -324,7 +367,7 @@ def export_model(
             "max_length": max_length,
             "labels": json.loads((staging / MODEL_CONFIG_FILE).read_text(encoding="utf-8")).get("id2label"),
             "verification": {**report.to_json(), "evaluation": origin, "policy": asdict(config.policy),
-                             "batch_invariance": invariance},
+                             "batch_invariance": invariance, "machine": cpu_description(), "int8_kernels": kernels},
             "export_seconds": round(time.perf_counter() - started, 1),
             "versions": library_versions(),
         }

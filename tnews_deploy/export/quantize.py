@@ -32,9 +32,10 @@ Inputs that feed several quantised MatMuls (the Q/K/V projections share one) are
 On an O2-optimised graph, onnxruntime's fused `Attention` (which projects Q/K/V in fp32 inside) becomes
 int8 Q/K/V products feeding a `MultiHeadAttention` with the same bias, mask and heads.
 
-Weights are int8 (``u8 x s8`` kernels) except for `weight_type="uint8"` (int8 + 128, zero point 128):
-without AVX512-VNNI/AVX-VNNI the x86 ``u8 x s8`` kernels can saturate 16-bit intermediate sums, so the
-AVX2 configuration uses ``u8 x u8`` like Optimum's `avx2` preset. Both give the same integer products.
+Weights are uint8 by default (int8 + 128, zero point 128: ``u8 x u8`` kernels, exact on every CPU), or
+int8 with `weight_type="int8"` (``u8 x s8``): without AVX512-VNNI/AVX-VNNI the x86 ``u8 x s8`` kernels
+saturate 16-bit intermediate sums. Both give the same integer products, and `tnews_deploy.int8_weights`
+converts one into the other; the runtime runs the form that is exact and fastest on its CPU.
 """
 
 from __future__ import annotations
@@ -388,7 +389,7 @@ def _rename(nodes: list[Any], old: str, new: str) -> None:
 def quantize_per_token(
     model_input: str | Path,
     model_output: str | Path,
-    weight_type: str = "int8",
+    weight_type: str = "uint8",
     fuse_shared: bool = True,
     exclude: Iterable[str] = (),
     quantize_embeddings: bool = True,
@@ -403,8 +404,8 @@ def quantize_per_token(
         model_input: the fp32 `.onnx` file (plain Optimum export, or O1/O2-optimised: the fused contrib ops
             are left alone, and whatever MatMuls remain are quantised).
         model_output: where to write the rewritten model (one file, no external data).
-        weight_type: "int8" (u8 x s8 kernels; VNNI, AVX512, ARM64) or "uint8" (int8 + 128, zero point 128;
-            u8 x u8 kernels, which do not saturate on AVX2 without VNNI).
+        weight_type: "uint8" (default: int8 + 128, zero point 128; u8 x u8 kernels, exact on every CPU) or
+            "int8" (u8 x s8 kernels: exact with VNNI or on ARM64 only; faster there).
         fuse_shared: MatMuls that read the same activation (Q/K/V) share one quantiser anyway; with True their
             weights are also concatenated into one int8 GEMM and the result split.
         exclude: node names to keep in fp32 (a name ending in "/" excludes every node under that prefix).

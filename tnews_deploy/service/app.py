@@ -60,6 +60,7 @@ from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..inputs import SURROGATE_MESSAGE, format_positions, invalid_positions
+from ..int8_weights import cpu_description
 from ..labels import TNEWS_LABEL_NAMES
 from ..predictor import Predictor
 from .config import ServiceConfig
@@ -438,6 +439,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
             raise ApiError(503, "not_ready", "the model is not warmed up yet; retry shortly.")
         return {"status": "ready"}
 
+    serving_cpu = cpu_description()
+
     @app.get("/v1/model", response_model=ModelInfo, responses=schemas.responses(internal))
     async def model_info() -> dict[str, Any]:
         """The served model: labels, max_length, limits, micro-batching and the export manifest."""
@@ -452,6 +455,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
                                 "batches": batcher.batches, "requests": batcher.requests}
                                if batcher else None),
             "threads": predictor.threads,
+            "cpu": {
+                "serving": serving_cpu,
+                "verified_on": (manifest.get("verification") or {}).get("machine"),
+                "int8_kernels": predictor.kernel_plan.to_json() if predictor.kernel_plan.used else None,
+            },
             "manifest": without_paths({
                 "source": manifest.get("source"),
                 "created": manifest.get("created"),

@@ -87,12 +87,25 @@ class MicroBatching(BaseModel):
     requests: int = Field(description="Requests answered by the micro-batcher since start.")
 
 
+class CpuInfo(BaseModel):
+    serving: dict[str, Any] = Field(
+        description="The CPU serving this worker: model name, arch, kernel flags, whether its u8 x s8 int8 kernels "
+                    "are exact (VNNI or ARM64) and the int8 weight form it runs.")
+    verified_on: dict[str, Any] | None = Field(
+        description="The CPU the export was verified on (same fields), from its manifest; null for exports made "
+                    "before it was recorded.")
+    int8_kernels: dict[str, Any] | None = Field(
+        description="int8 exports: the weight form in the file, the form run here (converted at load when they "
+                    "differ: same integer products), and whether it is exact on this CPU; null for fp32.")
+
+
 class ModelInfo(ModelSummary):
     labels: list[str] = Field(description="Class names, by label_id.")
     max_length: int = Field(description="Tokens per text the model sees; longer texts are truncated.")
     limits: Limits
     micro_batching: MicroBatching | None = Field(description="null when micro-batching is off.")
     threads: int = Field(description="onnxruntime intra-op threads of this worker.")
+    cpu: CpuInfo
     manifest: dict[str, Any] = Field(
         description="The export manifest's source, creation time, parity verification, model file and versions; "
                     "filesystem paths are reduced to their last component.")
