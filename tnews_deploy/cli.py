@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from . import __version__
 from .benchmark.config import BenchmarkConfig
 from .datasource import DEFAULT_DATA, DataSource
 from .errors import UserError
@@ -290,7 +291,7 @@ def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="tnews-deploy")
+@click.version_option(__version__, package_name="tnews-deploy")  # the version /v1/model and model cards report
 @click.option("-v", "--verbose", is_flag=True, help="Debug log lines too (e.g. every training-loss entry).")
 @click.option("-q", "--quiet", is_flag=True,
               help="Log warnings and errors only; results still go to stdout.")

@@ -447,6 +447,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         manifest = predictor.manifest
         return {
             **summary,
+            "tnews_deploy_version": __version__,
             "labels": list(predictor.labels),
             "max_length": predictor.max_length,
             "limits": {"max_batch": config.max_batch, "max_chars": config.max_chars, "max_queue": config.max_queue,

@@ -100,6 +100,9 @@ class CpuInfo(BaseModel):
 
 
 class ModelInfo(ModelSummary):
+    tnews_deploy_version: str = Field(
+        description="The tnews-deploy version serving (`tnews-deploy --version`); manifest.versions names the one "
+                    "that exported the model.")
     labels: list[str] = Field(description="Class names, by label_id.")
     max_length: int = Field(description="Tokens per text the model sees; longer texts are truncated.")
     limits: Limits
