@@ -57,11 +57,15 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from .. import __version__
+from ..errors import ModelError, UserError
 from ..inputs import SURROGATE_MESSAGE, format_positions, invalid_positions
 from ..int8_weights import cpu_description
 from ..labels import TNEWS_LABEL_NAMES
+from ..machine import usable_cpus
 from ..predictor import Predictor
 from .config import ServiceConfig
 from .metrics import CLIENT_CLOSED, MULTIPROC_ENV, ObserveRequests, ServiceMetrics
@@ -144,61 +148,103 @@ def parse_classify_request(raw: bytes, config: ServiceConfig, num_labels: int) -
 
 
 class MicroBatcher:
-    """Coalesce concurrent classify calls into one predictor call (dynamic batching).
+    """Coalesce concurrent classify calls into shared predictor calls (dynamic batching, adaptive window).
 
-    The first waiting request opens a window of `window_s` (unless it is the only
-    request in flight); requests that arrive in it (up to `max_texts` texts) join
-    the batch. One `predict_proba` runs in
-    the thread pool, and each request gets its own rows back. While a batch
-    runs, new requests queue up and form the next one.
+    Submitted requests queue up. A batch takes every request already waiting (up to `max_texts` texts) and runs
+    as one `predict_proba` in the thread pool, at most `max_calls` batches at once; while they run, new requests
+    queue and form the next batch, so under load batches grow without any timer. The window only holds a batch
+    back while more company is actually coming: a request that finds nobody else waiting (a lone request) runs
+    at once, and so does a batch that already has `target_texts` texts (one full model call: the predictor's
+    batch size); otherwise the batch waits for more requests while they keep arriving (each within
+    `window_s / 2` of the last), `window_s` at most in all. Each request gets its own rows back; with a
+    batch-invariant model (fp32, per-token int8) its answer is the one it would get alone.
+
+    Args:
+        predictor: the model.
+        window_s: the longest a batch waits for more requests, in seconds.
+        max_texts: most texts in one batch (a larger request runs as a batch of its own).
+        max_calls: most batches in the model at once; default: twice as many as the predictor's threads need
+            cores (a single call leaves cores idle while it tokenizes, pads and ranks; the one-call-at-a-time
+            batcher this replaces halved throughput). Requests beyond that wait, and form larger batches.
+        target_texts: a batch this large runs without waiting; default: the predictor's batch size.
     """
 
-    def __init__(self, predictor: Predictor, window_s: float, max_texts: int) -> None:
+    def __init__(self, predictor: Predictor, window_s: float, max_texts: int, max_calls: int | None = None,
+                 target_texts: int | None = None) -> None:
         self.predictor, self.window_s, self.max_texts = predictor, window_s, max_texts
+        self.max_calls = max_calls or max(2, 2 * usable_cpus() // predictor.threads)
+        self.target_texts = min(max_texts, target_texts or predictor.batch_size)
         self.queue: asyncio.Queue | None = None
         self.task: asyncio.Task | None = None
+        self.calls: set[asyncio.Task] = set()
+        self.slots: asyncio.Semaphore | None = None
         self.batches = 0
         self.requests = 0
-        self.in_flight = 0  # requests submitted and not answered yet
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
+        self.slots = asyncio.Semaphore(self.max_calls)
         self.task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
+        for task in [self.task, *self.calls]:
+            if task:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
 
     async def submit(self, texts: list[str], top_k: int) -> list:
         future = asyncio.get_running_loop().create_future()
-        self.in_flight += 1
-        try:
-            await self.queue.put((texts, top_k, future))
-            return await future
-        finally:
-            self.in_flight -= 1
+        self.queue.put_nowait((texts, top_k, future))
+        return await future
+
+    def _take_waiting(self, batch: list, size: int) -> int:
+        """Move requests already queued into `batch` (up to `max_texts` texts); returns its new size."""
+        while size < self.max_texts and not self.queue.empty():
+            item = self.queue.get_nowait()
+            batch.append(item)
+            size += len(item[0])
+        return size
+
+    async def _collect(self) -> list:
+        """The next batch: what waits now, plus what arrives while arrivals go on and the batch is small."""
+        loop = asyncio.get_running_loop()
+        batch = [await self.queue.get()]
+        deadline = loop.time() + self.window_s
+        size = self._take_waiting(batch, len(batch[0][0]))
+        if len(batch) == 1:
+            return batch  # nobody else was waiting: nothing says more requests are coming
+        while size < self.target_texts:
+            remaining = min(deadline - loop.time(), self.window_s / 2)
+            if remaining <= 0:
+                break
+            try:
+                item = await asyncio.wait_for(self.queue.get(), remaining)
+            except asyncio.TimeoutError:
+                break  # arrivals stopped
+            batch.append(item)
+            size = self._take_waiting(batch, size + len(item[0]))
+        return batch
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            batch = [await self.queue.get()]
-            size = len(batch[0][0])
-            # A lone request does not wait out the window: nobody else could join it.
-            deadline = loop.time() + (self.window_s if self.in_flight > 1 else 0.0)
-            while size < self.max_texts:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), remaining)
-                except asyncio.TimeoutError:
-                    break
-                batch.append(item)
-                size += len(item[0])
+            await self.slots.acquire()  # a free model slot first: meanwhile requests queue and batch up
+            try:
+                batch = await self._collect()
+            except BaseException:
+                self.slots.release()
+                raise
+            call = asyncio.create_task(self._run(batch))
+            self.calls.add(call)
+            call.add_done_callback(self.calls.discard)
+
+    async def _run(self, batch: list) -> None:
+        try:
+            batch = [item for item in batch if not item[2].done()]  # callers that left (cancelled) need nothing
+            if not batch:
+                return
             texts = [t for item in batch for t in item[0]]
             try:
                 probs = await run_in_threadpool(self.predictor.predict_proba, texts)
@@ -206,7 +252,7 @@ class MicroBatcher:
                 for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
-                continue
+                return
             self.batches += 1
             self.requests += len(batch)
             offset = 0
@@ -215,6 +261,8 @@ class MicroBatcher:
                 offset += len(item_texts)
                 if not future.done():
                     future.set_result(self.predictor.rank(rows, top_k))
+        finally:
+            self.slots.release()
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -491,8 +539,19 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
 
 def create_app_from_env() -> FastAPI:
-    """uvicorn factory for `--workers N` (each worker process builds its own app)."""
-    return create_app(ServiceConfig.from_env())
+    """uvicorn factory for `--workers N` (each worker process builds its own app).
+
+    A worker that cannot build its app (its model folder deleted or damaged since the service started, say)
+    logs why and exits with uvicorn's `STARTUP_FAILURE` status: uvicorn's supervisor then stops the whole
+    service instead of respawning a worker that would fail the same way forever (see `serve`).
+    """
+    try:
+        return create_app(ServiceConfig.from_env())
+    except UserError as exc:
+        logger.error("worker %d cannot serve: %s", os.getpid(), exc)
+    except Exception:
+        logger.exception("worker %d cannot serve: building the app failed", os.getpid())
+    sys.exit(STARTUP_FAILURE)
 
 
 def log_config(level: str) -> dict[str, Any]:
@@ -543,13 +602,48 @@ def _exit_without_stuck_model_calls(wait_s: float = 1.0) -> None:
         os._exit(0)
 
 
+class _Supervisor(Multiprocess):
+    """uvicorn's `Multiprocess` supervisor, closing the parent's listening socket before the workers drain.
+
+    On SIGTERM the supervisor tells every worker to stop and waits for them; each worker closes its own copy of
+    the listening socket, but the parent's copy stays open until the last worker has drained, so the kernel
+    goes on completing handshakes that nobody accepts and resets them when the parent exits, seconds later.
+    Closing the parent's copy first makes a new connection fail at once (refused), so clients and load balancers
+    go elsewhere. uvicorn (0.55) has no hook for this (upstream PR #2010 proposed it, unmerged), hence this
+    one-method subclass. Everything else is uvicorn's: respawning a worker that dies while serving, and stopping
+    every worker when one exits with `STARTUP_FAILURE` (a worker that cannot load its model; uvicorn >= 0.50).
+    """
+
+    def terminate_all(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        super().terminate_all()
+
+    @property
+    def startup_failed(self) -> bool:
+        """Whether it stopped because a worker could not start (exited with `STARTUP_FAILURE`)."""
+        return any(process.exitcode == STARTUP_FAILURE for process in self.processes)
+
+
+def _worker_failure(model_dir: Any) -> ModelError:
+    """The one-line error for a worker that could not start: the model folder's fault when it is the cause."""
+    try:
+        Predictor(model_dir, threads=1)
+    except UserError as exc:
+        return ModelError(f"a worker could not load the model, so the service stopped: {exc}")
+    return ModelError("a worker could not start (its error is logged above), so the service stopped.")
+
+
 def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           log_level: str = "info", on_loaded: Callable[[], None] | None = None) -> None:
     """Run the service with uvicorn until SIGTERM/SIGINT, then stop gracefully.
 
-    On the signal: stop accepting connections, let in-flight requests finish for up to
-    `config.graceful_timeout_s` (then cancel them), and return (exit status 0). With `workers` > 1, metrics use
-    prometheus-client's multiprocess mode in a fresh temporary folder (or `$PROMETHEUS_MULTIPROC_DIR` when set).
+    On the signal: stop accepting connections (new ones are refused at once), let in-flight requests finish for
+    up to `config.graceful_timeout_s` (then cancel them), and return (exit status 0). With `workers` > 1, metrics
+    use prometheus-client's multiprocess mode in a fresh temporary folder (or `$PROMETHEUS_MULTIPROC_DIR` when
+    set); a worker that dies while serving is replaced, but one that cannot load its model stops the service:
+    the other workers drain as on SIGTERM, then `ModelError` is raised (the CLI prints it and exits 2), so that
+    a supervisor (systemd, Kubernetes) sees the failure instead of a service at part capacity.
 
     Args:
         config: what to serve and its limits.
@@ -579,8 +673,14 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, work
             own_dir = tempfile.mkdtemp(prefix="tnews-deploy-metrics-")
             os.environ[MULTIPROC_ENV] = own_dir
         try:
-            uvicorn.run("tnews_deploy.service.app:create_app_from_env", factory=True, workers=workers, **options)
+            # What uvicorn.run does for workers > 1, with `_Supervisor` in place of `Multiprocess`.
+            server = uvicorn.Config("tnews_deploy.service.app:create_app_from_env", factory=True, workers=workers,
+                                    **options)
+            supervisor = _Supervisor(server, sockets=[server.bind_socket()])
+            supervisor.run()
         finally:
             if own_dir:
                 shutil.rmtree(own_dir, ignore_errors=True)
                 os.environ.pop(MULTIPROC_ENV, None)
+        if supervisor.startup_failed:
+            raise _worker_failure(config.model_dir)
