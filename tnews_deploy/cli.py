@@ -610,6 +610,49 @@ def card(model_dir: Path, benchmark_json: Path | None, backend: str | None, base
     click.echo(write_card(model_dir, benchmark=benchmark_json, backend=backend, base_model=base_model))
 
 
+# --------------------------------------------------------------------------- package
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--name", required=True,
+              help="The package's name, which finds the model once installed: letters, digits, '-', '_', '.' "
+                   "(e.g. tnews-int8; compared like pip compares names).")
+@click.option("--version", "version", required=True, help="The package's version (PEP 440, e.g. 1.0.0).")
+@click.option("--output", type=click.Path(path_type=Path), default=Path("dist"), show_default=True,
+              help="Folder the wheel is written to.")
+@click.option("--force", is_flag=True, help="Replace a wheel of the same name and version in --output.")
+@user_errors
+def package(model_dir: Path, name: str, version: str, output: Path, force: bool) -> None:
+    """Package an export folder as a pip-installable wheel (a model package).
+
+    \b
+    The folder is first loaded as the runtime loads it (every file's
+    sha256 against manifest.json, labels, tokenizer, model), and its
+    manifest must record a passed verification. The wheel holds the
+    folder, depends on tnews-deploy (the runtime) and carries the model
+    card as its description. Installed (pip install, a requirements
+    file, a Docker image), the model is found by NAME, wherever it lives:
+    predict, score and serve take NAME where they take a folder, and
+    Python takes Predictor("NAME"). The sha256 checks run at every load.
+    Prints the wheel's path.
+
+    \b
+    Examples:
+      tnews-deploy package exports/int8 --name tnews-int8 --version 1.0.0 --output dist/
+      pip install dist/tnews_int8-1.0.0-py3-none-any.whl
+      tnews-deploy predict tnews-int8 "北京大学举行毕业典礼"
+      tnews-deploy serve tnews-int8 --port 8000
+      python -c 'from tnews_deploy import Predictor; print(Predictor("tnews-int8").predict("…"))'
+    """
+    from .model_package import PackageConfig, build_model_package
+
+    wheel = build_model_package(PackageConfig(model_dir, name=name, version=version, output=output, force=force))
+    click.echo(wheel)
+    click.echo(f"install it with: pip install {wheel}; then use the name: tnews-deploy predict {name} TEXT",
+               err=True)
+
+
 # --------------------------------------------------------------------------- predict
 
 
@@ -620,7 +663,7 @@ def _prediction_fields(result: Any) -> dict[str, Any]:
 
 
 @main.command()
-@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("model_dir", metavar="MODEL", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
 @click.option("--input", "input_path",
               help="File of texts: .txt (one a line) or .jsonl ('sentence'/'text'); - for stdin.")
@@ -639,6 +682,9 @@ def predict(model_dir: Path, texts: tuple[str, ...], input_path: str | None, inp
     """Classify texts with an exported model (runtime only: no torch).
 
     \b
+    MODEL: an export folder, or the name of an installed model package
+    (tnews-deploy package).
+    \b
     Texts come as arguments, from --input, or piped in (standard input;
     also read for --input - or a lone -). A bad line in a file (empty,
     invalid JSON, bad UTF-8, no text field) gets an "error" record with
@@ -650,6 +696,7 @@ def predict(model_dir: Path, texts: tuple[str, ...], input_path: str | None, inp
       tnews-deploy predict exports/int8 "北京大学举行毕业典礼" "国足备战世界杯预选赛"
       tnews-deploy predict exports/int8 --input titles.txt --output predictions.jsonl
       cat titles.jsonl | tnews-deploy predict exports/int8 --top-k 3
+      tnews-deploy predict tnews-int8 "北京大学举行毕业典礼"     # an installed model package
     """
     from .inputs import read_records, records_from_texts
     from .predictor import Predictor
@@ -728,7 +775,7 @@ def _print_table(rows: list[dict[str, Any]], top_k: int) -> None:
 
 
 @main.command()
-@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("model_dir", metavar="MODEL", type=click.Path(path_type=Path))
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--output", type=click.Path(path_type=Path), required=True,
               help="Folder of Parquet shards and a _SUCCESS summary; it appears only once complete.")
@@ -757,6 +804,8 @@ def score(model_dir: Path, inputs: tuple[str, ...], output: Path, text_field: st
     """Score files of texts into Parquet (runtime only: no torch).
 
     \b
+    MODEL: an export folder, or the name of an installed model package
+    (tnews-deploy package).
     INPUT: .jsonl, .parquet, .csv or .txt files, folders or globs; the text is
     the 'sentence' or 'text' field (--text-field), the id the 'idx' or 'id'
     field, else the 1-based row number within its file. Output rows: source,
@@ -861,7 +910,7 @@ def benchmark(quick: bool, **options: Any) -> None:
 
 
 @main.command()
-@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("model_dir", metavar="MODEL", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to bind; the default is reachable from this machine only.")
 @click.option("--port", type=int, default=8000, show_default=True)
@@ -888,6 +937,10 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | No
     """Serve an exported model over HTTP (FastAPI + uvicorn).
 
     \b
+    MODEL: an export folder, or the name of an installed model package
+    (tnews-deploy package).
+
+    \b
     POST /v1/classify  {"texts": ["…"], "top_k": 1}
     GET  /healthz      liveness;  GET /readyz  readiness (model loaded and warmed up)
     GET  /v1/model     labels, max_length, limits, manifest (source, parity, sha256)
@@ -898,7 +951,7 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | No
 
     \b
     Example:
-      tnews-deploy serve exports/int8 --port 8000
+      tnews-deploy serve exports/int8 --port 8000            # or an installed model package's name
       curl -s localhost:8000/v1/classify -d '{"texts": ["北京大学举行毕业典礼"]}'
     """
     try:

@@ -30,6 +30,11 @@ class ModelError(UserError, ValueError):
     """A model folder that cannot be loaded (missing weights, wrong files, ...)."""
 
 
+class ModelLoadError(ModelError):
+    """An exported folder that cannot be served, or a model name that is neither a folder nor an installed
+    model package; the message names the file (or the name) and what to do."""
+
+
 class DiskFullError(UserError, OSError):
     """A write failed for want of disk space or quota (ENOSPC, EDQUOT); the message names the folder.
 

@@ -37,11 +37,12 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from .errors import ModelError
+from .errors import ModelLoadError
 from .inputs import validate_texts
 from .int8_weights import INT8_KERNEL_CHOICES
 from .int8_weights import prepare as prepare_int8
 from .machine import usable_cpus
+from .models import resolve_model
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -61,10 +62,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
                bool: "true/false", type(None): "null"}
 _REEXPORT = "Re-export the model, or copy the whole folder again."
-
-
-class ModelLoadError(ModelError):
-    """An exported folder that cannot be served; the message names the file."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +195,9 @@ class Predictor:
 
     Args:
         model_dir: a folder written by `tnews-deploy export` (model.onnx, tokenizer.json, config.json,
-            manifest.json).
+            manifest.json), or the name of an installed model package (`tnews-deploy package`, then
+            `pip install` the wheel; found through the `tnews_deploy.models` entry points, see
+            `tnews_deploy.models.resolve_model`). An existing folder wins over a package of the same name.
         threads: onnxruntime intra-op threads; default: every CPU this process may use.
         providers: onnxruntime execution providers; default: CPU.
         batch_size: texts per model call (after sorting by length); at least 1.
@@ -221,7 +220,7 @@ class Predictor:
             names the file and what to do).
         ValueError: `batch_size` < 1.
 
-    >>> predictor = Predictor("exports/tnews-int8")
+    >>> predictor = Predictor("exports/tnews-int8")      # or an installed model package: Predictor("tnews-int8")
     >>> predictor.predict("北京大学举行毕业典礼")
     Prediction(label='news_edu', label_id=7, score=0.93)
     """
@@ -243,7 +242,7 @@ class Predictor:
             raise ValueError(f"int8_kernels must be one of {', '.join(INT8_KERNEL_CHOICES)}, got {int8_kernels!r}.")
         self.memory = memory
         self.int8_kernels = int8_kernels
-        self.model_dir = Path(model_dir)
+        self.model_dir = resolve_model(model_dir)
         self.batch_size = batch_size
         model_path = self._check_folder()
         self.manifest = self._load_manifest(model_path, verify_checksum)

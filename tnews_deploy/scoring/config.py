@@ -17,7 +17,7 @@ class ScoreConfig:
     """One `tnews-deploy score` job; validates itself.
 
     Args:
-        model_dir: an exported model folder.
+        model_dir: an exported model folder, or an installed model package's name (`tnews_deploy.models`).
         inputs: files, folders or glob patterns of .jsonl/.parquet/.csv/.txt files.
         output: the output folder (it appears only when the job is complete).
         text_field: the column/field holding the text; None: 'sentence', else 'text'.

@@ -88,7 +88,7 @@ def score_local(config: ScoreConfig) -> ScoreSummary:
                         rows / max(time.perf_counter() - start, 1e-9))
         summary = ScoreSummary(
             rows=rows, errors=errors, seconds=time.perf_counter() - start, engine="local",
-            model_dir=str(config.model_dir), model_sha256=model_sha256(config.model_dir, predictor.manifest),
+            model_dir=str(config.model_dir), model_sha256=model_sha256(predictor.model_dir, predictor.manifest),
             labels=list(predictor.labels), inputs=[f.name for f in files], shards=shards,
             output=str(config.output), settings={**settings(config), "threads": predictor.threads},
             first_errors=shown)

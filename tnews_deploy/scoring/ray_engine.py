@@ -163,7 +163,8 @@ def score_ray(config: ScoreConfig, quiet: bool = True) -> ScoreSummary:
     # Load the model once here: a broken folder fails now, in one line, not inside every actor.
     probe = Predictor(config.model_dir, threads=1)
     check_top_k(config, probe.labels)
-    labels, sha256 = list(probe.labels), model_sha256(config.model_dir, probe.manifest)
+    labels, sha256 = list(probe.labels), model_sha256(probe.model_dir, probe.manifest)
+    model_dir = probe.model_dir.resolve()  # the folder itself when config.model_dir names a model package
     del probe
     with staged_output(config.output, config.force) as staging:
         started_here = connect(config.ray_address, quiet)
@@ -181,7 +182,7 @@ def score_ray(config: ScoreConfig, quiet: bool = True) -> ScoreSummary:
                                                num_cpus=0)
             scored = dataset.map_batches(
                 RayScorer,
-                fn_constructor_kwargs={"model_dir": str(config.model_dir.resolve()),
+                fn_constructor_kwargs={"model_dir": str(model_dir),
                                        "threads": config.threads_per_actor, "batch_size": config.batch_size,
                                        "top_k": config.top_k, "probabilities": config.probabilities},
                 batch_size=config.chunk_rows, batch_format="pyarrow", zero_copy_batch=True,

@@ -24,7 +24,7 @@ class ServiceConfig:
     """What one service process serves and its limits; validates itself.
 
     Args:
-        model_dir: an exported model folder.
+        model_dir: an exported model folder, or an installed model package's name (`tnews_deploy.models`).
         max_batch: most texts in one request (more: 413).
         max_chars: longest text accepted, in characters (longer: 413).
         threads: onnxruntime intra-op threads; None: every usable CPU.
