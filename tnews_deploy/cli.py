@@ -520,12 +520,13 @@ def report(grid_dir: Path, output: Path, extras: tuple[Path, ...], draws: int) -
 @click.option("--optimize", type=click.Choice(["none", "O1", "O2", "O3"]), show_default=True,
               default=FieldDefault("tnews_deploy.export.exporter", "ExportConfig", "optimize"),
               help="Optimum graph optimisation. O1/O2 are exact; O3 approximates GELU.")
-@click.option("--quantize", type=click.Choice(["none", "int8", "int8-dynamic"]), show_default=True,
+@click.option("--quantize", type=click.Choice(["none", "int8", "int8-dynamic", "auto"]), show_default=True,
               default=FieldDefault("tnews_deploy.export.exporter", "ExportConfig", "quantize"),
               help="int8: per-token dynamic int8, batch-invariant (a text's answer does not depend on the other "
                    "texts in its batch). int8-dynamic: Optimum's ORTQuantizer, one activation scale per tensor "
                    "per call; its answers depend on the batch neighbours (with micro-batching, on other users' "
-                   "requests).")
+                   "requests). auto: build fp32, fp32 + O2, int8 and int8 + O2, verify each with the gate, time "
+                   "each on this machine and keep the fastest that passes (see --prefer).")
 @click.option("--quantize-for", type=click.Choice(["portable", "avx512_vnni", "avx512", "avx2", "arm64"]),
               help="The int8 weight form. portable (default): uint8 weights (u8 x u8), exact on every CPU and in "
                    "every runtime. avx512_vnni, arm64: int8 weights (u8 x s8), for a fleet known to have VNNI or "
@@ -545,11 +546,17 @@ def report(grid_dir: Path, output: Path, extras: tuple[Path, ...], draws: int) -
 @click.option("--max-f1-drop", type=float, show_default=True,
               default=FieldDefault("tnews_deploy.export.verify", "GatePolicy", "max_f1_drop"),
               help="Approximate exports (O3, int8) may lose at most this much macro-F1.")
+@click.option("--prefer", type=click.Choice(["throughput", "latency"]),
+              help="--quantize auto: keep the candidate with the most titles/s at batch 32 (throughput, default) "
+                   "or the lowest batch-1 p50 latency.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="--quantize auto: onnxruntime threads the candidates are timed with (default: all usable "
+                   "cores); use the serving machine's.")
 @click.option("--force", is_flag=True, help="Replace --output if it exists.")
 @user_errors
 def export(source: Path, output: Path, optimize: str, quantize: str, quantize_for: str | None,
            per_channel: bool, data: DataSource | None, eval_size: int | None, max_length: int | None,
-           min_agreement: float, max_f1_drop: float, force: bool) -> None:
+           min_agreement: float, max_f1_drop: float, prefer: str | None, threads: int | None, force: bool) -> None:
     """Export a checkpoint to ONNX with Optimum, verified against PyTorch.
 
     \b
@@ -564,21 +571,42 @@ def export(source: Path, output: Path, optimize: str, quantize: str, quantize_fo
     manifest also records batch invariance: up to 500 evaluation sentences
     predicted one at a time vs in batches of 32 (label changes, max |Δp|).
 
+    With --quantize auto (the recommended path), the variant is measured,
+    not assumed: fp32, fp32 + O2, per-token int8 and int8 + O2 are each
+    built and gated as above, the accepted ones are timed here through the
+    Predictor (same threads, alternating rounds: batch-1 p50 and titles/s at
+    batch 32 on the evaluation texts), and the fastest by --prefer is kept.
+    The manifest (`auto`) and the model card record every candidate's gate
+    figures and timings and the CPU; refused candidates are never kept. The
+    fastest variant depends on the CPU: run it on (a machine like) the one
+    that will serve.
+
     \b
     Examples:
+      tnews-deploy export runs/grid --quantize auto --output exports/best
       tnews-deploy export runs/grid --output exports/fp32
       tnews-deploy export runs/grid --optimize O2 --output exports/o2
       tnews-deploy export runs/grid --quantize int8 --output exports/int8
     """
+    from .errors import ConfigError
     from .export import ExportConfig, GatePolicy, export_model
 
+    if quantize != "auto" and (prefer is not None or threads is not None):
+        raise ConfigError("--prefer and --threads choose among the candidates of --quantize auto; add "
+                          "--quantize auto or leave them out.")
     config = ExportConfig(
         optimize=optimize, quantize=quantize, quantize_for=quantize_for, per_channel=per_channel, data=data,
         eval_size=eval_size, max_length=max_length,
         policy=GatePolicy(min_agreement=min_agreement, max_f1_drop=max_f1_drop), force=force,
+        **({"prefer": prefer} if prefer else {}), threads=threads,
     )
     result = export_model(source, output, config)
     m = result.manifest
+    if "auto" in m:
+        from .export.card import selection_table
+
+        click.echo(f"candidates, timed on {m['auto']['machine']['cpu']} with {m['auto']['timing']['threads']} "
+                   f"thread(s), prefer {m['auto']['prefer']}:\n{selection_table(m['auto'])}")
     click.echo(f"{output}: {m['model']['bytes'] / 1e6:.1f} MB, sha256 {m['model']['sha256'][:12]}…, "
                f"agreement {result.report.agreement:.2%}, ONNX macro-F1 {result.report.onnx['macro_f1']:.4f} "
                f"(PyTorch {result.report.pytorch['macro_f1']:.4f})")

@@ -142,6 +142,7 @@ def render_card(manifest: dict[str, Any], name: str, benchmark: dict[str, Any] |
         _labels_section(labels),
         _training_section(source, run),
         _verification_section(ver, onnx, torch),
+        *([_selection_section(manifest["auto"])] if manifest.get("auto") else []),
         _size_section(manifest, benchmark),
         _limitations_section(manifest, ver, max_length),
         _usage_section(name, max_length, labels),
@@ -256,6 +257,40 @@ def _cpu_paragraph(ver: dict[str, Any]) -> str:
                 text += (f" The same {check['sentences']:,} sentences in the {form} form: {check['label_changes']} "
                          f"label change(s), max |Δlogit| {check['max_abs_logit_diff']:.2e}.")
     return text
+
+
+def selection_table(auto: dict[str, Any]) -> str:
+    """The Markdown table of an `export --quantize auto` record: each candidate's gate figures and timings.
+
+    Args:
+        auto: the manifest's `auto` record (`tnews_deploy.export.auto`).
+    """
+    size = auto.get("timing", {}).get("batch_size", 32)
+    rows = [f"| candidate | gate | agreement | ONNX macro-F1 | macro-F1 drop | batch-1 p50 (ms) | "
+            f"titles/s, batch {size} | model.onnx (MB) |", "|---|---|---|---|---|---|---|---|"]
+    for c in auto.get("candidates", []):
+        gate, timing = c.get("gate") or {}, c.get("timing") or {}
+        verdict = "passed" if c.get("passed") else "refused: " + "; ".join(c.get("reasons") or [])
+        name = f"**{c['name']}** (chosen)" if c["name"] == auto.get("chosen") else c["name"]
+        size_mb = _f(c["bytes"] / 1e6, ".1f") if c.get("bytes") else "–"
+        rows.append(f"| {name} | {verdict} | {_f(gate.get('agreement'), '.2%')} | "
+                    f"{_f((gate.get('onnx') or {}).get('macro_f1'))} | {_f(gate.get('macro_f1_drop'))} | "
+                    f"{_f(timing.get('latency_p50_ms'), '.2f')} | {_f(timing.get('throughput'), '.0f')} | {size_mb} |")
+    return "\n".join(rows)
+
+
+def _selection_section(auto: dict[str, Any]) -> str:
+    timing, machine = auto.get("timing") or {}, auto.get("machine") or {}
+    measure = ("titles per second at batch " + str(timing.get("batch_size")) if auto.get("prefer") == "throughput"
+               else "batch-1 p50 latency")
+    return ("## Variant chosen on this machine\n\n"
+            f"Exported with `--quantize auto`: each candidate was built, verified with the same gate, and the ones "
+            f"that passed were timed through `Predictor` on {machine.get('cpu')} ({machine.get('arch')}; flags: "
+            f"{', '.join(machine.get('flags') or []) or 'none'}) with {timing.get('threads')} thread(s), in "
+            f"{timing.get('rounds')} alternating rounds on {timing.get('texts')} evaluation titles (batch-1: "
+            f"median of {timing.get('latency_calls')} calls; throughput: median of the rounds, length-bucketed). "
+            f"Kept: the best by {measure} (`--prefer {auto.get('prefer')}`). Another CPU may rank them "
+            "differently.\n\n" + selection_table(auto) + "\n")
 
 
 def _size_section(manifest: dict[str, Any], benchmark: dict[str, Any] | None) -> str:

@@ -55,7 +55,9 @@ from .source import ExportSource, resolve_source
 from .verify import GatePolicy, ParityReport, apply_gate, batch_invariance, compare, pytorch_logits
 
 OPTIMIZE_LEVELS = ("none", "O1", "O2", "O3")
-QUANTIZE_MODES = ("none", "int8", "int8-dynamic")
+# "auto": build fp32, fp32 + O2, int8 and int8 + O2, verify each, time each here, keep the fastest that passes (auto.py)
+QUANTIZE_MODES = ("none", "int8", "int8-dynamic", "auto")
+PREFERENCES = ("throughput", "latency")  # what `--quantize auto` keeps: best titles/s at batch 32, or batch-1 p50
 # "portable": uint8 weights (u8 x u8), exact on every CPU and in every runtime; the others are Optimum's CPU configs
 # (int8 weights for avx512_vnni and arm64: exact only on CPUs with VNNI, or ARM64). See `tnews_deploy.int8_weights`.
 QUANTIZE_TARGETS = ("portable", "avx512_vnni", "avx512", "avx2", "arm64")
@@ -89,6 +91,8 @@ class ExportConfig:
     max_length: int | None = None  # None: the run's max_length
     policy: GatePolicy = GatePolicy()
     force: bool = False  # replace an existing OUTPUT
+    prefer: str = "throughput"  # --quantize auto: keep the best "throughput" (batch 32) or "latency" (batch 1)
+    threads: int | None = None  # --quantize auto: onnxruntime threads the candidates are timed with; None: all usable
 
     @property
     def exact(self) -> bool:
@@ -108,6 +112,14 @@ class ExportConfig:
             raise ConfigError(f"--eval-size must be positive (got {self.eval_size}).")
         if self.max_length is not None and self.max_length < 8:
             raise ConfigError(f"--max-length must be at least 8 (got {self.max_length}).")
+        if self.prefer not in PREFERENCES:
+            raise ConfigError(f"--prefer must be one of {', '.join(PREFERENCES)}, got {self.prefer!r}.")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ConfigError(f"--threads must be an integer ≥ 1 (got {self.threads!r}).")
+        if self.quantize == "auto" and self.optimize != "none":
+            raise ConfigError(f"--quantize auto chooses the graph optimisation itself (none or O2); leave out "
+                              f"--optimize (got {self.optimize}).")
         if self.quantize == "int8" and not self.per_channel:
             raise ConfigError("--per-tensor applies to --quantize int8-dynamic only; --quantize int8 always uses "
                             "per-channel weight scales (and per-token activation scales).")
@@ -133,8 +145,27 @@ def evaluation_set(source: ExportSource, config: ExportConfig,
         config: `data` / `eval_size` overrides (None: the run's).
         dataset: that data already loaded by the caller (`load_tnews`), so that it is not read twice.
     """
-    from ..data import check_label_names, evaluation_split, load_tnews
+    from ..data import check_label_names, evaluation_split
 
+    run = source.run_config or {}
+    data = verification_data(source, config)
+    eval_size = config.eval_size or int(run.get("eval_size", TrainConfig.eval_size))
+    seed, stratify = int(run.get("seed", TrainConfig.seed)), bool(run.get("stratify", TrainConfig.stratify))
+    dataset = dataset if dataset is not None else load_verification_data(source, config)
+    check_label_names(source.checkpoint, list(dataset["validation"].features["label"].names), data)
+    evaluation = evaluation_split(dataset, eval_size, seed, stratify)
+    origin = {"data": data.to_json(), "eval_size": len(evaluation), "seed": seed,
+              "same_as_training_run": config.data is None and config.eval_size is None and bool(run)}
+    return list(evaluation["sentence"]), np.asarray(evaluation["label"]), origin
+
+
+def verification_data(source: ExportSource, config: ExportConfig) -> DataSource:
+    """The data the export is verified on: `config.data`, else the data the run was evaluated on.
+
+    Args:
+        source: the resolved checkpoint and its run files.
+        config: its `data` override (None: the run's).
+    """
     run = source.run_config or {}
     recorded = DataSource.coerce(run["data"]) if run.get("data") else None
     data = config.data or recorded
@@ -143,20 +174,26 @@ def evaluation_set(source: ExportSource, config: ExportConfig,
                         "evaluated on; pass --data.")
     if data.label_names is None and recorded is not None and recorded.label_names:
         data = data.with_label_names(recorded.label_names)  # label ids as the model was trained on them
-    eval_size = config.eval_size or int(run.get("eval_size", TrainConfig.eval_size))
-    seed, stratify = int(run.get("seed", TrainConfig.seed)), bool(run.get("stratify", TrainConfig.stratify))
+    return data
+
+
+def load_verification_data(source: ExportSource, config: ExportConfig) -> Any:
+    """`verification_data` loaded (`load_tnews`), for `evaluation_set` and `export_model`'s `dataset`.
+
+    Args:
+        source: the resolved checkpoint and its run files.
+        config: its `data` override (None: the run's).
+    """
+    from ..data import load_tnews
+
+    data = verification_data(source, config)
     try:
-        dataset = dataset if dataset is not None else load_tnews(data)
+        return load_tnews(data)
     except UserError as exc:
         if config.data is None:
             raise UserError(f"the run was evaluated on {str(data)!r}, which cannot be loaded here ({exc}); "
                             "pass --data.") from exc
         raise
-    check_label_names(source.checkpoint, list(dataset["validation"].features["label"].names), data)
-    evaluation = evaluation_split(dataset, eval_size, seed, stratify)
-    origin = {"data": data.to_json(), "eval_size": len(evaluation), "seed": seed,
-              "same_as_training_run": config.data is None and config.eval_size is None and bool(run)}
-    return list(evaluation["sentence"]), np.asarray(evaluation["label"]), origin
 
 
 # --------------------------------------------------------------------------- build
@@ -169,17 +206,32 @@ def _onnx_opset(path: Path) -> int | None:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
+def export_fp32_onnx(checkpoint: Path, folder: Path) -> None:
+    """Optimum's fp32 ONNX export of `checkpoint` (model.onnx, config.json) into `folder`."""
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+
+    logger.info("exporting to ONNX with Optimum ...")
+    ort_model = ORTModelForSequenceClassification.from_pretrained(checkpoint, export=True)
+    ort_model.save_pretrained(folder)
+
+
 def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig) -> dict[str, Any]:
-    """Export (+ graph-optimise, + quantise) into `folder`; returns what was done, for the manifest."""
-    from optimum.onnxruntime import ORTModelForSequenceClassification, ORTOptimizer, ORTQuantizer
+    """Export (+ graph-optimise, + quantise) into `folder`; returns what was done, for the manifest.
+
+    Args:
+        checkpoint: the PyTorch checkpoint folder.
+        folder: the staging folder to build in. An fp32 export of the checkpoint already in its `_work/fp32`
+            (`export_model(fp32_onnx=...)`) is built from instead of exporting again.
+        config: optimisation and quantisation.
+    """
+    from optimum.onnxruntime import ORTOptimizer, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig, AutoQuantizationConfig
     from transformers import AutoTokenizer
 
     work = folder / "_work"
     steps: dict[str, Any] = {}
-    logger.info("exporting to ONNX with Optimum ...")
-    ort_model = ORTModelForSequenceClassification.from_pretrained(checkpoint, export=True)
-    ort_model.save_pretrained(work / "fp32")
+    if not (work / "fp32" / MODEL_FILE).is_file():
+        export_fp32_onnx(checkpoint, work / "fp32")
     current = work / "fp32" / MODEL_FILE
     if list((work / "fp32").glob("*.onnx_data")):
         raise UserError("the model is over 2 GB and was exported with external data; not supported yet.")
@@ -299,6 +351,7 @@ def export_model(
     config: ExportConfig = ExportConfig(),
     *,
     dataset: Any = None,
+    fp32_onnx: Path | None = None,
 ) -> ExportResult:
     """Export, verify and (only if accepted) write OUTPUT atomically; progress goes to this module's logger.
 
@@ -310,6 +363,10 @@ def export_model(
             verified on the run's own evaluation set).
         dataset: the verification data (`config.data`, else the run's) already loaded by the caller
             (`load_tnews`), so that it is not read twice.
+        fp32_onnx: the checkpoint's fp32 ONNX export already made (`export_fp32_onnx`), to build from.
+
+    With `config.quantize == "auto"`, `tnews_deploy.export.auto.export_auto` builds, verifies and times
+    each candidate variant and writes the fastest that passes the gate.
 
     Returns:
         The folder, the resolved source, the manifest written and the parity report.
@@ -318,6 +375,10 @@ def export_model(
         ExportRefused: the export failed the gate; nothing was written.
         UserError: a bad source, an existing OUTPUT without `config.force`, unreadable data.
     """
+    if config.quantize == "auto":
+        from .auto import export_auto
+
+        return export_auto(source, output, config, dataset=dataset)
     silence_known_noise()
     output = Path(output)
     resolved = resolve_source(source)
@@ -335,6 +396,8 @@ def export_model(
     staging.mkdir()
     started = time.perf_counter()
     try:
+        if fp32_onnx is not None:
+            shutil.copytree(fp32_onnx, staging / "_work" / "fp32")
         steps = build_onnx(resolved.checkpoint, staging, config)
         # A provisional manifest lets the Predictor read max_length while verifying.
         (staging / MANIFEST_FILE).write_text(json.dumps({"max_length": max_length}), encoding="utf-8")
