@@ -24,9 +24,10 @@ import click
 
 from . import __version__
 from .benchmark.config import BenchmarkConfig
+from .choices import OPTIMIZE_LEVELS, PREFERENCES, QUANTIZE_MODES, QUANTIZE_TARGETS
 from .datasource import DEFAULT_DATA, DataSource
 from .errors import UserError
-from .inputs import FORMATS as INPUT_FORMATS
+from .formats import DATA, PREDICT_FORMAT_CHOICES, TEXTS
 from .noise import silence_known_noise
 from .scoring.config import DEFAULT_CHUNK_ROWS, ENGINES, ScoreConfig
 from .service.config import ServiceConfig
@@ -44,7 +45,7 @@ from .training.config import (
 _SERVICE_DEFAULTS = ServiceConfig(model_dir=Path("."))
 _DATA_DEFAULTS = DataSource()
 DATA_HELP = ("'clue/tnews' (hub) or another hub id (with --data-config); a folder of HF-style JSONL or original "
-             "CLUE files; or a .csv/.tsv/.jsonl/.parquet file, glob or folder (files named train*/validation*/dev*/"
+             f"CLUE files; or a {DATA.listed()} file, glob or folder (files named train*/validation*/dev*/"
              "test* are those splits).")
 
 # Top-level import names of the packages each optional extra installs (pyproject.toml).
@@ -517,17 +518,17 @@ def report(grid_dir: Path, output: Path, extras: tuple[Path, ...], draws: int) -
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(path_type=Path), required=True,
               help="Folder to create: model.onnx, tokenizer, config.json, manifest.json.")
-@click.option("--optimize", type=click.Choice(["none", "O1", "O2", "O3"]), show_default=True,
+@click.option("--optimize", type=click.Choice(OPTIMIZE_LEVELS), show_default=True,
               default=FieldDefault("tnews_deploy.export.exporter", "ExportConfig", "optimize"),
               help="Optimum graph optimisation. O1/O2 are exact; O3 approximates GELU.")
-@click.option("--quantize", type=click.Choice(["none", "int8", "int8-dynamic", "auto"]), show_default=True,
+@click.option("--quantize", type=click.Choice(QUANTIZE_MODES), show_default=True,
               default=FieldDefault("tnews_deploy.export.exporter", "ExportConfig", "quantize"),
               help="int8: per-token dynamic int8, batch-invariant (a text's answer does not depend on the other "
                    "texts in its batch). int8-dynamic: Optimum's ORTQuantizer, one activation scale per tensor "
                    "per call; its answers depend on the batch neighbours (with micro-batching, on other users' "
                    "requests). auto: build fp32, fp32 + O2, int8 and int8 + O2, verify each with the gate, time "
                    "each on this machine and keep the fastest that passes (see --prefer).")
-@click.option("--quantize-for", type=click.Choice(["portable", "avx512_vnni", "avx512", "avx2", "arm64"]),
+@click.option("--quantize-for", type=click.Choice(QUANTIZE_TARGETS),
               help="The int8 weight form. portable (default): uint8 weights (u8 x u8), exact on every CPU and in "
                    "every runtime. avx512_vnni, arm64: int8 weights (u8 x s8), for a fleet known to have VNNI or "
                    "ARM64: elsewhere their kernels saturate (tnews-deploy's Predictor converts them at load; other "
@@ -546,7 +547,7 @@ def report(grid_dir: Path, output: Path, extras: tuple[Path, ...], draws: int) -
 @click.option("--max-f1-drop", type=float, show_default=True,
               default=FieldDefault("tnews_deploy.export.verify", "GatePolicy", "max_f1_drop"),
               help="Approximate exports (O3, int8) may lose at most this much macro-F1.")
-@click.option("--prefer", type=click.Choice(["throughput", "latency"]),
+@click.option("--prefer", type=click.Choice(PREFERENCES),
               help="--quantize auto: keep the candidate with the most titles/s at batch 32 (throughput, default) "
                    "or the lowest batch-1 p50 latency.")
 @click.option("--threads", type=click.IntRange(min=1),
@@ -695,7 +696,7 @@ def _prediction_fields(result: Any) -> dict[str, Any]:
 @click.argument("texts", nargs=-1)
 @click.option("--input", "input_path",
               help="File of texts: .txt (one a line) or .jsonl ('sentence'/'text'); - for stdin.")
-@click.option("--input-format", type=click.Choice(INPUT_FORMATS), default="auto", show_default=True,
+@click.option("--input-format", type=click.Choice(PREDICT_FORMAT_CHOICES), default="auto", show_default=True,
               help="auto: by extension; stdin is sniffed.")
 @click.option("--output", "output_path", type=click.Path(path_type=Path),
               help="Write JSONL here instead of stdout.")
@@ -1008,9 +1009,9 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | No
 @click.option("--output", type=click.Path(path_type=Path), required=True,
               help="Run-like folder to create: checkpoint/, run_config.json, metrics.json, trim.json.")
 @click.option("--corpus",
-              help="Texts whose tokens are kept: a data folder or hub id (its train split), or a .txt/.jsonl/.csv/"
-                   ".parquet file or glob of texts (labels not read). Default: the training split of the run's "
-                   "data. Validation sentences are always left out.")
+              help="Texts whose tokens are kept: a data folder or hub id (its train split), or a "
+                   f"{TEXTS.listed()} file or glob of texts (labels not read). Default: the training split of the "
+                   "run's data. Validation sentences are always left out.")
 @click.option("--corpus-field", help="The text column/field of --corpus. Default: 'sentence', else 'text'.")
 @data_options(default=False, help_data="Verification data (its validation split; see `train --help`); default: "
                                        "the data the run was trained on.")
@@ -1110,7 +1111,7 @@ def _layer_indices(ctx: click.Context, param: click.Parameter, value: str | None
               help="Teacher layers the student copies, e.g. 0,4,8,11; default: N evenly spaced "
                    "(0,2,4,7,9,11 for 6 of 12).")
 @click.option("--unlabeled", help="Transfer texts (labels never read): a data folder or hub id (its train split), "
-                                  "or a .txt/.jsonl/.csv/.parquet file or glob of texts; default: the teacher's "
+                                  f"or a {TEXTS.listed()} file or glob of texts; default: the teacher's "
                                   "training split. Evaluation and selection sentences are always left out.")
 @click.option("--unlabeled-field", help="The text column/field of --unlabeled. Default: 'sentence', else 'text'.")
 @click.option("--temperature", type=float, default=_DISTILL.temperature, show_default=True,

@@ -37,6 +37,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from .datasource import DEFAULT_DATA, DEFAULT_TEXT_FIELDS, DataSource
 from .errors import ConfigError, DataError
+from .formats import DATA
 from .labels import TNEWS_LABEL_NAMES, TNEWS_LABELS
 
 logger = logging.getLogger(__name__)
@@ -60,8 +61,9 @@ def tnews_features(label_names: Sequence[str] = TNEWS_LABEL_NAMES) -> Features:
 
 # ----------------------------------------------------------------------------- loading
 
-DATA_SUFFIXES: dict[str, str] = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json",
-                                 ".parquet": "parquet"}
+DATA_SUFFIXES: dict[str, str] = DATA.suffixes  # suffix -> format (`tnews_deploy.formats`)
+# The reader of each format `--data` takes: `datasets`' loader ("tsv": its CSV loader with a tab separator).
+DATA_LOADERS: dict[str, str] = {"csv": "csv", "tsv": "tsv", "jsonl": "json", "parquet": "parquet"}
 SPLIT_FILE_NAMES: dict[str, tuple[str, ...]] = {
     "train": ("train",), "validation": ("validation", "dev", "valid", "val"), "test": ("test",)}
 GLOB_CHARS = "*?["
@@ -114,7 +116,7 @@ def load_data(source: DataSource | str | Path | dict[str, Any] = HUB_DATASET) ->
         return _load_hub(src)
     raise DataError(
         f"{src.path}: no such file or folder. --data takes {HUB_DATASET!r} or another hub id, a folder (HF-style "
-        "JSONL, original CLUE files, or .csv/.tsv/.jsonl/.parquet files), a file or a glob of such files."
+        f"JSONL, original CLUE files, or {DATA.listed()} files), a file or a glob of such files."
     )
 
 
@@ -150,7 +152,7 @@ def _split_files(src: DataSource, path: Path) -> dict[str, list[Path]]:
     """Data files per split: a single file is the training data; a folder or glob splits by file name."""
     if path.is_file():
         if path.suffix.lower() not in DATA_SUFFIXES:
-            raise DataError(f"{path}: not a data file; --data takes .csv, .tsv, .jsonl or .parquet files "
+            raise DataError(f"{path}: not a data file; --data takes {DATA.listed(', ', ' or ')} files "
                             "(or a folder or glob of them).")
         return {"train": [path]}
     if path.is_dir():
@@ -161,12 +163,12 @@ def _split_files(src: DataSource, path: Path) -> dict[str, list[Path]]:
             raise DataError(
                 f"{path}: no data files. Expected HF-style JSONL (train.jsonl, validation.jsonl[, test.jsonl]), "
                 f"the original CLUE files (train.json or train.tsv, dev.json, test.json, labels.json) or "
-                f".csv/.tsv/.jsonl/.parquet files; found {found or 'nothing'}."
+                f"{DATA.listed()} files; found {found or 'nothing'}."
             )
     else:
         files = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).suffix.lower() in DATA_SUFFIXES)
         if not files:
-            raise DataError(f"{src.path}: the pattern matches no .csv/.tsv/.jsonl/.parquet file.")
+            raise DataError(f"{src.path}: the pattern matches no {DATA.listed()} file.")
     named: dict[str, list[Path]] = {}
     for file in files:
         split = _split_of(file)
@@ -182,11 +184,25 @@ def _split_files(src: DataSource, path: Path) -> dict[str, list[Path]]:
     return named
 
 
+def _loader_of(file: Path) -> str:
+    """The `datasets` loader (csv, tsv, json, parquet) of a data file, by its format.
+
+    Raises:
+        DataError: a suffix `--data` does not take, or a format with no loader here (never read as CSV).
+    """
+    fmt = DATA.format_of(file)
+    if fmt is None or fmt not in DATA_LOADERS:
+        what = f"no reader for {fmt} files" if fmt else f"cannot read a '{file.suffix or 'suffix-less'}' file"
+        raise DataError(f"{file}: {what}; --data takes {DATA.listed(', ', ' or ')} files (or a folder or glob "
+                        "of them).")
+    return DATA_LOADERS[fmt]
+
+
 def _read_file(file: Path, src: DataSource, split: str) -> _Rows:
     """One data file through `datasets`' own loader, with its text and label columns picked out."""
     from datasets import load_dataset
 
-    kind = DATA_SUFFIXES[file.suffix.lower()]
+    kind = _loader_of(file)
     options: dict[str, Any] = {}
     if kind in ("csv", "tsv"):
         # Keep texts as written: no "NA" -> NaN; TSV has no quoting.

@@ -14,6 +14,7 @@ module loads nothing heavy, so configs can hold a `DataSource`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,21 @@ class DataSource:
             return value
 
         return replace(self, path=absolute(self.path), labels=absolute(self.labels))
+
+    def relative_to(self, folder: str | Path) -> DataSource:
+        """The same source with its local paths written relative to `folder` (hub ids as they are): how a
+        report kept in `folder` names it, without the machine's own prefix.
+
+        Args:
+            folder: the folder the paths are written from.
+        """
+        base = os.path.realpath(folder)
+
+        def relative(value: str | None) -> str | None:
+            return os.path.relpath(value, base) if value is not None and os.path.isabs(value) else value
+
+        portable = self.portable()
+        return replace(portable, path=relative(portable.path), labels=relative(portable.labels))
 
     def with_label_names(self, names: list[str] | tuple[str, ...]) -> DataSource:
         return replace(self, label_names=tuple(names))

@@ -21,14 +21,14 @@ import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, BinaryIO
 
 from .errors import DataError
+from .formats import PREDICT, PREDICT_FORMAT_CHOICES, TEXTS
 
 TEXT_FIELDS = ("sentence", "text")
-FORMATS = ("auto", "txt", "jsonl")
-JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
-TXT_SUFFIXES = (".txt", ".text")
+FORMATS = PREDICT_FORMAT_CHOICES  # "auto", then the formats `predict` reads (`tnews_deploy.formats.PREDICT`)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 UTF8_BOM = b"\xef\xbb\xbf"  # a byte-order mark, not text: dropped from the start of an input
@@ -136,18 +136,17 @@ def guess_format(name: str, first_line: bytes | None) -> str:
     Raises:
         DataError: the name has a suffix that is neither a text nor a JSONL suffix (e.g. `.csv`).
     """
-    lowered = name.lower()
-    if lowered.endswith(JSONL_SUFFIXES):
-        return "jsonl"
-    if lowered.endswith(TXT_SUFFIXES):
-        return "txt"
-    suffix = lowered.rsplit(".", 1)[-1] if "." in lowered.rsplit("/", 1)[-1] else ""
+    fmt = PREDICT.format_of(name)
+    if fmt is not None:
+        return fmt
+    suffix = PurePath(name).suffix.lower()
     if name != "-" and suffix:
-        table = (" For .csv, .tsv or .parquet tables, `tnews-deploy score MODEL_DIR FILE --text-field COLUMN "
-                 "--output DIR` scores them into Parquet." if suffix in ("csv", "tsv", "parquet") else "")
-        raise DataError(f"{name}: cannot tell how to read a .{suffix} file; inputs are .txt (one text a line) "
-                         "or .jsonl (a 'sentence' or 'text' field). Pass --input-format txt or jsonl to read it "
-                         "as one of those." + table)
+        scored = TEXTS.format_of(name)  # a table `score` reads
+        table = (f" For .{scored} tables, `tnews-deploy score MODEL_DIR FILE --text-field COLUMN --output DIR` "
+                 "scores them into Parquet." if scored else "")
+        raise DataError(f"{name}: cannot tell how to read a {suffix} file; inputs are .txt (one text a line) "
+                        "or .jsonl (a 'sentence' or 'text' field). Pass --input-format txt or jsonl to read it "
+                        "as one of those." + table)
     return "jsonl" if first_line is not None and first_line.lstrip().startswith(b"{") else "txt"
 
 
@@ -224,8 +223,11 @@ def read_records(stream: BinaryIO, name: str = "-", fmt: str = "auto") -> Iterat
         fmt: 'auto', 'txt' or 'jsonl'.
 
     Raises:
-        DataError: `fmt` is 'auto' and the name's suffix is not a supported one (on the first iteration).
+        DataError: `fmt` is 'auto' and the name's suffix is not a supported one, or `fmt` is none of `FORMATS`
+            (on the first iteration).
     """
+    if fmt not in FORMATS:
+        raise DataError(f"{name}: no reader for format {fmt!r}; the formats read here are {', '.join(FORMATS)}.")
     first = stream.readline().removeprefix(UTF8_BOM)  # Excel and Notepad start UTF-8 files with one
     if fmt == "auto":
         fmt = guess_format(name, first or None)

@@ -8,8 +8,8 @@ For every backend it measures, on the evaluation set the models were scored on:
   efficiency (real tokens / padded tokens) of the batches actually run;
 * cold start (import + load + first prediction in a fresh process) and the
   peak RSS of that process, and the model file size;
-* effective GFLOP/s (useful FLOPs from the model's shape and the real token
-  counts) and its share of this machine's measured fp32 GEMM peak.
+* effective GFLOP/s (useful FLOPs from each backend's own model shape and its
+  real token counts) and its share of this machine's measured fp32 GEMM peak.
 
 Backends are measured in alternation (A B A B ...) round by round, so drift of
 the machine hits all of them alike; medians and min-max over rounds are reported.
@@ -39,18 +39,20 @@ from ..lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .config import BenchmarkConfig
-    from .flops import ModelShape, encoder_flops
+    from .flops import ModelShape, ModelWork, encoder_flops
     from .report import render_markdown, write_report
     from .run import run_benchmark
 
 _EXPORTS = {
     "BenchmarkConfig": "config",
     "ModelShape": "flops",
+    "ModelWork": "flops",
     "encoder_flops": "flops",
     "render_markdown": "report",
     "write_report": "report",
     "run_benchmark": "run",
 }
-__all__ = ["BenchmarkConfig", "ModelShape", "encoder_flops", "render_markdown", "run_benchmark", "write_report"]
+__all__ = ["BenchmarkConfig", "ModelShape", "ModelWork", "encoder_flops", "render_markdown", "run_benchmark",
+           "write_report"]
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ..choices import QUANTIZE_SCHEMES, recorded_quantize_mode
+
 
 @dataclass
 class PassResult:
@@ -173,12 +175,19 @@ class OnnxBackend(Backend):
 
 
 def describe_variant(manifest: dict[str, Any]) -> str:
-    """"fp32", "int8", "int8-dynamic O2" ... from an export manifest."""
+    """"fp32", "int8", "int8-dynamic O2" ... from an export manifest: its `quantization.mode` (with the
+    `scheme` when it is not the one that mode writes) and its optimisation level.
+
+    Args:
+        manifest: the export's `manifest.json`.
+    """
     opt, quant = manifest.get("optimization"), manifest.get("quantization")
-    if quant:  # manifests before int8-dynamic existed say mode "int8" without a scheme: per-tensor
-        parts = ["int8" if quant.get("scheme") == "per-token-symmetric" else "int8-dynamic"]
-    else:
+    mode = recorded_quantize_mode(quant)
+    if mode == "none":
         parts = ["fp32"]
+    else:
+        scheme = quant.get("scheme") if quant else None
+        parts = [mode if scheme in (None, QUANTIZE_SCHEMES.get(mode)) else f"{mode} ({scheme})"]
     if opt:
         parts.append(opt.get("level", "?"))
     return " ".join(parts)

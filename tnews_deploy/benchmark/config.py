@@ -9,6 +9,7 @@ heavy. Error messages name each setting as the CLI spells it (`eval_size` ->
 from __future__ import annotations
 
 import numbers
+import os
 import shlex
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
@@ -98,19 +99,32 @@ class BenchmarkConfig:
         """A smoke run in seconds: 64 sentences, 24 timed calls, 1 round, batch 8; `kwargs` override."""
         return cls(**{**QUICK_SETTINGS, **kwargs})
 
-    def to_command(self) -> str:
-        """The `tnews-deploy benchmark` command line that runs this config (settings at their default left out)."""
+    def to_command(self, relative_to: Path | None = None) -> str:
+        """The `tnews-deploy benchmark` command line that runs this config (settings at their default left out).
+
+        Args:
+            relative_to: write the paths (folders, a local --data) relative to this folder, so that the command
+                runs in it (results.md records it so, without machine-specific prefixes); None: as given.
+        """
+
+        def path(value: Path) -> str:
+            if relative_to is None:
+                return str(value)
+            return os.path.relpath(os.path.realpath(value.expanduser()), os.path.realpath(relative_to))
+
         args = ["tnews-deploy", "benchmark"]
         if self.pytorch is not None:
-            args += [flag("pytorch"), str(self.pytorch)]
+            args += [flag("pytorch"), path(self.pytorch)]
         for folder in self.onnx:
-            args += [flag("onnx"), str(folder)]
-        args += [flag("output"), str(self.output)]
+            args += [flag("onnx"), path(folder)]
+        args += [flag("output"), path(self.output)]
         defaults = self.defaults()
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in ("pytorch", "onnx", "output") or value == defaults[f.name]:
                 continue
+            if isinstance(value, DataSource) and relative_to is not None:
+                value = value.relative_to(relative_to)
             if isinstance(value, bool):
                 args.append(flag(f.name) if value else "--no-" + f.name.replace("_", "-"))
             elif isinstance(value, tuple):

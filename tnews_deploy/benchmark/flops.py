@@ -1,4 +1,8 @@
-"""The FLOP counter: useful multiply-add FLOPs of a BERT-style classifier, from its shape and token counts."""
+"""The FLOP counter: useful multiply-add FLOPs of a BERT-style classifier, from its shape and token counts.
+
+`ModelShape.from_config` reads the shape from a model's own config.json, so each benchmark backend is counted
+by its own layers and sizes (`ModelWork`), never by another model's.
+"""
 
 from __future__ import annotations
 
@@ -50,3 +54,25 @@ class ModelShape:
         """Useful FLOPs of sentences with these token counts (padding excluded)."""
         return sum(encoder_flops(int(t), self.hidden, self.layers, self.intermediate, self.num_labels)
                    for t in token_counts)
+
+
+@dataclass(frozen=True)
+class ModelWork:
+    """One model's useful work on a set of sentences: its own shape and its own token counts.
+
+    Each backend of a benchmark has its own (a distilled student has fewer layers than its teacher, a
+    trimmed tokenizer may split a text differently), so its GFLOP/s count the FLOPs it actually did.
+    """
+
+    shape: ModelShape
+    token_counts: tuple[int, ...]
+
+    @property
+    def flops(self) -> int:
+        """Useful FLOPs of all the sentences (padding excluded)."""
+        return self.shape.flops(self.token_counts)
+
+    @property
+    def flops_per_sentence(self) -> float:
+        """Mean useful FLOPs per sentence."""
+        return self.flops / len(self.token_counts)

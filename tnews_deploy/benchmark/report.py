@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..datasource import describe_data
+from ..datasource import DataSource, describe_data
+from ..errors import ConfigError
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -28,36 +29,49 @@ def _model_name(checkpoint: str) -> str:
     return f"{path.parent.name}/{path.name}" if path.name == "checkpoint" else path.name
 
 
-def _evaluation_line(report: dict[str, Any]) -> str:
+def _data_name(value: Any, folder: Path | None) -> str:
+    """A recorded data source for the report: local paths relative to `folder` (None: as recorded)."""
+    if folder is None:
+        return describe_data(value)
+    try:
+        return DataSource.coerce(value).relative_to(folder).describe()
+    except (ConfigError, TypeError):
+        return str(value)
+
+
+def _evaluation_line(report: dict[str, Any], folder: Path | None = None) -> str:
     ev = report.get("evaluation")
     if not ev:  # reports written before the evaluation set was recorded
-        return f"Data `{describe_data(report['data'])}`"
+        return f"Data `{_data_name(report['data'], folder)}`"
     origins = sorted(set(ev.get("origin", {}).values()))
     subset = f"{ev['sentences']:,} of " if ev["sentences"] < ev["eval_size"] else ""
-    return (f"Evaluation set: {subset}{ev['eval_size']:,} sentences of `{describe_data(ev['data'])}` "
+    return (f"Evaluation set: {subset}{ev['eval_size']:,} sentences of `{_data_name(ev['data'], folder)}` "
             f"(seed {ev['seed']}, "
             f"{'stratified' if ev['stratify'] else 'not stratified'}; settings from {', '.join(origins)})")
 
 
-def render_markdown(report: dict[str, Any]) -> str:
+def render_markdown(report: dict[str, Any], folder: Path | None = None) -> str:
     """The report as a markdown table with a header on machine, data and method.
 
     Args:
         report: the dict `run_benchmark` returns (and results.json holds).
+        folder: the folder the markdown is written to: a local data path is shown relative to it (as the
+            recorded command's paths are), not as this machine's absolute path; None: as recorded.
     """
     m, rows = report["machine"], report["backends"]
     sizes = list(rows[0]["throughput"])
     head = ["backend", "variant", "MB", "macro-F1", "micro-F1", "agree", "p50 ms", "p95 ms", "p99 ms", "mean ms"]
     head += [f"sent/s @{bs} (min–max)" for bs in sizes] + [f"×PT @{bs}" for bs in sizes] + ["×PT p50"]
-    head += [f"pad eff @{sizes[-1]}", f"GFLOP/s @{sizes[-1]}", "% fp32 peak", "cold s", "RSS MB"]
+    head += [f"pad eff @{sizes[-1]}", "GFLOP/sent", f"GFLOP/s @{sizes[-1]}", "% fp32 peak", "cold s", "RSS MB"]
     lines = [
         f"# Benchmark: `{_model_name(report['pytorch_checkpoint'])}` on {report['eval_sentences']:,} sentences",
         "",
         f"{m['cpu']} ({m['arch']}), {m['usable_cpus']} usable CPUs, **{m['threads']} threads for every backend**; "
         f"flags: {', '.join(m['flags']) or 'none'}; "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
-        f"{_evaluation_line(report)}, max_length {report['max_length']}, {report['mean_tokens']} tokens per "
-        f"sentence on average, {report['gflop_per_sentence']} GFLOP per sentence; "
+        f"{_evaluation_line(report, folder)}, max_length {report['max_length']}, {report['mean_tokens']} tokens per "
+        f"sentence on average, {report['gflop_per_sentence']} GFLOP per sentence (PyTorch's model; each backend's "
+        "own model in the GFLOP/sent column); "
         f"fp32 peak {report['fp32_peak']['gflops']} GFLOP/s ({report['fp32_peak']['method']}). "
         f"Latency: batch 1, {rows[0]['latency_ms']['samples']} sentences after "
         f"{report['settings']['warmup']} warm-up; {report['settings']['rounds']} alternating round(s).",
@@ -72,7 +86,9 @@ def render_markdown(report: dict[str, Any]) -> str:
                  f"{lat['mean']:.2f}"]
         cells += [f"{thr[bs]['median']:.1f} ({thr[bs]['min']:.1f}–{thr[bs]['max']:.1f})" for bs in sizes]
         cells += [f"{r['speedup'][f'throughput_{bs}']:.2f}" for bs in sizes] + [f"{r['speedup']['latency_p50']:.2f}"]
-        cells += [f"{r['padding_efficiency'][sizes[-1]]:.2f}", f"{r['gflops'][sizes[-1]]:.1f}",
+        # reports written before each backend's own FLOPs were counted used PyTorch's model for all
+        cells += [f"{r['padding_efficiency'][sizes[-1]]:.2f}",
+                  f"{r.get('gflop_per_sentence', report['gflop_per_sentence']):.4g}", f"{r['gflops'][sizes[-1]]:.1f}",
                   f"{r['share_of_fp32_peak'][sizes[-1]]:.0%}"]
         cold = r.get("cold_start")
         cells += [f"{cold['seconds']:.2f}", f"{cold['peak_rss_mb']:.0f}"] if cold else ["—", "—"]
@@ -80,7 +96,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         "×PT: speed-up over PyTorch eager (throughput ratio of medians; latency ratio of p50). "
-        "pad eff: real tokens / padded tokens in the batches run. GFLOP/s counts useful FLOPs on real tokens only; "
+        "pad eff: real tokens / padded tokens in the batches run. GFLOP/sent: useful FLOPs of the backend's own model "
+        "(its layers and sizes) per sentence; GFLOP/s counts them on real tokens only; "
         "% fp32 peak divides it by the best fp32 GEMM rate measured on this machine with the same threads "
         "(several sizes, numpy and torch); int8 kernels can exceed it.",
     ]
@@ -178,6 +195,6 @@ def write_report(report: dict[str, Any], output: Path) -> None:
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     (output / RESULTS_JSON).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (output / RESULTS_MD).write_text(render_markdown(report), encoding="utf-8")
+    (output / RESULTS_MD).write_text(render_markdown(report, output), encoding="utf-8")
     plot_latency(report, output / LATENCY_PNG)
     plot_throughput(report, output / THROUGHPUT_PNG)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import defaults
 from ..datasource import DataSource, describe_data
 from ..errors import UserError
 from ..machine import usable_cpus
@@ -33,7 +34,8 @@ from .config import BenchmarkConfig, flag
 logger = logging.getLogger(__name__)
 
 EVALUATION_KEYS = ("data", "eval_size", "seed", "stratify")
-EVALUATION_DEFAULTS: dict[str, Any] = {"eval_size": 2000, "seed": 42, "stratify": True}  # TrainConfig's
+EVALUATION_DEFAULTS: dict[str, Any] = {"eval_size": defaults.EVAL_SIZE, "seed": defaults.SEED,
+                                       "stratify": defaults.STRATIFY}  # a training run's
 DEFAULT_MAX_LENGTH = 128
 
 

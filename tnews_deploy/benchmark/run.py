@@ -25,8 +25,9 @@ def run_benchmark(config: BenchmarkConfig, command: str | None = None) -> dict[s
 
     Args:
         config: what to measure and how (`BenchmarkConfig`, validated on construction).
-        command: the command line to record in the report; default: `config.to_command()`, the
-            `tnews-deploy benchmark` call with these settings.
+        command: the command line to record in the report; default: `config.to_command(config.output)`, the
+            `tnews-deploy benchmark` call with these settings, its paths relative to the results folder (it
+            runs there, and results.md names no machine-specific path).
 
     Returns:
         The report dict, as written to `config.output / "results.json"`.
@@ -44,7 +45,8 @@ def run_benchmark(config: BenchmarkConfig, command: str | None = None) -> dict[s
     logger.info("measuring this machine's fp32 GEMM peak ...")
     peak = measure_fp32_peak(plan.threads)
     cold = cold_starts(backends, plan.texts[:COLD_START_TEXTS]) if config.cold_start else {}
-    report = summarise(config, plan, backends, timings, peak, cold, command or config.to_command())
+    command = command or config.to_command(relative_to=config.output)
+    report = summarise(config, plan, backends, timings, peak, cold, command)
     write_report(report, config.output)
     logger.info("wrote %s", config.output)
     return report

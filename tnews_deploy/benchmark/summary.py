@@ -1,5 +1,8 @@
 """From raw timings to the report: F1 and agreement, latency percentiles, throughput, GFLOP/s, speed-ups.
 
+Each backend's GFLOP/s and share of the fp32 peak count its own model's FLOPs (`ModelWork`: the shape in its
+config.json and its own token counts), so a 4-layer student is not credited with its 12-layer teacher's work.
+
 `summarise(...)` builds the report dict that `report` renders and
 `results.json` stores; it measures nothing itself.
 """
@@ -18,7 +21,7 @@ from ..int8_weights import best_kernels
 from ..machine import machine_info
 from .backends import Backend
 from .config import BenchmarkConfig
-from .flops import ModelShape
+from .flops import ModelShape, ModelWork
 from .measure import Timings
 from .resolve import BenchmarkPlan
 
@@ -34,8 +37,25 @@ def significant(value: float, digits: int = 4) -> float:
     return float(f"{value:.{digits}g}")
 
 
+def model_work(backend: Backend, texts: Sequence[str]) -> ModelWork:
+    """A backend's useful work on `texts`: its own model's shape (`backend.config`, e.g. an ONNX folder's
+    config.json) and its own tokenization (a distilled student has fewer layers than its teacher).
+
+    Args:
+        backend: the backend.
+        texts: the evaluation sentences.
+    """
+    return ModelWork(ModelShape.from_config(backend.config), tuple(backend.token_counts(texts)))
+
+
+def work_json(work: ModelWork) -> dict[str, Any]:
+    """The report's fields for a model's work: its shape, mean tokens and GFLOP per sentence."""
+    return {"model_shape": asdict(work.shape), "mean_tokens": round(float(np.mean(work.token_counts)), 2),
+            "gflop_per_sentence": significant(work.flops_per_sentence / 1e9)}
+
+
 def backend_row(backend: Backend, timings: Timings, labels: np.ndarray, reference_pred: np.ndarray,
-                flops_per_sentence: float, peak_gflops: float) -> dict[str, Any]:
+                work: ModelWork, peak_gflops: float) -> dict[str, Any]:
     """One backend's line of the report (without speed-ups and cold start).
 
     Args:
@@ -43,7 +63,7 @@ def backend_row(backend: Backend, timings: Timings, labels: np.ndarray, referenc
         timings: its raw measurements.
         labels: gold labels of the evaluation sentences.
         reference_pred: PyTorch's predictions, for agreement.
-        flops_per_sentence: mean useful FLOPs per evaluation sentence.
+        work: its model's shape and token counts (its GFLOP/s count its own model's FLOPs).
         peak_gflops: this machine's fp32 GEMM peak.
     """
     from ..training.metrics import f1_scores
@@ -51,13 +71,14 @@ def backend_row(backend: Backend, timings: Timings, labels: np.ndarray, referenc
     pred = timings.logits.argmax(-1)
     lat = np.asarray(timings.latency_ms)
     throughput = {bs: stats(v) for bs, v in timings.throughput.items()}
-    gflops = {bs: flops_per_sentence * t["median"] / 1e9 for bs, t in throughput.items()}
+    gflops = {bs: work.flops_per_sentence * t["median"] / 1e9 for bs, t in throughput.items()}
     return {
         "backend": backend.name,
         "kind": backend.kind,
         "variant": backend.variant,
         "path": str(backend.path),
         "model_mb": round(backend.size_bytes() / 1e6, 1),
+        **work_json(work),
         **{k: round(v, 4) for k, v in f1_scores(labels, pred).items()},
         "agreement_with_pytorch": round(float(np.mean(pred == reference_pred)), 4),
         "latency_ms": {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
@@ -86,12 +107,9 @@ def summarise(config: BenchmarkConfig, plan: BenchmarkPlan, backends: Sequence[B
         cold: backend name -> cold-start figures (empty when not measured).
         command: the command line recorded in the report.
     """
-    shape = ModelShape.from_config(backends[0].config)
-    token_counts = backends[0].token_counts(plan.texts)
-    flops_eval = shape.flops(token_counts)
-    flops_per_sentence = flops_eval / len(plan.texts)
+    work = {b.name: model_work(b, plan.texts) for b in backends}
     reference_pred = timings[backends[0].name].logits.argmax(-1)
-    rows = [backend_row(b, timings[b.name], plan.labels, reference_pred, flops_per_sentence, peak["gflops"])
+    rows = [backend_row(b, timings[b.name], plan.labels, reference_pred, work[b.name], peak["gflops"])
             for b in backends]
     for row in rows:
         if row["backend"] in cold:
@@ -114,9 +132,7 @@ def summarise(config: BenchmarkConfig, plan: BenchmarkPlan, backends: Sequence[B
         "evaluation": plan.evaluation_json(),
         "pytorch_checkpoint": str(plan.checkpoint),
         "max_length": plan.max_length,
-        "model_shape": asdict(shape),
         "eval_sentences": len(plan.texts),
-        "mean_tokens": round(float(np.mean(token_counts)), 2),
-        "gflop_per_sentence": significant(flops_per_sentence / 1e9),
+        **work_json(work[backends[0].name]),  # the PyTorch model's; each row has its own model's
         "backends": rows,
     }

@@ -41,29 +41,30 @@ from typing import Any
 
 import numpy as np
 
+from .. import defaults
+from ..choices import (
+    DEFAULT_QUANTIZE_TARGET,
+    EXACT_OPTIMIZE_LEVELS,
+    OPTIMIZE_LEVELS,
+    PREFERENCES,
+    QUANTIZE_MODES,
+    QUANTIZE_SCHEMES,
+    QUANTIZE_TARGETS,
+    S8_TARGETS,
+)
 from ..datasource import DataSource
 from ..errors import ConfigError, UserError, disk_full_error
 from ..int8_weights import U8S8, U8U8, cpu_description, u8s8_is_exact
 from ..machine import library_versions
 from ..noise import silence_known_noise
 from ..predictor import CHECKSUMMED_FILES, MANIFEST_FILE, MODEL_CONFIG_FILE, MODEL_FILE, Predictor, sha256_of
-from ..training.config import TrainConfig
 from .card import write_card
 from .quantize import SCHEME as PER_TOKEN_SCHEME
 from .quantize import quantize_per_token
 from .source import ExportSource, resolve_source
 from .verify import GatePolicy, ParityReport, apply_gate, batch_invariance, compare, pytorch_logits
 
-OPTIMIZE_LEVELS = ("none", "O1", "O2", "O3")
-# "auto": build fp32, fp32 + O2, int8 and int8 + O2, verify each, time each here, keep the fastest that passes (auto.py)
-QUANTIZE_MODES = ("none", "int8", "int8-dynamic", "auto")
-PREFERENCES = ("throughput", "latency")  # what `--quantize auto` keeps: best titles/s at batch 32, or batch-1 p50
-# "portable": uint8 weights (u8 x u8), exact on every CPU and in every runtime; the others are Optimum's CPU configs
-# (int8 weights for avx512_vnni and arm64: exact only on CPUs with VNNI, or ARM64). See `tnews_deploy.int8_weights`.
-QUANTIZE_TARGETS = ("portable", "avx512_vnni", "avx512", "avx2", "arm64")
-DEFAULT_QUANTIZE_TARGET = "portable"
-# The targets whose weights are int8 (u8 x s8 kernels); the others are written as uint8 (u8 x u8).
-S8_TARGETS = ("avx512_vnni", "arm64")
+# OPTIMIZE_LEVELS, QUANTIZE_MODES, QUANTIZE_TARGETS, PREFERENCES ...: listed once in `tnews_deploy.choices`.
 MANIFEST_VERSION = 1
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 BATCH_INVARIANCE_SENTENCES = 500  # evaluation sentences predicted again one at a time ...
@@ -97,7 +98,7 @@ class ExportConfig:
     @property
     def exact(self) -> bool:
         """fp32, O1 and O2 are exact rewrites; O3 (approximate GELU) and int8 are not."""
-        return self.quantize == "none" and self.optimize in ("none", "O1", "O2")
+        return self.quantize == "none" and self.optimize in EXACT_OPTIMIZE_LEVELS
 
     def __post_init__(self) -> None:
         if self.data is not None:
@@ -149,8 +150,8 @@ def evaluation_set(source: ExportSource, config: ExportConfig,
 
     run = source.run_config or {}
     data = verification_data(source, config)
-    eval_size = config.eval_size or int(run.get("eval_size", TrainConfig.eval_size))
-    seed, stratify = int(run.get("seed", TrainConfig.seed)), bool(run.get("stratify", TrainConfig.stratify))
+    eval_size = config.eval_size or int(run.get("eval_size", defaults.EVAL_SIZE))
+    seed, stratify = int(run.get("seed", defaults.SEED)), bool(run.get("stratify", defaults.STRATIFY))
     dataset = dataset if dataset is not None else load_verification_data(source, config)
     check_label_names(source.checkpoint, list(dataset["validation"].features["label"].names), data)
     evaluation = evaluation_split(dataset, eval_size, seed, stratify)
@@ -280,7 +281,8 @@ def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig) -> dict[str
         quantizer = ORTQuantizer.from_pretrained(current.parent, file_name=current.name)
         quantizer.quantize(quantization_config=qconfig, save_dir=work / "int8")
         current = work / "int8" / f"{current.stem}_quantized.onnx"
-        steps["quantization"] = {"mode": "int8-dynamic", "scheme": "per-tensor-dynamic", "batch_invariant": False,
+        steps["quantization"] = {"mode": "int8-dynamic", "scheme": QUANTIZE_SCHEMES["int8-dynamic"],
+                                 "batch_invariant": False,
                                  "dynamic": True, "target": target, "per_channel": config.per_channel,
                                  "weights": str(qconfig.weights_dtype), "activations": str(qconfig.activations_dtype),
                                  "exact_on": exact_on("int8" if target in S8_TARGETS + ("avx512",) else "uint8")}
@@ -387,7 +389,7 @@ def export_model(
     logger.info("source: %s", resolved.describe())
     texts, labels, origin = evaluation_set(resolved, config, dataset)
     run = resolved.run_config or {}
-    max_length = int(config.max_length or run.get("max_length") or TrainConfig.max_length)
+    max_length = int(config.max_length or run.get("max_length") or defaults.MAX_LENGTH)
 
     output.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(output)

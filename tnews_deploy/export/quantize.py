@@ -49,11 +49,12 @@ from typing import Any
 
 import numpy as np
 
+from ..choices import QUANTIZE_SCHEMES
 from ..errors import disk_full_error
 
 logger = logging.getLogger(__name__)
 
-SCHEME = "per-token-symmetric"
+SCHEME = QUANTIZE_SCHEMES["int8"]  # "per-token-symmetric", as manifests record it
 WEIGHT_TYPES = ("int8", "uint8")
 MS_DOMAIN = "com.microsoft"
 _QMAX = 127.0

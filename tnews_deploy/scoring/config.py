@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..formats import TEXTS
 from ..validation import is_int, require
 
 ENGINES = ("local", "ray")
@@ -53,7 +54,7 @@ class ScoreConfig:
         object.__setattr__(self, "output", Path(self.output))
         object.__setattr__(self, "inputs", tuple(str(i) for i in self.inputs))
         require([
-            (bool(self.inputs), "no INPUT given: pass files, folders or globs of .jsonl/.parquet/.csv/.txt"),
+            (bool(self.inputs), f"no INPUT given: pass files, folders or globs of {TEXTS.listed()}"),
             (self.engine in ENGINES, f"--engine must be one of {', '.join(ENGINES)} (got {self.engine!r})"),
             (is_int(self.top_k) and self.top_k >= 1, f"--top-k must be >= 1 (got {self.top_k!r})"),
             (self.threads is None or (is_int(self.threads) and self.threads >= 1),

@@ -43,11 +43,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import DataError, UserError
+from ..formats import DATA, TEXTS
 from ..inputs import TEXT_FIELDS, UTF8_BOM, json_object, text_error
 
 logger = logging.getLogger(__name__)
 
-SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv", ".txt": "txt"}
+SUFFIXES = TEXTS.suffixes  # suffix -> format (`tnews_deploy.formats`)
 ID_FIELDS = ("idx", "id")
 SUMMARY_FILE = "_SUCCESS"
 MAX_SHOWN_ERRORS = 5
@@ -65,7 +66,7 @@ class InputFile:
     """One file to score and how to read it; `source` names it in the output (default: the path as given)."""
 
     path: Path
-    fmt: str  # jsonl, parquet, csv or txt
+    fmt: str  # a format `tnews_deploy.formats.TEXTS` takes: jsonl, parquet, csv or txt
     source: str | None = None
 
     @property
@@ -85,7 +86,7 @@ def _supported(path: Path, given: str) -> InputFile:
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise DataError(f"{given}: cannot read a '{path.suffix or 'suffix-less'}' file; inputs are "
-                        f"{', '.join(sorted(set(SUFFIXES)))} files (or folders/globs of them).")
+                        f"{TEXTS.listed(', ', ' or ')} files (or folders/globs of them).")
     return InputFile(path, fmt)
 
 
@@ -107,7 +108,7 @@ def find_inputs(patterns: Sequence[str]) -> list[InputFile]:
             files = [InputFile(p, SUFFIXES[p.suffix.lower()]) for p in sorted(path.rglob("*"))
                      if p.is_file() and p.suffix.lower() in SUFFIXES and _visible(p, path)]
             if not files:
-                raise DataError(f"{given}: a folder with no {'/'.join(sorted(set(SUFFIXES)))} files.")
+                raise DataError(f"{given}: a folder with no {TEXTS.listed()} files.")
             found.extend(files)
         elif path.is_file():
             found.append(_supported(path, given))
@@ -115,7 +116,7 @@ def find_inputs(patterns: Sequence[str]) -> list[InputFile]:
             matches = [Path(p) for p in sorted(glob.glob(given, recursive=True)) if Path(p).is_file()]
             files = [InputFile(p, SUFFIXES[p.suffix.lower()]) for p in matches if p.suffix.lower() in SUFFIXES]
             if not files:
-                raise DataError(f"{given}: matches no {'/'.join(sorted(set(SUFFIXES)))} file.")
+                raise DataError(f"{given}: matches no {TEXTS.listed()} file.")
             found.extend(files)
         else:
             raise DataError(f"{given}: no such file or folder.")
@@ -198,7 +199,8 @@ def _json_line(raw: bytes, number: int, text_field: str | None) -> tuple[str, st
     return (row_id, *_checked(value, where))
 
 
-def _read_lines(item: InputFile, text_field: str | None, chunk_rows: int) -> Iterator[pa.Table]:
+def _read_lines(item: InputFile, text_field: str | None, chunk_rows: int,
+                option: str = "--text-field") -> Iterator[pa.Table]:
     chunk = _Chunk(item.name)
     with item.path.open("rb") as fh:
         for number, raw in enumerate(fh, 1):
@@ -339,6 +341,10 @@ def _skipped(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Record
         rows = 0
 
 
+# The reader of each format `tnews_deploy.formats.TEXTS` takes.
+_READERS = {"jsonl": _read_lines, "txt": _read_lines, "parquet": _read_parquet, "csv": _read_csv}
+
+
 def check_input(item: InputFile, text_field: str | None) -> None:
     """Fail fast, before any scoring: a Parquet/CSV file that cannot be opened or has no text column.
 
@@ -371,27 +377,27 @@ def read_chunks(item: InputFile, text_field: str | None, chunk_rows: int,
 
     Raises:
         DataError: a Parquet/CSV file without the text column, or one that cannot be parsed at all (bad rows of
-            a readable file are error rows instead).
+            a readable file are error rows instead); a format with no reader here.
     """
-    if item.fmt in ("jsonl", "txt"):
-        return _read_lines(item, text_field, chunk_rows)
-    if item.fmt == "parquet":
-        return _read_parquet(item, text_field, chunk_rows, option)
-    return _read_csv(item, text_field, chunk_rows, option)
+    reader = _READERS.get(item.fmt)
+    if reader is None:
+        raise DataError(f"{item.path}: no reader for format {item.fmt!r}; the formats read here are "
+                        f"{', '.join(TEXTS.formats)} ({TEXTS.listed(', ', ' or ')} files).")
+    return reader(item, text_field, chunk_rows, option)
 
 
 def names_text_files(source: str) -> bool:
     """Whether `source` names files of texts (`read_texts`) rather than a data source (`load_data`).
 
-    Files of texts: an existing file (but a `.tsv`, which is a labelled table), a glob pattern, or a missing
-    path with a text-file suffix (so that its error is "no such file"). Data sources: a folder, a `.tsv` file,
-    anything else (a hub id).
+    Files of texts: an existing file (but one in a format only `--data` reads: a `.tsv`, a labelled table), a
+    glob pattern, or a missing path with a text-file suffix (so that its error is "no such file"). Data
+    sources: a folder, a `.tsv` file, anything else (a hub id).
     """
     path = Path(source).expanduser()
     if path.is_dir():
         return False
     if path.exists():
-        return path.suffix.lower() != ".tsv"
+        return DATA.format_of(path) not in set(DATA.formats) - set(TEXTS.formats)
     return glob.has_magic(source) or path.suffix.lower() in SUFFIXES
 
 

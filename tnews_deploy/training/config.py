@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .. import defaults
 from ..datasource import DEFAULT_DATA, DataSource  # noqa: F401  (DEFAULT_DATA: re-exported, its old home)
 from ..errors import ConfigError
 from ..validation import require
@@ -52,9 +53,9 @@ class TrainConfig:
     # `seed` draws the evaluation set and selection slice; `train_seed` (None = `seed`) draws the
     # training subset and seeds initialisation and data order. Runs with several seeds share `seed`,
     # so that they are scored on the same sentences.
-    seed: int = 42
+    seed: int = defaults.SEED
     train_seed: int | None = None
-    stratify: bool = True
+    stratify: bool = defaults.STRATIFY
     preset: str = "default"
     # Optimisation. `epochs` is a floor: runs on small sets get more epochs so
     # that they take at least `min_steps` optimiser steps.
@@ -62,7 +63,7 @@ class TrainConfig:
     min_steps: int = 800
     lr: float = 5e-5
     batch_size: int = 32
-    max_length: int = 64
+    max_length: int = defaults.MAX_LENGTH
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     # Model selection on the selection slice (never on the evaluation set).
