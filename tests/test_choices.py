@@ -23,6 +23,7 @@ def _choices(command: str, option: str) -> list[str]:
     ("export", "optimize", choices.OPTIMIZE_LEVELS),
     ("export", "quantize", choices.QUANTIZE_MODES),
     ("export", "quantize_for", choices.QUANTIZE_TARGETS),
+    ("export", "prefer", choices.PREFERENCES),
     ("predict", "input_format", formats.PREDICT_FORMAT_CHOICES),
 ])
 def test_cli_choices_are_the_lists(command, option, expected):
