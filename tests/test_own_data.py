@@ -218,9 +218,10 @@ def test_the_data_source_validates_itself_and_reads_every_recorded_form(tmp_path
 
 def test_make_splits_on_a_small_holdout_with_few_classes(tickets_csv):
     dsd = load_data(own_source(tickets_csv, text_field="ticket", label_field="category"))
-    with pytest.raises(ConfigError, match="validation-fraction"):
-        make_splits(dsd)  # TNEWS-sized defaults do not fit 36 validation rows
     from tnews_deploy.data import SplitConfig
+
+    with pytest.raises(ConfigError, match="validation-fraction"):  # TNEWS-sized requests do not fit 36 rows
+        make_splits(dsd, SplitConfig(eval_size=2000, selection_size=1000))
 
     splits = make_splits(dsd, SplitConfig(train_sizes=(2,), eval_size=24, selection_size=12))
     assert len(splits.train[2]) == 2 and splits.label_names == sorted(TOPICS)

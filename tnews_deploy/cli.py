@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from . import __version__, defaults
 from .benchmark.config import BenchmarkConfig
 from .choices import OPTIMIZE_LEVELS, PREFERENCES, QUANTIZE_MODES, QUANTIZE_TARGETS
 from .datasource import DEFAULT_DATA, DataSource
@@ -238,10 +238,13 @@ def hyperparameter_options(func: Callable) -> Callable:
         click.option("--preset", type=click.Choice(tuple(PRESETS)), default=TrainConfig.preset, show_default=True,
                      help="'default': a recipe that works at every size (step floor, warmup, early "
                           "stopping). 'paper': the study's batch 8, lr 1e-5, 30 epochs, max_length 40."),
-        click.option("--eval-size", type=int, default=TrainConfig.eval_size, show_default=True,
-                     help="Evaluation sentences drawn from validation."),
-        click.option("--selection-size", type=int, default=TrainConfig.selection_size, show_default=True,
-                     help="Validation sentences for model selection, disjoint from the evaluation set."),
+        click.option("--eval-size", type=int,
+                     help=f"Evaluation sentences drawn from validation. Default: {defaults.EVAL_SIZE:,}, or 2/3 of a "
+                          f"validation split smaller than {defaults.EVAL_SIZE + defaults.SELECTION_SIZE:,} (a holdout "
+                          "of your own data, say), with the rest for selection."),
+        click.option("--selection-size", type=int,
+                     help="Validation sentences for model selection, disjoint from the evaluation set. Default: "
+                          f"{defaults.SELECTION_SIZE:,}, or what fits beside the evaluation set (see --eval-size)."),
         click.option("--epochs", type=float, help="Minimum epochs (small sets get more, see --min-steps)."),
         click.option("--min-steps", type=int, help="Optimiser-step floor; 0 turns it off."),
         click.option("--lr", type=float, help="Peak learning rate of AdamW."),

@@ -36,6 +36,7 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from .datasource import DEFAULT_DATA, DEFAULT_TEXT_FIELDS, DataSource
+from .defaults import EVAL_SIZE, SELECTION_SIZE
 from .errors import ConfigError, DataError
 from .formats import DATA
 from .labels import TNEWS_LABEL_NAMES, TNEWS_LABELS
@@ -702,8 +703,10 @@ class SplitConfig:
     """How the evaluation set, selection slice and training subsets are drawn."""
 
     train_sizes: tuple[int | str, ...] = (500, 1000, 5000)  # ALL_TRAIN: the whole split (see make_splits)
-    eval_size: int = 2000
-    selection_size: int = 1000
+    # None (not given): `defaults.EVAL_SIZE` / `SELECTION_SIZE`, or what fits a smaller validation split
+    # (`fit_split_sizes`).
+    eval_size: int | None = None
+    selection_size: int | None = None
     seed: int = 42  # draws the evaluation set and selection slice (and the subsets, unless train_seed)
     stratify: bool = True
     # Drop training sentences whose text also occurs in the evaluation set
@@ -718,10 +721,37 @@ class SplitConfig:
         bad = [n for n in self.train_sizes if n != ALL_TRAIN and (not isinstance(n, int) or n <= 0)]
         if bad:
             raise ConfigError(f"--train-size must be positive (got {bad[0]}).")
-        if self.eval_size <= 0:
+        if self.eval_size is not None and self.eval_size <= 0:
             raise ConfigError(f"--eval-size must be positive (got {self.eval_size}).")
-        if self.selection_size < 0:
+        if self.selection_size is not None and self.selection_size < 0:
             raise ConfigError(f"--selection-size must be >= 0 (got {self.selection_size}).")
+
+
+def fit_split_sizes(validation: int, eval_size: int | None = None,
+                    selection_size: int | None = None) -> tuple[int, int]:
+    """The evaluation-set and selection-slice sizes to draw from a validation split of `validation` sentences.
+
+    A size given is kept as is (`make_splits` refuses sizes that do not fit). A size not given (None) is its
+    default, `EVAL_SIZE` or `SELECTION_SIZE`, where that fits; on a smaller validation split (a holdout of the
+    user's own data, say) it is what fits: the split shared 2:1 like the defaults when neither size is given,
+    the rest of the split (at most the default) when the other one is.
+
+    Args:
+        validation: sentences in the validation split.
+        eval_size, selection_size: the sizes asked for; None = not given.
+    """
+    if eval_size is None and selection_size is None:
+        if EVAL_SIZE + SELECTION_SIZE <= validation:
+            return EVAL_SIZE, SELECTION_SIZE
+        selection = math.floor(validation * SELECTION_SIZE / (EVAL_SIZE + SELECTION_SIZE) + 0.5)
+        return validation - selection, selection
+    if eval_size is None:
+        rest = validation - selection_size
+        return (min(EVAL_SIZE, rest) if rest >= 1 else EVAL_SIZE), selection_size
+    if selection_size is None:
+        rest = validation - eval_size
+        return eval_size, (min(SELECTION_SIZE, rest) if rest >= 1 else SELECTION_SIZE)
+    return eval_size, selection_size
 
 
 @dataclass
@@ -765,18 +795,25 @@ def make_splits(dsd: DatasetDict, config: SplitConfig = SplitConfig()) -> TnewsS
     if "train" not in dsd or "validation" not in dsd:
         raise DataError("the dataset needs 'train' and 'validation' splits.")
     train, validation = dsd["train"], dsd["validation"]
-    if config.eval_size + config.selection_size > len(validation):
+    eval_size, selection_size = fit_split_sizes(len(validation), config.eval_size, config.selection_size)
+    if eval_size + selection_size > len(validation):
         raise ConfigError(
-            f"eval size {config.eval_size} + selection size {config.selection_size} exceed the "
+            f"eval size {eval_size} + selection size {selection_size} exceed the "
             f"{len(validation)} validation sentences; lower --eval-size or --selection-size (data without a "
             "validation split holds out --validation-fraction of train as one)."
         )
+    if ((config.eval_size is None and eval_size != EVAL_SIZE)
+            or (config.selection_size is None and selection_size != SELECTION_SIZE)):
+        logger.info("the validation split has %s sentences, fewer than the default evaluation set (%s) and "
+                    "selection slice (%s): drawing %s and %s (--eval-size, --selection-size set them)",
+                    f"{len(validation):,}", f"{EVAL_SIZE:,}", f"{SELECTION_SIZE:,}", f"{eval_size:,}",
+                    f"{selection_size:,}")
     val_labels = np.asarray(validation["label"])
-    order = _sample_indices(val_labels, config.eval_size, config.seed, config.stratify)
+    order = _sample_indices(val_labels, eval_size, config.seed, config.stratify)
     eval_idx = np.sort(order)
     rest = np.setdiff1d(np.arange(len(validation)), eval_idx)
-    if config.selection_size:
-        pick = _sample_indices(val_labels[rest], config.selection_size, config.seed + 1, config.stratify)
+    if selection_size:
+        pick = _sample_indices(val_labels[rest], selection_size, config.seed + 1, config.stratify)
         sel_idx = np.sort(rest[pick])
     else:
         sel_idx = np.array([], dtype=int)
@@ -808,11 +845,16 @@ def make_splits(dsd: DatasetDict, config: SplitConfig = SplitConfig()) -> TnewsS
 
 def evaluation_split(
     dsd: DatasetDict,
-    eval_size: int = SplitConfig.eval_size,
+    eval_size: int | None = SplitConfig.eval_size,
     seed: int = SplitConfig.seed,
     stratify: bool = SplitConfig.stratify,
 ) -> Dataset:
-    """The evaluation set `make_splits` draws for these settings (it does not depend on the other sizes)."""
+    """The evaluation set `make_splits` draws for these settings (it does not depend on the other sizes).
+
+    `eval_size` None: the size `make_splits` fits when neither size is given (`fit_split_sizes`).
+    """
+    if eval_size is None and "validation" in dsd:
+        eval_size = fit_split_sizes(len(dsd["validation"]))[0]
     config = SplitConfig(train_sizes=(), eval_size=eval_size, selection_size=0, seed=seed, stratify=stratify)
     return make_splits(dsd, config).evaluation
 

@@ -150,7 +150,7 @@ def evaluation_set(source: ExportSource, config: ExportConfig,
 
     run = source.run_config or {}
     data = verification_data(source, config)
-    eval_size = config.eval_size or int(run.get("eval_size", defaults.EVAL_SIZE))
+    eval_size = config.eval_size or run.get("eval_size")  # None (no run record): the size that fits the data
     seed, stratify = int(run.get("seed", defaults.SEED)), bool(run.get("stratify", defaults.STRATIFY))
     dataset = dataset if dataset is not None else load_verification_data(source, config)
     check_label_names(source.checkpoint, list(dataset["validation"].features["label"].names), data)

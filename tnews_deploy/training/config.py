@@ -48,8 +48,11 @@ class TrainConfig:
     data: DataSource = field(default_factory=DataSource)
     variant: str = "full"
     train_size: int | str = 1000  # or ALL_TRAIN
-    eval_size: int = 2000
-    selection_size: int = 1000
+    # Evaluation set and selection slice, drawn from validation. None (not given): `defaults.EVAL_SIZE` and
+    # `SELECTION_SIZE`, or what fits a smaller validation split (`data.fit_split_sizes`); the run records the sizes
+    # it drew.
+    eval_size: int | None = None
+    selection_size: int | None = None
     # `seed` draws the evaluation set and selection slice; `train_seed` (None = `seed`) draws the
     # training subset and seeds initialisation and data order. Runs with several seeds share `seed`,
     # so that they are scored on the same sentences.
@@ -99,8 +102,9 @@ class TrainConfig:
              f"unknown --train-vocab {self.train_vocab!r}; choose one of {', '.join(TRAIN_VOCABS)}"),
             (self.variant in VARIANTS, f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}"),
             (self.preset in PRESETS, f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}"),
-            (self.eval_size > 0, f"--eval-size must be positive (got {self.eval_size})"),
-            (self.selection_size >= 0, f"--selection-size must be >= 0 (got {self.selection_size})"),
+            (self.eval_size is None or self.eval_size > 0, f"--eval-size must be positive (got {self.eval_size})"),
+            (self.selection_size is None or self.selection_size >= 0,
+             f"--selection-size must be >= 0 (got {self.selection_size})"),
             (self.seed >= 0, f"--seed must be >= 0 (got {self.seed})"),
             (self.epochs > 0, f"--epochs must be positive (got {self.epochs})"),
             (self.min_steps >= 0, f"--min-steps must be >= 0 (got {self.min_steps})"),
@@ -113,7 +117,7 @@ class TrainConfig:
             (self.early_stopping_patience >= 0,
              f"--patience must be >= 0 (got {self.early_stopping_patience})"),
             (self.eval_batch_size > 0, f"eval_batch_size must be positive (got {self.eval_batch_size})"),
-            (self.selection_size > 0 or not self.select_best,
+            (self.selection_size != 0 or not self.select_best,
              "model selection needs a selection slice: set --selection-size > 0"),
         ])
 

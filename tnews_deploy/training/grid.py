@@ -168,14 +168,15 @@ def write_report(config: GridConfig, output: Path, wall_seconds: float,
     if best_cell:  # the best cell's best seed: the checkpoint `export GRID` takes
         best = max((r for r in rows if r["run"] in best_cell["runs"]), key=lambda r: r["macro_f1"])
     first = config.run_config(config.variants[0], config.train_sizes[0])
+    drawn = runs[0].config if runs else {}  # the sizes the runs drew (None in `first`: fitted to the data)
     results = {
         "model": identity.get("model"),
         "data": identity.get("data"),
         "preset": config.preset,
         "seed": first.seed,  # of the evaluation set and selection slice, shared by every run
         "seeds": list(config.run_seeds()),
-        "eval_size": first.eval_size,
-        "selection_size": first.selection_size,
+        "eval_size": drawn.get("eval_size", first.eval_size),
+        "selection_size": drawn.get("selection_size", first.selection_size),
         "stratify": first.stratify,
         "variants": list(config.variants),
         "train_sizes": list(config.train_sizes),
@@ -237,6 +238,10 @@ def _size(n: int | str) -> str:
     return f"{n:,}" if isinstance(n, int) else str(n)
 
 
+def _count(n: int | None) -> str:
+    return f"{n:,}" if n is not None else "(sized to fit the validation split)"
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     sizes = results["train_sizes"]
     cells = {(c["variant"], c["train_size"]): c for c in results.get("cells", [])}
@@ -246,8 +251,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         f"Data {identity_text(results['data'])}, preset `{results['preset']}`; training seeds "
         f"{', '.join(map(str, seeds))} (each draws its own training subsets); evaluation set "
-        f"{results['eval_size']:,} validation sentences (seed {results['seed']}, the same for every run), model "
-        f"selection on a disjoint slice of {results['selection_size']:,}. "
+        f"{_count(results['eval_size'])} validation sentences (seed {results['seed']}, the same for every run), "
+        f"model selection on a disjoint slice of {_count(results['selection_size'])}. "
         f"{results['finished_runs']}/{results['planned_runs']} runs finished.",
         "",
         "Macro-F1 on the evaluation set: mean ± std over seeds [95 % bootstrap interval of the mean, over "

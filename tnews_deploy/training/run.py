@@ -75,6 +75,10 @@ def portable_source(source: str) -> str:
     return str(path.resolve()) if path.exists() else source
 
 
+# Sizes that None leaves to the data (`data.fit_split_sizes`): a run records the sizes it drew.
+FITTED_SIZES = ("eval_size", "selection_size")
+
+
 def config_differences(finished: TrainConfig, wanted: TrainConfig) -> list[tuple[str, Any, Any]]:
     """(field, finished value, wanted value) for each setting in which two runs differ.
 
@@ -82,11 +86,12 @@ def config_differences(finished: TrainConfig, wanted: TrainConfig) -> list[tuple
 
     `model` and `data` are compared as resolved paths, so the same folder named
     relatively and absolutely counts as the same; the class names a finished run
-    recorded count only when both runs have them.
+    recorded count only when both runs have them. An evaluation-set or selection-slice
+    size not given (None: the sizes that fit the data) matches the size a run recorded.
     """
     differences = []
     for name in (f.name for f in fields(TrainConfig)):
-        if name in OPERATIONAL_SETTINGS:
+        if name in OPERATIONAL_SETTINGS or (name in FITTED_SIZES and getattr(wanted, name) is None):
             continue
         old, new = getattr(finished, name), getattr(wanted, name)
         if name == "data":
@@ -456,8 +461,10 @@ def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSpli
         )
     train_set = splits.train[config.train_size]
     n = len(train_set)
-    # The class names, in id order, go into run_config.json: export and benchmark map labels the same way.
-    config = replace(config, data=config.data.with_label_names(splits.label_names))
+    # The class names, in id order, and the sizes drawn go into run_config.json: export and benchmark map labels
+    # the same way and draw the same evaluation set.
+    config = replace(config, data=config.data.with_label_names(splits.label_names),
+                     eval_size=len(splits.evaluation), selection_size=len(splits.selection))
     world = distributed.world_size()
     if distributed.is_main():  # with the schedule for this many sentences, and the launch's size
         write_json_atomic(run_dir / RUN_CONFIG_FILE, {**config.to_json(n), "world_size": world,
