@@ -37,10 +37,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
+import functools
 import logging
 import os
-import re
 import shutil
 import signal
 import sys
@@ -49,102 +48,29 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager, contextmanager
-from pathlib import PurePath
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from .. import __version__
 from ..errors import ModelError, UserError
-from ..inputs import SURROGATE_MESSAGE, format_positions, invalid_positions
 from ..int8_weights import cpu_description
 from ..labels import TNEWS_LABEL_NAMES
 from ..machine import usable_cpus
 from ..predictor import Predictor
 from .config import ServiceConfig
-from .metrics import CLIENT_CLOSED, MULTIPROC_ENV, ObserveRequests, ServiceMetrics
-from .schemas import Health, ModelInfo, Ready, add_path_errors, build_schemas
+from .errors import add_error_handlers
+from .metrics import MULTIPROC_ENV, ObserveRequests, ServiceMetrics
+from .routes import add_routes
+from .routes.deps import Service
+from .schemas import add_path_errors, build_schemas
 
 logger = logging.getLogger(__name__)
 
 WARMUP_TEXT = "北京大学举行毕业典礼"
-RETRY_AFTER_S = 1
-HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-
-
-class ApiError(Exception):
-    """A request the service answers with an error status and the documented error body."""
-
-    def __init__(self, status: int, code: str, message: str, positions: list[int] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.positions = status, code, message, positions
-        self.headers = headers or {}
-
-    def response(self) -> JSONResponse:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.positions is not None:
-            error["positions"] = self.positions
-        return JSONResponse({"error": error}, status_code=self.status, headers=self.headers)
-
-
-def parse_classify_request(raw: bytes, config: ServiceConfig, num_labels: int) -> tuple[list[str], int]:
-    """Validate a /v1/classify body; raises `ApiError` with the status to answer.
-
-    The behaviour behind the documented `ClassifyRequest` schema (`schemas.build_schemas`): a request the
-    schema accepts is accepted here, and every fault gets its own status and code.
-
-    Args:
-        raw: the request body.
-        config: the limits (max_batch, max_chars).
-        num_labels: `top_k` may be 1..num_labels.
-    """
-    try:
-        body = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, "invalid_utf8", f"request body is not valid UTF-8 ({exc.reason}).") from exc
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json",
-                       f"request body is not valid JSON ({exc.msg} at position {exc.pos}).") from exc
-    except RecursionError as exc:
-        raise ApiError(400, "invalid_json", "request body is nested too deeply to be a classify request.") from exc
-    except ValueError as exc:  # an integer over Python's limit on digits (sys.get_int_max_str_digits())
-        raise ApiError(400, "invalid_json", f"request body holds an integer of more than "
-                       f"{sys.get_int_max_str_digits()} digits; no classify request needs one.") from exc
-    if not isinstance(body, dict):
-        raise ApiError(422, "invalid_body", 'body must be a JSON object like {"texts": ["..."], "top_k": 1}.')
-    if "texts" not in body:
-        raise ApiError(422, "missing_texts", "'texts' is required: a list of strings.")
-    texts, top_k = body["texts"], body.get("top_k", 1)
-    if not isinstance(texts, list):
-        raise ApiError(422, "texts_not_a_list", f"'texts' must be a list of strings, got {type(texts).__name__}.")
-    if len(texts) > config.max_batch:
-        raise ApiError(422, "too_many_texts", f"{len(texts)} texts; at most {config.max_batch} per request.")
-    bad = invalid_positions(texts)
-    if bad.not_strings:
-        raise ApiError(422, "text_not_a_string", f"texts must be strings; not a string at position(s) "
-                       f"{format_positions(bad.not_strings)}.", bad.not_strings)
-    if bad.empty:
-        raise ApiError(422, "empty_text",
-                       f"empty or whitespace-only text at position(s) {format_positions(bad.empty)}.", bad.empty)
-    if bad.surrogates:
-        raise ApiError(422, "invalid_text", SURROGATE_MESSAGE.format(format_positions(bad.surrogates)),
-                       bad.surrogates)
-    too_long = [i for i, t in enumerate(texts) if len(t) > config.max_chars]
-    if too_long:
-        raise ApiError(422, "text_too_long", f"text over {config.max_chars} characters at position(s) "
-                       f"{format_positions(too_long)}.", too_long)
-    if isinstance(top_k, float) and top_k.is_integer():
-        top_k = int(top_k)  # JSON has one number type: 3.0 is the integer 3 (as JSON Schema says)
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_labels:
-        raise ApiError(422, "invalid_top_k", f"'top_k' must be an integer in 1..{num_labels}, got {top_k!r}.")
-    return texts, top_k
 
 
 class MicroBatcher:
@@ -265,29 +191,6 @@ class MicroBatcher:
             self.slots.release()
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 `body_too_large` as soon as it is known to exceed `limit` bytes.
-
-    A declared Content-Length over the limit is refused before anything is read; a chunked body is read
-    chunk by chunk and refused once the running total passes the limit, so memory stays bounded.
-
-    Args:
-        request: the incoming request.
-        limit: most bytes accepted.
-    """
-    refused = ApiError(413, "body_too_large", f"request body over {limit} bytes; no valid request is that large.")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise refused
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise refused
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def model_summary(predictor: Predictor) -> dict[str, Any]:
     manifest = predictor.manifest
     return {
@@ -296,32 +199,6 @@ def model_summary(predictor: Predictor) -> dict[str, Any]:
         "quantization": (manifest.get("quantization") or {}).get("mode", "none"),
         "optimization": (manifest.get("optimization") or {}).get("level", "none"),
     }
-
-
-_PATH_KEYS = {"checkpoint", "path", "output", "model_dir"}
-_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
-
-
-def _looks_like_path(value: str) -> bool:
-    return (value.startswith(("/", "~", "./", "../", "\\")) or bool(_WINDOWS_DRIVE.match(value))
-            or value.count("/") >= 2)
-
-
-def without_paths(value: Any, key: str | None = None) -> Any:
-    """`value` with every filesystem path reduced to its last component.
-
-    The manifest records where the model came from on the exporting machine
-    (checkpoint and data folders); over HTTP those paths would tell clients about
-    the server's file system, and mean nothing to them. Hub ids (`clue/tnews`)
-    stay as they are.
-    """
-    if isinstance(value, dict):
-        return {k: without_paths(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [without_paths(v) for v in value]
-    if isinstance(value, str) and (key in _PATH_KEYS or _looks_like_path(value)):
-        return PurePath(value.replace("\\", "/")).name or value
-    return value
 
 
 class ModelQueue:
@@ -348,8 +225,43 @@ class ModelQueue:
             self.gauge.dec()
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    """Start the micro-batcher and warm the model up (then `/readyz` answers ready); stop them on shutdown."""
+    service: Service = app.state.service
+    batcher, metrics = service.batcher, service.metrics
+    if batcher:
+        await batcher.start()
+    warm = time.perf_counter()
+    await run_in_threadpool(service.predictor.predict, [WARMUP_TEXT])  # first-call costs are paid before /readyz
+    metrics.warmup_seconds.set(time.perf_counter() - warm)
+    app.state.ready = True
+    metrics.ready.set(1)
+    logger.info("loaded the model (%s) in %.2f s, warmed it up in %.2f s: ready", service.summary["name"],
+                service.load_seconds, time.perf_counter() - warm)
+    try:
+        yield
+    finally:
+        app.state.ready = False
+        metrics.ready.set(0)
+        if batcher:
+            await batcher.stop()
+        metrics.process_exited()
+
+
+def openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's API document of `app`, plus the 404/405 answers that belong to no route (built once)."""
+    if app.openapi_schema is None:
+        app.openapi_schema = add_path_errors(FastAPI.openapi(app), app.state.service.schemas)
+    return app.openapi_schema
+
+
 def create_app(config: ServiceConfig) -> FastAPI:
     """The FastAPI app serving `config.model_dir` (loaded once, here; warmed up when the app starts).
+
+    The routes live in `service.routes` (one module per endpoint group); they reach the model, the limits,
+    the micro-batcher and the metrics through `app.state.service` (`routes.deps.Service`). `app.state` also
+    holds `predictor`, `batcher`, `metrics`, `queue` and `ready`.
 
     Args:
         config: the model folder and the limits.
@@ -358,36 +270,18 @@ def create_app(config: ServiceConfig) -> FastAPI:
     predictor = Predictor(config.model_dir, threads=config.threads)
     load_seconds = time.perf_counter() - started
     summary = model_summary(predictor)
-    num_labels = len(predictor.labels)
-    schemas = build_schemas(config.max_batch, config.max_chars, tuple(predictor.labels))
     metrics = ServiceMetrics(config.max_batch, config.max_queue)
     metrics.set_model(summary, load_seconds)
-    queue = ModelQueue(config.max_queue, metrics.queue_depth)
-    batcher = (MicroBatcher(predictor, config.batch_window_ms / 1000, config.batch_max_texts)
-               if config.batch_window_ms > 0 else None)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        if batcher:
-            await batcher.start()
-        warm = time.perf_counter()
-        await run_in_threadpool(predictor.predict, [WARMUP_TEXT])  # first-call costs are paid before /readyz
-        metrics.warmup_seconds.set(time.perf_counter() - warm)
-        app.state.ready = True
-        metrics.ready.set(1)
-        logger.info("loaded the model (%s) in %.2f s, warmed it up in %.2f s: ready", summary["name"], load_seconds,
-                    time.perf_counter() - warm)
-        try:
-            yield
-        finally:
-            app.state.ready = False
-            metrics.ready.set(0)
-            if batcher:
-                await batcher.stop()
-            metrics.process_exited()
+    service = Service(
+        config=config, predictor=predictor,
+        schemas=build_schemas(config.max_batch, config.max_chars, tuple(predictor.labels)),
+        summary=summary, metrics=metrics, queue=ModelQueue(config.max_queue, metrics.queue_depth),
+        batcher=(MicroBatcher(predictor, config.batch_window_ms / 1000, config.batch_max_texts)
+                 if config.batch_window_ms > 0 else None),
+        serving_cpu=cpu_description(), load_seconds=load_seconds)
 
     task = ("Chinese news-title classification (CLUE TNEWS)" if tuple(predictor.labels) == TNEWS_LABEL_NAMES
-            else f"Text classification into {num_labels} classes")
+            else f"Text classification into {service.num_labels} classes")
     # redirect_slashes=False: `/v1/classify/` is a 404 like any unknown path, not a 307 to a Location built from
     # the client's Host header.
     app = FastAPI(title="tnews-deploy", version=__version__, lifespan=lifespan, redirect_slashes=False,
@@ -395,145 +289,16 @@ def create_app(config: ServiceConfig) -> FastAPI:
                               "Every error has the body `{\"error\": {\"code\", \"message\", \"positions\"?}}`; "
                               "an unknown path gets 404 `not_found`, a wrong method 405 `method_not_allowed` "
                               "with an `Allow` header.")
+    app.state.service = service
     app.state.predictor = predictor
-    app.state.batcher = batcher
+    app.state.batcher = service.batcher
     app.state.metrics = metrics
-    app.state.queue = queue
+    app.state.queue = service.queue
     app.state.ready = False
     app.add_middleware(ObserveRequests, metrics=metrics)
-
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return exc.response()
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # 404, 405 and the like: the documented error body instead of the framework's {"detail": ...}.
-        code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
-        message = {404: f"no such endpoint: {request.method} {request.url.path}.",
-                   405: f"{request.method} is not allowed on {request.url.path}."}.get(exc.status_code,
-                                                                                       str(exc.detail))
-        return ApiError(exc.status_code, code, message, headers=dict(exc.headers or {})).response()
-
-    @app.exception_handler(ClientDisconnect)
-    async def client_left(request: Request, exc: ClientDisconnect) -> Response:
-        # The client closed the connection before its body was read: nobody to answer, nothing went wrong here.
-        # The status goes to the metrics and the access log only (499, as nginx counts it).
-        return Response(status_code=CLIENT_CLOSED)
-
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        # A bug. The server logs the traceback (the exception goes on to it); the client gets the error body.
-        return ApiError(500, "internal_error", "internal error; the server logged the details.").response()
-
-    internal = (500, "InternalError", "A bug: the server logged the details.")
-
-    @app.post("/v1/classify", response_model=schemas.classify_response,
-              openapi_extra=schemas.classify_request_body(),
-              responses=schemas.responses(
-                  (400, "BadRequest", "`invalid_json`: not JSON, nested too deeply, or an integer of thousands "
-                                      "of digits; `invalid_utf8`: not UTF-8."),
-                  (413, "PayloadTooLarge", f"`body_too_large`: a body over {config.max_body_bytes} bytes (more "
-                                           "than any valid request needs)."),
-                  (422, "Unprocessable", "`invalid_body`: not a JSON object; `missing_texts`; `texts_not_a_list`; "
-                                         f"`too_many_texts`: more than {config.max_batch} texts (`maxItems`); "
-                                         "`text_not_a_string`, `empty_text` (empty or whitespace-only), "
-                                         "`invalid_text` (lone UTF-16 surrogate), `text_too_long`: a text over "
-                                         f"{config.max_chars} characters (`maxLength`): positions named; "
-                                         f"`invalid_top_k`: not an integer in 1..{num_labels}."),
-                  (503, "Unavailable", f"`overloaded`: {config.max_queue} requests already wait for the model; "
-                                       "`shutting_down`: the graceful-shutdown deadline ran out before the answer. "
-                                       "Retry after `Retry-After` seconds."),
-                  internal))
-    async def classify(request: Request) -> dict[str, Any]:
-        """Classify up to `max_batch` texts; answers in input order."""
-        texts, top_k = parse_classify_request(await read_body(request, config.max_body_bytes), config, num_labels)
-        request.state.texts = len(texts)
-        metrics.texts.observe(len(texts))
-        if not texts:
-            return {"predictions": [], "model": summary}
-        if not queue.try_enter():
-            raise ApiError(503, "overloaded", f"the service is overloaded ({config.max_queue} requests are waiting "
-                                              f"for the model); retry in {RETRY_AFTER_S} s.",
-                           headers={"Retry-After": str(RETRY_AFTER_S)})
-        try:
-            if batcher is not None and len(texts) < config.batch_max_texts:
-                results = await batcher.submit(texts, top_k)
-            else:
-                results = await run_in_threadpool(predictor.predict, texts, top_k)
-        except asyncio.CancelledError:
-            # uvicorn cancels the requests still running when the graceful-shutdown deadline runs out. Answer
-            # them with the documented 503 (retry elsewhere) rather than uvicorn's bare 500.
-            raise ApiError(503, "shutting_down", "the service stopped before this request was answered; retry.",
-                           headers={"Retry-After": str(RETRY_AFTER_S)}) from None
-        finally:
-            queue.leave()
-        if top_k == 1:
-            predictions: list[Any] = [r.to_dict() for r in results]
-        else:
-            predictions = [[p.to_dict() for p in ranked] for ranked in results]
-        return {"predictions": predictions, "model": summary}
-
-    @app.get("/healthz", response_model=Health, responses=schemas.responses(internal))
-    async def healthz() -> dict[str, str]:
-        """Liveness: the process runs and its event loop answers."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", response_model=Ready, responses=schemas.responses(
-        (503, "NotReady", "`not_ready`: the model is not warmed up yet (or the service is stopping)."), internal))
-    async def readyz(request: Request) -> dict[str, str]:
-        """Readiness: the model is loaded and has answered its warm-up prediction."""
-        if not request.app.state.ready:
-            raise ApiError(503, "not_ready", "the model is not warmed up yet; retry shortly.")
-        return {"status": "ready"}
-
-    serving_cpu = cpu_description()
-
-    @app.get("/v1/model", response_model=ModelInfo, responses=schemas.responses(internal))
-    async def model_info() -> dict[str, Any]:
-        """The served model: labels, max_length, limits, micro-batching and the export manifest."""
-        manifest = predictor.manifest
-        return {
-            **summary,
-            "tnews_deploy_version": __version__,
-            "labels": list(predictor.labels),
-            "max_length": predictor.max_length,
-            "limits": {"max_batch": config.max_batch, "max_chars": config.max_chars, "max_queue": config.max_queue,
-                       "max_body_bytes": config.max_body_bytes},
-            "micro_batching": ({"window_ms": config.batch_window_ms, "max_texts": config.batch_max_texts,
-                                "batches": batcher.batches, "requests": batcher.requests}
-                               if batcher else None),
-            "threads": predictor.threads,
-            "cpu": {
-                "serving": serving_cpu,
-                "verified_on": (manifest.get("verification") or {}).get("machine"),
-                "int8_kernels": predictor.kernel_plan.to_json() if predictor.kernel_plan.used else None,
-            },
-            "manifest": without_paths({
-                "source": manifest.get("source"),
-                "created": manifest.get("created"),
-                "verification": manifest.get("verification"),
-                "model": manifest.get("model"),
-                "versions": manifest.get("versions"),
-            }),
-        }
-
-    @app.get("/metrics", response_class=Response, responses={
-        200: {"description": "Prometheus text format (OpenMetrics when the Accept header asks for it).",
-              "content": {"text/plain": {"schema": {"type": "string"}},
-                          "application/openmetrics-text": {"schema": {"type": "string"}}}},
-        **schemas.responses(internal)})
-    async def prometheus_metrics(request: Request) -> Response:
-        """Prometheus metrics: requests, latency, texts per request, queue depth, model info and load time."""
-        body, content_type = metrics.exposition(request.headers.get("accept"))
-        return Response(body, media_type=content_type)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = add_path_errors(FastAPI.openapi(app), schemas)
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    add_error_handlers(app)
+    add_routes(app.router, service)
+    app.openapi = functools.partial(openapi, app)  # type: ignore[method-assign]
     metrics.known_paths = {route.path for route in app.routes if hasattr(route, "path")}
     return app
 
