@@ -11,6 +11,9 @@ max_length, verification). `Predictor` loads it once and then:
 * sorts texts by token length and runs them in batches that pad only to their
   own longest text (length bucketing), then restores the input order;
 * reuses one `InferenceSession` with intra-op threads set explicitly;
+* gives every output of the model, not only the logits, with the encodings
+  (`Predictor.run` -> `ModelOutput`): `logits`, `predict_proba` and `predict`
+  are built on it;
 * is safe to call from many threads at once: it holds no mutable state after
   loading, and both the tokenizer and the session support concurrent calls.
 
@@ -28,7 +31,7 @@ import json
 import numbers
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,9 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
                bool: "true/false", type(None): "null"}
 _REEXPORT = "Re-export the model, or copy the whole folder again."
+# numpy types of onnxruntime's output types (for the empty outputs of a call without texts).
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+               "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,38 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "label_id": self.label_id, "score": self.score}
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """What one run of the model gives for a list of texts, rows in the texts' order (`Predictor.run`).
+
+    Args:
+        outputs: every output of the ONNX model by its name, in the model's order; each has one row per text
+            (axis 0). The classifier's logits are the first (`logits`). An output with a token axis (axis 1,
+            e.g. hidden states) is padded with zeros to the longest text of the call; `encodings` say how many
+            of its positions are real.
+        encodings: the texts' `tokenizers.Encoding`s (special tokens included, truncated to `max_length`).
+    """
+
+    outputs: Mapping[str, np.ndarray]
+    encodings: tuple[Any, ...]
+
+    @property
+    def logits(self) -> np.ndarray:
+        """The classifier's logits, shape (n, num_labels): the model's first output."""
+        return next(iter(self.outputs.values()))
+
+
+def _assemble(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
+    """One output's rows for all `n` texts from (text indices, that batch's rows) pairs, each batch written at
+    its texts' positions; axes beyond the first are zero-padded to the widest batch (token axes differ)."""
+    shape = tuple(max(rows.shape[axis] for _, rows in parts) for axis in range(1, parts[0][1].ndim))
+    out = np.zeros((n, *shape), dtype=parts[0][1].dtype)
+    for idx, rows in parts:
+        region: tuple[Any, ...] = (idx, *[slice(0, size) for size in rows.shape[1:]])
+        out[region] = rows
+    return out
 
 
 def sha256_of(path: Path) -> str:
@@ -395,6 +433,7 @@ class Predictor:
                 f"{str(exc).splitlines()[0][:300]}). The file is corrupt or truncated: re-export it."
             ) from exc
         self.input_names = {i.name for i in session.get_inputs()}
+        self.output_names = tuple(o.name for o in session.get_outputs())  # the logits first
         missing = {"input_ids", "attention_mask"} - self.input_names
         if missing:
             raise ModelLoadError(f"{model_path}: model has no input(s) {', '.join(sorted(missing))}.")
@@ -409,10 +448,12 @@ class Predictor:
 
     # ------------------------------------------------------------------ inference
 
-    def _run(self, encodings: list, batch_size: int | None = None) -> np.ndarray:
-        """Logits for already-encoded texts, in their order, with length bucketing."""
+    def _run(self, encodings: list, batch_size: int | None = None) -> ModelOutput:
+        """Every output for already-encoded texts, in their order, with length bucketing."""
+        if not encodings:
+            return self._empty_output()
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        logits = np.empty((len(encodings), len(self.labels)), dtype=np.float32)
+        parts: list[tuple[np.ndarray, list[np.ndarray]]] = []
         want_types = "token_type_ids" in self.input_names
         for idx in self.batches(lengths, batch_size):
             width = int(lengths[idx[-1]])  # sorted: the last is the longest of the batch
@@ -429,8 +470,18 @@ class Predictor:
             feeds = {"input_ids": ids, "attention_mask": mask}
             if types is not None:
                 feeds["token_type_ids"] = types
-            logits[idx] = self.session.run(None, feeds, self._run_options)[0]
-        return logits
+            parts.append((idx, self.session.run(None, feeds, self._run_options)))
+        outputs = {name: _assemble([(idx, rows[k]) for idx, rows in parts], len(encodings))
+                   for k, name in enumerate(self.output_names)}
+        return ModelOutput(outputs=outputs, encodings=tuple(encodings))
+
+    def _empty_output(self) -> ModelOutput:
+        """The outputs of a call without texts: each with 0 rows (unknown sizes of other axes: 0)."""
+        outputs: dict[str, np.ndarray] = {}
+        for k, meta in enumerate(self.session.get_outputs()):
+            dims = (len(self.labels),) if k == 0 else tuple(d if isinstance(d, int) else 0 for d in meta.shape[1:])
+            outputs[meta.name] = np.zeros((0, *dims), _ORT_DTYPES.get(meta.type, np.float32))
+        return ModelOutput(outputs=outputs, encodings=())
 
     def batches(self, lengths: np.ndarray, batch_size: int | None = None) -> list[np.ndarray]:
         """`length_batches` with this predictor's batch size unless `batch_size` is given (ValueError if < 1)."""
@@ -450,8 +501,24 @@ class Predictor:
         return long_texts.encode(list(texts))
 
     def _logits(self, items: list[str], batch_size: int | None = None) -> np.ndarray:
-        if not items:
-            return np.zeros((0, len(self.labels)), np.float32)
+        return self._run(self.encode(items), batch_size).logits
+
+    def run(self, texts: str | Sequence[str], batch_size: int | None = None) -> ModelOutput:
+        """Every output of the model and the encodings, one row per text in input order (a str is one text).
+
+        What `logits`, `predict_proba` and `predict` are built on, for callers that need more than the
+        logits (the encodings, other outputs of the model). Same length bucketing and batches as they use.
+
+        Args:
+            texts: a str or a list/tuple of str (see the module's input contract).
+            batch_size: texts per model call, an int >= 1; default: the predictor's `batch_size`.
+
+        Raises:
+            TypeError / ValueError: bad texts (see `predict`), or a `batch_size` that is not an int >= 1.
+        """
+        if batch_size is not None:
+            batch_size = check_batch_size(batch_size)
+        items, _ = validate_texts(texts)
         return self._run(self.encode(items), batch_size)
 
     @staticmethod
