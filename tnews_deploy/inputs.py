@@ -188,7 +188,7 @@ def _parse(raw: bytes, fmt: str, line_no: int) -> InputRecord:
     line = line.rstrip("\r\n")
     if fmt == "jsonl":
         obj, error = json_object(line, where)
-        if error:
+        if obj is None:
             return InputRecord(line_no, error=error)
         field = next((f for f in TEXT_FIELDS if f in obj), None)
         if field is None:

@@ -187,7 +187,7 @@ def _json_line(raw: bytes, number: int, text_field: str | None) -> tuple[str, st
         return str(number), None, f"{where}: not valid UTF-8 ({exc.reason} at byte {exc.start})"
     names = (text_field,) if text_field else TEXT_FIELDS
     obj, error = json_object(line, where, names)
-    if error:
+    if obj is None:
         return str(number), None, error
     row_id = next((_id_string(obj[k]) for k in ID_FIELDS if obj.get(k) is not None), str(number))
     name = next((n for n in names if n in obj), None)
@@ -595,7 +595,7 @@ def remove_stale_partials(output: Path) -> list[Path]:
     """
     host = _owner_tag().split("-", 1)[1]
     pattern = re.compile(rf"\.{re.escape(output.name)}\.partial-(\d+)-([0-9a-f]{{8}})-[0-9a-f]{{12}}")
-    removed = []
+    removed: list[Path] = []
     if not output.parent.is_dir():
         return removed
     for folder in output.parent.iterdir():

@@ -80,11 +80,11 @@ class RayScorer:
 
 def _input_datasource(files: list[InputFile], text_field: str | None, chunk_rows: int) -> Any:
     """A Ray Data datasource with one read task per input file, built on the `Datasource` of the installed Ray."""
-    ray = import_ray()
+    import_ray()  # a UserError naming the extra when Ray is missing
     from ray.data.block import BlockMetadata
-    from ray.data.datasource import ReadTask
+    from ray.data.datasource import Datasource, ReadTask
 
-    class ScoreInputs(ray.data.Datasource):
+    class ScoreInputs(Datasource):
         """The input files as (`source`, `id`, `text`, `error`) blocks of at most `chunk_rows` rows."""
 
         def __init__(self) -> None:
@@ -101,7 +101,7 @@ def _input_datasource(files: list[InputFile], text_field: str | None, chunk_rows
             tasks = []
             for item in files:
                 metadata = BlockMetadata(num_rows=None, size_bytes=item.path.stat().st_size, exec_stats=None,
-                                         input_files=[str(item.path)])
+                                         input_files=(str(item.path),))
 
                 def read(item: InputFile = item) -> Any:
                     yield from read_chunks(item, text_field, chunk_rows)

@@ -118,13 +118,19 @@ def _no_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)  # an absent field, never null
 
 
+# Error positions: a list when texts are at fault, absent (not null) otherwise.
+_Positions = list[NonNegativeInt] | SkipJsonSchema[None]
+
+
 def error_model(name: str, codes: tuple[str, ...], description: str) -> type[BaseModel]:
     """`{"error": {"code", "message", "positions"?}}` with `code` one of `codes`."""
+    # Annotations built at run time are values to the type checker: typed Any, as pydantic takes them.
+    code: Any = Literal[codes]
     detail = create_model(
         f"{name}Detail",
-        code=(Literal[codes], Field(description="Machine-readable reason.")),  # type: ignore[valid-type]
+        code=(code, Field(description="Machine-readable reason.")),
         message=(str, Field(description="What was wrong and what to do, for people.")),
-        positions=(list[NonNegativeInt] | SkipJsonSchema[None],
+        positions=(_Positions,
                    Field(default=None, json_schema_extra=_no_default,
                          description="0-based positions of the offending texts, when texts are at fault; "
                                      "absent otherwise.")),
@@ -187,7 +193,14 @@ def build_schemas(max_batch: int, max_chars: int, labels: tuple[str, ...]) -> Se
         labels: the model's class names, by label id.
     """
     num_labels = len(labels)
-    text = Annotated[str, StringConstraints(min_length=1, max_length=max_chars, pattern=non_blank_pattern())]
+    # Annotations built at run time are values to the type checker: typed Any, as pydantic takes them.
+    text: Any = Annotated[str, StringConstraints(min_length=1, max_length=max_chars, pattern=non_blank_pattern())]
+    texts: Any = Annotated[list[text], Field(max_length=max_batch, description=(
+        f"0..{max_batch} texts, each of 1..{max_chars} characters (Unicode code points), not whitespace-only; "
+        f"answered in the same order."))]
+    top_k: Any = Annotated[int, Field(ge=1, le=num_labels, description=(
+        f"Classes per text, best first (1..{num_labels}). 1: each prediction is one object; more: a list of "
+        f"top_k objects per text."))]
     classify_request = create_model(
         "ClassifyRequest",
         __doc__=(f"Texts to classify. A text must hold at least one non-whitespace character (whitespace as "
@@ -195,23 +208,21 @@ def build_schemas(max_batch: int, max_chars: int, labels: tuple[str, ...]) -> Se
                  f"surrogate such as \\ud800 (422 invalid_text); more than {max_batch} texts (422 too_many_texts) or "
                  f"a text over {max_chars} characters (422 text_too_long) are refused like any other schema "
                  f"violation. Unknown fields are ignored."),
-        texts=(Annotated[list[text], Field(max_length=max_batch, description=(
-            f"0..{max_batch} texts, each of 1..{max_chars} characters (Unicode code points), not whitespace-only; "
-            f"answered in the same order."))], ...),
-        top_k=(Annotated[int, Field(ge=1, le=num_labels, description=(
-            f"Classes per text, best first (1..{num_labels}). 1: each prediction is one object; more: a list of "
-            f"top_k objects per text."))], 1),
+        texts=(texts, ...),
+        top_k=(top_k, 1),
     )
-    prediction = create_model(
+    label: Any = Literal[tuple(labels)]
+    prediction: Any = create_model(
         "Prediction",
-        label=(Literal[tuple(labels)], Field(description="Class name.")),  # type: ignore[valid-type]
+        label=(label, Field(description="Class name.")),
         label_id=(Annotated[int, Field(ge=0, le=num_labels - 1)], Field(description="Index of the class.")),
         score=(Annotated[float, Field(ge=0.0, le=1.0)], Field(description="Softmax probability.")),
     )
-    ranked = Annotated[list[prediction], Field(min_length=2, max_length=num_labels)]  # type: ignore[valid-type]
+    ranked: Any = Annotated[list[prediction], Field(min_length=2, max_length=num_labels)]
+    predictions: Any = list[prediction] | list[ranked]
     classify_response = create_model(
         "ClassifyResponse",
-        predictions=(list[prediction] | list[ranked], Field(  # type: ignore[valid-type]
+        predictions=(predictions, Field(
             description="One entry per text, in input order: a Prediction (top_k = 1) or a list of the top_k best "
                         "(top_k > 1).")),
         model=(ModelSummary, ...),
