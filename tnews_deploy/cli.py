@@ -963,9 +963,13 @@ def benchmark(quick: bool, **options: Any) -> None:
               help="On SIGTERM, seconds in-flight requests may take to finish before they are cancelled.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True)
+@click.option("--docs", is_flag=True,
+              help="Also serve the interactive API pages /docs (Swagger UI) and /redoc. Off by default: they load "
+                   "their scripts from a CDN (blank offline). /openapi.json is always served.")
 @user_errors
 def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | None, max_batch: int,
-          max_chars: int, batch_window_ms: float, max_queue: int, graceful_timeout: float, log_level: str) -> None:
+          max_chars: int, batch_window_ms: float, max_queue: int, graceful_timeout: float, log_level: str,
+          docs: bool) -> None:
     """Serve an exported model over HTTP (FastAPI + uvicorn).
 
     \b
@@ -977,6 +981,7 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | No
     GET  /healthz      liveness;  GET /readyz  readiness (model loaded and warmed up)
     GET  /v1/model     labels, max_length, limits, manifest (source, parity, sha256)
     GET  /metrics      Prometheus metrics;  GET /openapi.json  the API document
+    GET  /docs         interactive API page, with --docs only
 
     SIGTERM stops it gracefully (in-flight requests finish, exit 0); one
     access-log line per request. Operations guide: docs/operations.md.
@@ -996,7 +1001,8 @@ def serve(model_dir: Path, host: str, port: int, workers: int, threads: int | No
         raise UserError(f"--workers must be >= 1 (got {workers}).")
     threads = threads or max(1, default_threads() // workers)
     config = ServiceConfig(model_dir=model_dir, max_batch=max_batch, max_chars=max_chars, threads=threads,
-                           batch_window_ms=batch_window_ms, max_queue=max_queue, graceful_timeout_s=graceful_timeout)
+                           batch_window_ms=batch_window_ms, max_queue=max_queue, graceful_timeout_s=graceful_timeout,
+                           docs=docs)
     if workers > 1:
         Predictor(model_dir, threads=1)  # fail here, with one clear line, before workers start
     # Said once the model has loaded: a folder that cannot be served gives only its one error line.

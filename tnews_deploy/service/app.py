@@ -10,7 +10,8 @@ Endpoints:
 * `GET /v1/model` -> labels, max_length, limits and the export manifest's
   source, parity and sha256;
 * `GET /metrics` -> Prometheus metrics (`metrics.ServiceMetrics`);
-* `GET /openapi.json` -> the API document, built from `schemas` with this app's limits.
+* `GET /openapi.json` -> the API document, built from `schemas` with this app's limits;
+* `GET /docs`, `GET /redoc` -> the interactive API pages, only with `ServiceConfig.docs` (`serve --docs`).
 
 Every bad request gets a 4xx with `{"error": {"code", "message"[, "positions"]}}`,
 never a 500: invalid JSON or UTF-8, JSON nested too deeply or an integer of thousands
@@ -100,10 +101,10 @@ class MicroBatcher:
         self.predictor, self.window_s, self.max_texts = predictor, window_s, max_texts
         self.max_calls = max_calls or max(2, 2 * usable_cpus() // predictor.threads)
         self.target_texts = min(max_texts, target_texts or predictor.batch_size)
-        self.queue: asyncio.Queue  # made by start(), on the serving loop, as `slots`
+        self.queue: asyncio.Queue | None = None
         self.task: asyncio.Task | None = None
         self.calls: set[asyncio.Task] = set()
-        self.slots: asyncio.Semaphore
+        self.slots: asyncio.Semaphore | None = None
         self.batches = 0
         self.requests = 0
 
@@ -259,6 +260,14 @@ def openapi(app: FastAPI) -> dict[str, Any]:
 def create_app(config: ServiceConfig) -> FastAPI:
     """The FastAPI app serving `config.model_dir` (loaded once, here; warmed up when the app starts).
 
+    The interactive API pages (`/docs`, `/redoc`) are off unless `config.docs` asks for them (`serve --docs`):
+    FastAPI's pages load Swagger UI / ReDoc from a CDN (cdn.jsdelivr.net), so offline they are blank, and in
+    production each visit has the browser run third-party code. Serving the assets from here was weighed and
+    not done: the PyPI package that ships them, swagger-ui-bundle (1.1.0, its newest), carries Swagger UI
+    4.15.5, which cannot render OpenAPI 3.1 documents such as FastAPI's (Swagger UI 5 can), and vendoring
+    megabytes of JavaScript into this package is not ours to maintain. `/openapi.json` is always served: any
+    OpenAPI viewer or client generator reads it.
+
     The routes live in `service.routes` (one module per endpoint group); they reach the model, the limits,
     the micro-batcher and the metrics through `app.state.service` (`routes.deps.Service`). `app.state` also
     holds `predictor`, `batcher`, `metrics`, `queue` and `ready`.
@@ -285,6 +294,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     # redirect_slashes=False: `/v1/classify/` is a 404 like any unknown path, not a 307 to a Location built from
     # the client's Host header.
     app = FastAPI(title="tnews-deploy", version=__version__, lifespan=lifespan, redirect_slashes=False,
+                  docs_url="/docs" if config.docs else None, redoc_url="/redoc" if config.docs else None,
                   description=f"{task} with a verified ONNX model (`{summary['name']}`).\n\n"
                               "Every error has the body `{\"error\": {\"code\", \"message\", \"positions\"?}}`; "
                               "an unknown path gets 404 `not_found`, a wrong method 405 `method_not_allowed` "
@@ -420,8 +430,8 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, work
     """
     import uvicorn
 
-    options: dict[str, Any] = dict(host=host, port=port, log_level=log_level, log_config=log_config(log_level),
-                                   access_log=False, timeout_graceful_shutdown=config.graceful_timeout_s)
+    options = dict(host=host, port=port, log_level=log_level, log_config=log_config(log_level), access_log=False,
+                   timeout_graceful_shutdown=config.graceful_timeout_s)
     with _exit_zero_after_graceful_stop():
         if workers == 1:
             app = create_app(config)

@@ -35,6 +35,9 @@ class ServiceConfig:
             micro-batcher); one more gets an immediate 503 `overloaded` with `Retry-After`.
         graceful_timeout_s: on SIGTERM, how long in-flight requests may take to finish before they
             are cancelled and the process exits.
+        docs: serve the interactive API pages `/docs` (Swagger UI) and `/redoc`. Off by default: their
+            scripts and styles load from a CDN (see `app.create_app` for why they are not served from here).
+            `/openapi.json` is always served.
     """
 
     model_dir: Path
@@ -45,6 +48,7 @@ class ServiceConfig:
     batch_max_texts: int = 64
     max_queue: int = 64
     graceful_timeout_s: float = 30.0
+    docs: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
@@ -74,6 +78,7 @@ class ServiceConfig:
         env[f"{ENV_PREFIX}BATCH_MAX_TEXTS"] = str(self.batch_max_texts)
         env[f"{ENV_PREFIX}MAX_QUEUE"] = str(self.max_queue)
         env[f"{ENV_PREFIX}GRACEFUL_TIMEOUT_S"] = str(self.graceful_timeout_s)
+        env[f"{ENV_PREFIX}DOCS"] = "1" if self.docs else "0"
         return env
 
     @classmethod
@@ -88,4 +93,5 @@ class ServiceConfig:
             batch_max_texts=int(os.environ.get(f"{ENV_PREFIX}BATCH_MAX_TEXTS", 64)),
             max_queue=int(os.environ.get(f"{ENV_PREFIX}MAX_QUEUE", 64)),
             graceful_timeout_s=float(os.environ.get(f"{ENV_PREFIX}GRACEFUL_TIMEOUT_S", 30.0)),
+            docs=os.environ.get(f"{ENV_PREFIX}DOCS", "0") == "1",
         )

@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect
 from .metrics import CLIENT_CLOSED
 
 RETRY_AFTER_S = 1
+DOCS_PATHS = ("/docs", "/redoc")
 HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
@@ -45,6 +46,9 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
     code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
     message = {404: f"no such endpoint: {request.method} {request.url.path}.",
                405: f"{request.method} is not allowed on {request.url.path}."}.get(exc.status_code, str(exc.detail))
+    if exc.status_code == 404 and request.url.path in DOCS_PATHS:
+        message += (" The interactive API pages are off: start the service with `serve --docs` for them (they load "
+                    "from a CDN), or read the API document at /openapi.json.")
     return ApiError(exc.status_code, code, message, headers=dict(exc.headers or {})).response()
 
 
