@@ -101,10 +101,10 @@ class MicroBatcher:
         self.predictor, self.window_s, self.max_texts = predictor, window_s, max_texts
         self.max_calls = max_calls or max(2, 2 * usable_cpus() // predictor.threads)
         self.target_texts = min(max_texts, target_texts or predictor.batch_size)
-        self.queue: asyncio.Queue | None = None
+        self.queue: asyncio.Queue  # made by start(), on the serving loop, as `slots`
         self.task: asyncio.Task | None = None
         self.calls: set[asyncio.Task] = set()
-        self.slots: asyncio.Semaphore | None = None
+        self.slots: asyncio.Semaphore
         self.batches = 0
         self.requests = 0
 
@@ -430,8 +430,8 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, work
     """
     import uvicorn
 
-    options = dict(host=host, port=port, log_level=log_level, log_config=log_config(log_level), access_log=False,
-                   timeout_graceful_shutdown=config.graceful_timeout_s)
+    options: dict[str, Any] = dict(host=host, port=port, log_level=log_level, log_config=log_config(log_level),
+                                   access_log=False, timeout_graceful_shutdown=config.graceful_timeout_s)
     with _exit_zero_after_graceful_stop():
         if workers == 1:
             app = create_app(config)
