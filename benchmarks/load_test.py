@@ -7,10 +7,16 @@
 Starts the service on 127.0.0.1 (a free port), checks it answers, then runs wrk
 (Debian package `wrk`) for each concurrency level with POST /v1/classify bodies
 that rotate over real TNEWS validation sentences (one text per request by
-default). Records requests/s, latency p50/p90/p99, non-2xx responses and socket
-errors, and checks the service is still healthy afterwards. Writes RESULTS.md
-and RESULTS.json. Traffic goes to 127.0.0.1 only, and every wrk run is bounded
-by --duration.
+default). Records requests/s, latency p50/p90/p99, the service's CPU seconds,
+non-2xx responses and socket errors, and checks the service is still healthy
+afterwards. Writes RESULTS.md and RESULTS.json. Traffic goes to 127.0.0.1 only,
+and every wrk run is bounded by --duration.
+
+Micro-batching on and off, alternating on a shared machine (about 11 minutes):
+
+    python benchmarks/load_test.py exports/int8 --data ../shared/data/tnews/hf \
+        --batch-window-ms 0,2 --rounds 3 --concurrency 1,8,32 --texts-per-request 1,8 \
+        --duration 10 --results docs/load-test-microbatch
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,56 +92,113 @@ def parse_wrk(output: str) -> dict:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model_dir", type=Path)
-    parser.add_argument("--data", required=True, help="folder with validation.jsonl (HF-style)")
-    parser.add_argument("--concurrency", default="1,8,32")
-    parser.add_argument("--duration", type=int, default=20, help="seconds per level")
-    parser.add_argument("--texts-per-request", type=int, default=1)
-    parser.add_argument("--server-threads", type=int, help="onnxruntime threads of the service")
-    parser.add_argument("--batch-window-ms", type=float, default=0.0, help="service micro-batching window")
-    parser.add_argument("--results", type=Path, required=True, help="path stem for .md and .json")
-    args = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is not installed: apt-get install wrk")
+def server_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) process `pid` has used so far; None where /proc cannot say."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    rows = [json.loads(line) for line in (Path(args.data) / "validation.jsonl").open(encoding="utf-8")][:600]
-    k = args.texts_per_request
-    bodies = [json.dumps({"texts": [r["sentence"] for r in rows[i:i + k]]}, ensure_ascii=False)
-              for i in range(0, len(rows) - k + 1, k)]
-    workdir = Path(tempfile.mkdtemp())
-    script = workdir / "classify.lua"
-    script.write_text(LUA % ",\n".join(lua_string(b) for b in bodies), encoding="utf-8")
 
+def measure(args: argparse.Namespace, window_ms: float, scripts: dict[int, Path]) -> tuple[list[dict], bool]:
+    """Start `serve` with this micro-batching window, run every level (clients x texts per request), stop it."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     serve = [sys.executable, "-m", "tnews_deploy.cli", "serve", str(args.model_dir), "--port", str(port),
              "--log-level", "warning"]
     if args.server_threads:
         serve += ["--threads", str(args.server_threads)]
-    if args.batch_window_ms:
-        serve += ["--batch-window-ms", str(args.batch_window_ms)]
+    if window_ms:
+        serve += ["--batch-window-ms", str(window_ms)]
     server = subprocess.Popen(serve, start_new_session=True)
     levels = []
     try:
         wait_healthy(base)
-        subprocess.run(["wrk", "-t1", "-c1", "-d3s", "-s", str(script), base], capture_output=True, check=True)
+        subprocess.run(["wrk", "-t1", "-c1", "-d3s", "-s", str(scripts[min(scripts)]), base], capture_output=True,
+                       check=True)
         for c in (int(x) for x in args.concurrency.split(",")):
-            command = ["wrk", f"-t{min(c, 2)}", f"-c{c}", f"-d{args.duration}s", "--timeout", "10s", "--latency",
-                       "-s", str(script), base]
-            print("$ " + " ".join(command), flush=True)
-            output = subprocess.run(command, capture_output=True, text=True, check=True,
-                                    timeout=args.duration + 60).stdout
-            print(output, flush=True)
-            levels.append({"concurrency": c, **parse_wrk(output)})
+            for k, script in scripts.items():
+                command = ["wrk", f"-t{min(c, 2)}", f"-c{c}", f"-d{args.duration}s", "--timeout", "10s",
+                           "--latency", "-s", str(script), base]
+                print(f"$ {' '.join(command)}  (window {window_ms} ms, {k} text(s) per request)", flush=True)
+                cpu_before = server_cpu_seconds(server.pid)
+                output = subprocess.run(command, capture_output=True, text=True, check=True,
+                                        timeout=args.duration + 60).stdout
+                cpu_after = server_cpu_seconds(server.pid)
+                print(output, flush=True)
+                level = {"concurrency": c, "texts_per_request": k, **parse_wrk(output)}
+                if cpu_before is not None and cpu_after is not None and cpu_after > cpu_before:
+                    level["server_cpu_s"] = round(cpu_after - cpu_before, 2)
+                    level["requests_per_cpu_s"] = round(level["requests"] / (cpu_after - cpu_before), 1)
+                levels.append(level)
         healthy_after = urllib.request.urlopen(base + "/healthz", timeout=5).status == 200
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+    return levels, healthy_after
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """Per window and level: the median over rounds (and the range of requests/s)."""
+    rows: dict[tuple, list[dict]] = {}
+    for run in runs:
+        for lv in run["levels"]:
+            rows.setdefault((lv["concurrency"], lv["texts_per_request"], run["batch_window_ms"]), []).append(lv)
+    summary = []
+    for (c, k, window), levels in sorted(rows.items()):
+        row = {"concurrency": c, "texts_per_request": k, "batch_window_ms": window, "rounds": len(levels),
+               "requests_per_s_min": min(lv["requests_per_s"] for lv in levels),
+               "requests_per_s_max": max(lv["requests_per_s"] for lv in levels),
+               "non_2xx": sum(lv["non_2xx"] for lv in levels),
+               "socket_errors": sum(lv["socket_errors"] for lv in levels)}
+        for key in ("requests_per_s", "p50_ms", "p90_ms", "p99_ms", "requests_per_cpu_s"):
+            values = [lv[key] for lv in levels if lv.get(key) is not None]
+            row[key] = round(statistics.median(values), 2) if values else None
+        summary.append(row)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("--data", required=True, help="folder with validation.jsonl (HF-style)")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--duration", type=int, default=20, help="seconds per level")
+    parser.add_argument("--texts-per-request", default="1", help="texts per request; a list (1,8) runs each")
+    parser.add_argument("--server-threads", type=int, help="onnxruntime threads of the service")
+    parser.add_argument("--batch-window-ms", default="0",
+                        help="service micro-batching window; a list (0,2) compares them, alternating")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat every window this often, in alternating order (a shared machine's speed "
+                             "drifts; alternation spreads the drift over the windows compared)")
+    parser.add_argument("--results", type=Path, required=True, help="path stem for .md and .json")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+
+    rows = [json.loads(line) for line in (Path(args.data) / "validation.jsonl").open(encoding="utf-8")][:600]
+    workdir = Path(tempfile.mkdtemp())
+    scripts = {}
+    for k in sorted({int(x) for x in args.texts_per_request.split(",")}):
+        bodies = [json.dumps({"texts": [r["sentence"] for r in rows[i:i + k]]}, ensure_ascii=False)
+                  for i in range(0, len(rows) - k + 1, k)]
+        scripts[k] = workdir / f"classify-{k}.lua"
+        scripts[k].write_text(LUA % ",\n".join(lua_string(b) for b in bodies), encoding="utf-8")
+    windows = [float(x) for x in args.batch_window_ms.split(",")]
+    runs = []
+    try:
+        for round_no in range(args.rounds):
+            for window in windows if round_no % 2 == 0 else windows[::-1]:
+                levels, healthy_after = measure(args, window, scripts)
+                runs.append({"round": round_no + 1, "batch_window_ms": window, "levels": levels,
+                             "healthy_after": healthy_after})
+    finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
     manifest = json.loads((args.model_dir / "manifest.json").read_text())
+    summary = summarise(runs)
+    healthy = all(run["healthy_after"] for run in runs)
     report = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
@@ -142,30 +206,39 @@ def main() -> None:
         "model": {"source": manifest.get("source", {}).get("checkpoint"),
                   "quantization": manifest.get("quantization"), "optimization": manifest.get("optimization"),
                   "bytes": manifest.get("model", {}).get("bytes")},
-        "texts_per_request": k,
-        "batch_window_ms": args.batch_window_ms,
+        "texts_per_request": sorted(scripts),
+        "batch_window_ms": windows,
+        "rounds": args.rounds,
         "duration_s": args.duration,
         "machine": machine_info(args.server_threads or os.cpu_count() or 1),
-        "levels": levels,
-        "healthy_after": healthy_after,
+        "summary": summary,
+        "runs": runs,
+        "healthy_after": healthy,
     }
+    windows_text = ", ".join(f"{w:g} ms" if w else "off" for w in windows)
     lines = [
         f"# Load test: `tnews-deploy serve` on loopback ({args.model_dir.name})",
         "",
-        f"wrk against POST /v1/classify, {k} text(s) per request rotating over {len(bodies)} real TNEWS "
-        f"validation sentences, {args.duration} s per level, server and wrk on the same "
+        f"wrk against POST /v1/classify, request bodies rotating over {len(rows)} real TNEWS validation "
+        f"sentences, {args.duration} s per level, server and wrk on the same "
         f"{report['machine']['usable_cpus']}-CPU machine ({report['machine']['cpu']}); one uvicorn worker; "
-        f"micro-batching {'window ' + str(args.batch_window_ms) + ' ms' if args.batch_window_ms else 'off'}.",
+        f"micro-batching: {windows_text}; {args.rounds} round(s), each starting the service afresh per window, "
+        "the order alternating round by round. Medians over the rounds (requests/s: median and range); "
+        "requests per server CPU-second: requests answered per second of CPU time the service process used "
+        "(on a shared machine, less dependent on what else runs than requests/s).",
         "",
-        "| concurrent clients | requests/s | p50 ms | p90 ms | p99 ms | requests | non-2xx | socket errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| clients | texts/request | window | requests/s | range | p50 ms | p90 ms | p99 ms | requests per CPU-s "
+        "| non-2xx | socket errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for lv in levels:
-        lines.append(f"| {lv['concurrency']} | {lv['requests_per_s']:.1f} | {lv['p50_ms']} | {lv['p90_ms']} | "
-                     f"{lv['p99_ms']} | {lv['requests']:,} | {lv['non_2xx']} | {lv['socket_errors']} |")
-    lines += ["", f"Healthy after the run: {healthy_after}.", "", "Command:", "", "```", report["command"], "```"]
+    for row in summary:
+        window = f"{row['batch_window_ms']:g} ms" if row["batch_window_ms"] else "off"
+        lines.append(f"| {row['concurrency']} | {row['texts_per_request']} | {window} | {row['requests_per_s']:.1f} "
+                     f"| {row['requests_per_s_min']:.1f}-{row['requests_per_s_max']:.1f} | {row['p50_ms']} | "
+                     f"{row['p90_ms']} | {row['p99_ms']} | {row['requests_per_cpu_s']} | {row['non_2xx']} | "
+                     f"{row['socket_errors']} |")
+    lines += ["", f"Healthy after every run: {healthy}.", "", "Command:", "", "```", report["command"], "```"]
     write_results(args.results, report, "\n".join(lines) + "\n")
-
 
 if __name__ == "__main__":
     main()

@@ -542,10 +542,17 @@ class Predictor:
         out = self._logits(items, batch_size)
         return out[0] if single else out
 
-    def predict_proba(self, texts: str | Sequence[str]) -> np.ndarray:
-        """Class probabilities, shape (n, num_labels) (or (num_labels,) for one string)."""
+    def predict_proba(self, texts: str | Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """Class probabilities, shape (n, num_labels) (or (num_labels,) for one string).
+
+        Args:
+            texts: a str or a list/tuple of str (see the module's input contract).
+            batch_size: texts per model call, an int >= 1; default: the predictor's `batch_size`.
+        """
+        if batch_size is not None:
+            batch_size = check_batch_size(batch_size)
         items, single = validate_texts(texts)
-        probs = self._softmax(self._logits(items))
+        probs = self._softmax(self._logits(items, batch_size))
         return probs[0] if single else probs
 
     def predict(
