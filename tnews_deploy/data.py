@@ -897,12 +897,23 @@ def suggest_max_length(token_lengths: Iterable[int], percentile: float = 99.0, m
     return max(multiple, int(math.ceil(value / multiple) * multiple))
 
 
-def length_stats(dsd: DatasetDict, tokenizer: Any, split: str = "train", percentile: float = 99.0) -> LengthStats:
-    """Character and token lengths of `split`, plus class counts of every split."""
+def length_stats(dsd: DatasetDict, tokenizer: Any, split: str = "train", percentile: float = 99.0,
+                 chunk: int = 4096) -> LengthStats:
+    """Character and token lengths of `split`, plus class counts of every split.
+
+    The sentences are tokenised `chunk` at a time, with a progress line every 30 s (`ProgressLog`).
+    """
+    from .progress_log import ProgressLog
+
     sentences = list(dsd[split]["sentence"])
     char_lengths = [len(s) for s in sentences]
-    encoded = tokenizer(sentences, add_special_tokens=True, truncation=False)["input_ids"]
-    token_lengths = [len(ids) for ids in encoded]
+    logger.info("counting the tokens of %s %s sentences ...", f"{len(sentences):,}", split)
+    progress = ProgressLog(logger, f"tokenizing {split}", "sentence", total=len(sentences))
+    token_lengths: list[int] = []
+    for start in range(0, len(sentences), chunk):
+        encoded = tokenizer(sentences[start:start + chunk], add_special_tokens=True, truncation=False)["input_ids"]
+        token_lengths.extend(len(ids) for ids in encoded)
+        progress.update(len(token_lengths))
     suggested = suggest_max_length(token_lengths, percentile)
     names = dsd[split].features["label"].names
     class_counts = {}

@@ -14,6 +14,7 @@ import time
 import pyarrow.parquet as pq
 
 from ..errors import ConfigError
+from ..progress_log import ProgressLog
 from .config import ScoreConfig
 from .io import (
     MAX_SHOWN_ERRORS,
@@ -72,13 +73,16 @@ def score_local(config: ScoreConfig) -> ScoreSummary:
         rows = errors = 0
         shown: list[dict] = []
         shards = []
+        progress = ProgressLog(logger, "scoring", "row")  # no bar here: a line every 30 s while rows come
         for index, item in enumerate(files):
             shard = shard_name(index)
+            progress.what = f"scoring {item.path.name} (file {index + 1}/{len(files)})"
             with pq.ParquetWriter(staging / shard, schema) as writer:
                 for chunk in read_chunks(item, config.text_field, config.chunk_rows):
                     scored = score_chunk(predictor, chunk, config.top_k, config.probabilities)
                     writer.write_table(scored)
                     rows += scored.num_rows
+                    progress.update(rows)
                     failed = scored.num_rows - scored.column("error").null_count
                     errors += failed
                     if failed and len(shown) < MAX_SHOWN_ERRORS:

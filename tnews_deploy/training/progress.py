@@ -5,15 +5,19 @@ writes `{'loss': …, 'grad_norm': …}` between the bars; `PrinterCallback`, us
 when the bars are off, prints it). `use_readable_progress` swaps them for
 callbacks that put the training loss on the progress bar and log each
 selection evaluation as one line on this module's logger (DEBUG for the raw
-training-loss entries).
+training-loss entries). With the bars off (output to a file or a pipe), a line
+every 30 s says the step, the rate and the ETA (`ProgressLinesCallback`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+
+from ..progress_log import INTERVAL_S, ProgressLog
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +54,36 @@ class LogLinesCallback(TrainerCallback):
                 logger.log(*described)
 
 
+class ProgressLinesCallback(TrainerCallback):
+    """Without a progress bar: one line every `interval_s` seconds while training (step, rate, ETA).
+
+    Steps are counted from where this process started (a resumed run's ETA counts its own pace); selection
+    evaluations advance no step but keep the lines coming.
+
+    Args:
+        interval_s: seconds between lines.
+        clock: seconds on a monotonic clock; default: `progress_log.monotonic`.
+    """
+
+    def __init__(self, interval_s: float = INTERVAL_S, clock: Callable[[], float] | None = None) -> None:
+        self.interval_s, self.clock = interval_s, clock
+        self.progress: ProgressLog | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.progress = ProgressLog(logger, "training", "step", total=state.max_steps, start=state.global_step,
+                                        interval_s=self.interval_s, clock=self.clock)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(state.global_step)
+
+    on_prediction_step = on_step_end
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.progress = None
+
+
 class ProgressBarCallback(ProgressCallback):
     """Transformers' progress bars, with the latest training loss on the bar instead of printed dicts."""
 
@@ -63,7 +97,8 @@ def use_readable_progress(trainer: Any, bar: type[ProgressCallback] | None = Non
 
     Args:
         trainer: a `transformers.Trainer`; its bars stay off when `args.disable_tqdm` is set (the log
-            lines remain: a run whose output goes to a file still says how it goes).
+            lines remain, and `ProgressLinesCallback` adds a line every 30 s: a run whose output goes to a
+            file still says how it goes).
         bar: the progress-bar callback class; default `ProgressBarCallback`.
     """
     bars = any(type(cb) is ProgressCallback for cb in trainer.callback_handler.callbacks)
@@ -71,4 +106,6 @@ def use_readable_progress(trainer: Any, bar: type[ProgressCallback] | None = Non
     if bars:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(bar or ProgressBarCallback)
+    else:
+        trainer.add_callback(ProgressLinesCallback)
     trainer.add_callback(LogLinesCallback)
