@@ -133,3 +133,13 @@ def test_data_stats_logs_sentences_tokenized_and_counts_as_before(tiny_model, ca
     lines = [m for m in messages(caplog, "tnews_deploy.data") if m.startswith("tokenizing train")]
     assert [line.split()[3] for line in lines] == ["20/50", "40/50", "50/50"]
     assert stats.token_lengths == [len(ids) for ids in tokenizer(sentences)["input_ids"]]
+
+
+def test_the_helper_loads_no_third_party_package():
+    import subprocess
+    import sys
+
+    code = ("import sys, tnews_deploy.progress_log; print(sorted(m.split('.')[0] for m in sys.modules "
+            "if m.split('.')[0] in {'numpy', 'torch', 'transformers', 'tqdm', 'pyarrow', 'datasets'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr or result.stdout
