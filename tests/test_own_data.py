@@ -133,6 +133,7 @@ def test_a_hub_dataset_with_a_config_goes_through_the_same_rules(monkeypatch):
     hub = datasets.DatasetDict({"train": datasets.Dataset.from_dict(
         {"sentence": [t for t, _ in rows], "label": [TOPICS.index(c) for _, c in rows]}, features=features)})
     asked = []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no probe of the hub before the (stubbed) load
     monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kw: asked.append(args) or hub)
     dsd = load_data(DataSource("someone/tickets", config="v2"))
     assert asked == [("someone/tickets", "v2")]

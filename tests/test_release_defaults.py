@@ -180,3 +180,91 @@ def test_a_grid_on_the_own_csv_needs_no_size_flags(tmp_path, tiny_model, news_cs
     assert results["eval_size"] + results["selection_size"] == len(news["validation"])
     assert f"evaluation set {results['eval_size']:,} validation sentences" in (out / "results.md").read_text()
 
+
+# --------------------------------------------------------------------------- a failed start is quick and clean
+
+
+def _train_process(tmp_path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`python -m tnews_deploy train` in a process of its own, whose hub settings come from `env` alone."""
+    import os
+
+    environment = {**os.environ, "HF_HOME": str(tmp_path / "hf-home"), **env}  # an empty hub cache
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT"):
+        if name not in env:
+            environment.pop(name, None)
+    return subprocess.run([sys.executable, "-m", "tnews_deploy", "train", *args], capture_output=True, text=True,
+                          env=environment, cwd=tmp_path, timeout=600)
+
+
+def test_offline_without_the_sources_fails_naming_both_and_leaves_no_run_folder(tmp_path):
+    """HF_HUB_OFFLINE=1 and hub ids that no cache holds: one error line for the model and the data, no
+    'training ...' announcement, no run folder (no network is touched: offline, nothing cached)."""
+    run = tmp_path / "runs" / "r"
+    done = _train_process(tmp_path, {"HF_HUB_OFFLINE": "1"}, "--model", "no-such-org/no-such-model", "--data",
+                          "no-such-org/no-such-data", "--output", str(run))
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no-such-org/no-such-model" in errors[0] and "no-such-org/no-such-data" in errors[0]
+    assert "HF_HUB_OFFLINE" in errors[0] and "Traceback" not in done.stderr
+    assert not done.stdout.startswith("training ")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unreachable_hub_gets_one_try_and_the_way_out(tmp_path):
+    """Not offline, the hub endpoint refusing connections (a closed port on this machine): no retries, one line
+    that names both sources and HF_HUB_OFFLINE, nothing left behind."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on once this closes
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "runs" / "r"
+    done = _train_process(tmp_path, {"HF_ENDPOINT": f"http://127.0.0.1:{port}"}, "--model", "no-such-org/model",
+                          "--data", "no-such-org/data", "--output", str(run))
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no-such-org/model" in errors[0] and "no-such-org/data" in errors[0], errors
+    assert errors[0].count("cannot be reached") == 2 and "set HF_HUB_OFFLINE=1" in errors[0]
+    assert "Retrying" not in done.stderr and not done.stdout.startswith("training ")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_local_sources_that_cannot_work_are_named_before_any_announcement_or_folder(tmp_path, tiny_model,
+                                                                                    hf_data, news_csv):
+    runner = CliRunner()
+    run = tmp_path / "runs" / "r"
+    both = runner.invoke(main, ["train", "--model", str(tmp_path / "no-model"), "--data",
+                                str(tmp_path / "no-data"), "--output", str(run)])
+    assert both.exit_code == 2
+    assert "no-model: no such model folder" in both.output and "no-data: no such file or folder" in both.output
+    model_only = runner.invoke(main, ["train", "--model", str(hf_data), "--data", str(hf_data), "--output", str(run)])
+    assert model_only.exit_code == 2 and "not a transformers model folder" in model_only.output
+    too_big = runner.invoke(main, ["train", "--model", str(tiny_model), "--data", str(news_csv), *NEWS_FLAGS,
+                                   "--selection-size", "900", "--output", str(run)])
+    assert too_big.exit_code == 2 and "exceed the 800 validation sentences" in too_big.output
+    grid = runner.invoke(main, ["grid", "--model", str(tmp_path / "no-model"), "--data", str(tmp_path / "no-data"),
+                                "--output", str(tmp_path / "runs" / "grid")])
+    assert grid.exit_code == 2 and "no-model" in grid.output and "no-data" in grid.output
+    for result in (both, model_only, too_big, grid):
+        assert not [line for line in result.output.splitlines() if line.startswith("training ")]
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_offline_a_hub_model_is_found_in_the_local_cache_or_refused_at_once(tmp_path, tiny_model, monkeypatch):
+    """HF_HUB_OFFLINE=1: a hub id whose files the local cache holds passes the check; one it does not hold is
+    refused, naming HF_HUB_OFFLINE (no network call either way)."""
+    from huggingface_hub import constants
+
+    from tnews_deploy.errors import ModelError
+    from tnews_deploy.training.run import check_model_source
+
+    snapshot = tmp_path / "hub" / "models--someone--tiny-bert" / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_model, snapshot)
+    (tmp_path / "hub" / "models--someone--tiny-bert" / "refs").mkdir()
+    (tmp_path / "hub" / "models--someone--tiny-bert" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    check_model_source("someone/tiny-bert")
+    with pytest.raises(ModelError, match=r"someone/other-bert: .*HF_HUB_OFFLINE is set.*not in the local"):
+        check_model_source("someone/other-bert")

@@ -425,9 +425,10 @@ def train(variant: str, train_size: int | str, train_seed: int | None, output: P
                 if isinstance(train_size, int) else f"at least {config.epochs:g} epochs")
     size = f"{train_size:,}" if isinstance(train_size, int) else train_size
     batch = f"batch {config.batch_size}" + (f" × {world_size()} processes" if world_size() > 1 else "")
-    say(f"training {variant} × {size} on {model}: lr {config.lr:g}, {batch}, {schedule}, "
-        f"max_length {config.max_length}, class weight {config.class_weight}")
-    result = train_run(config, output, quiet=_no_bars(quiet))
+    # announced once both sources are checked and the data drawn: a run that cannot start says only why
+    result = train_run(config, output, quiet=_no_bars(quiet), on_start=lambda _: say(
+        f"training {variant} × {size} on {model}: lr {config.lr:g}, {batch}, {schedule}, "
+        f"max_length {config.max_length}, class weight {config.class_weight}"))
     m = result.metrics
     say(
         f"macro-F1 {m['macro_f1']:.4f}  micro-F1 {m['micro_f1']:.4f}  accuracy {m['accuracy']:.4f}  "
@@ -466,12 +467,10 @@ def grid(variants: tuple[str, ...], train_sizes: tuple[int | str, ...], seeds: t
     config = GridConfig(model=model, data=data, output=output, variants=variants, train_sizes=train_sizes,
                         preset=preset, overrides=_overrides(kwargs), seeds=seeds)
     from .training.distributed import is_main
-    from .training.grid import portable_command, record_command, run_grid
+    from .training.grid import portable_command, run_grid
 
-    if is_main():  # under torchrun / accelerate launch, rank 0 writes and speaks
-        record_command(output, "tnews-deploy " + portable_command(sys.argv[1:]))
-    results = run_grid(config, quiet=_no_bars(quiet))
-    if is_main():
+    results = run_grid(config, quiet=_no_bars(quiet), command="tnews-deploy " + portable_command(sys.argv[1:]))
+    if is_main():  # under torchrun / accelerate launch, rank 0 speaks
         click.echo((output / "results.md").read_text(encoding="utf-8"))
         if results.get("best"):
             click.echo(f"best run: {results['best']['run']} -> {output / results['best']['checkpoint']}")

@@ -309,33 +309,35 @@ def _line_numbers(file: Path, kind: str):
     return line
 
 
-def _load_tnews_hub() -> DatasetDict:
+def _hub_dataset(repo: str, config: str | None, what: str, instead: str) -> DatasetDict:
+    """`load_dataset(repo, config)`, refused at once when the hub cannot deliver it (`hub.unavailable`) instead of
+    after datasets' retries; any failure is a DataError naming `what` and saying what to pass `instead`."""
     from datasets import load_dataset
 
-    try:
-        dsd = load_dataset("clue", "tnews")
-    except Exception as exc:  # network, auth, hub outage: all end the same for the user
-        raise DataError(
-            f"could not load {HUB_DATASET!r} from the Hugging Face hub ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}). Without network access, pass a local "
-            "folder with --data (HF-style JSONL or the original CLUE files)."
-        ) from exc
+    from .hub import unavailable
+
+    reason, cause = unavailable(repo, "dataset"), None
+    if reason is None:
+        try:
+            return load_dataset(repo, config)
+        except Exception as exc:  # network, auth, hub outage: all end the same for the user
+            reason, cause = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", exc
+    raise DataError(f"could not load {what} from the Hugging Face hub ({reason}). Without network access, "
+                    f"pass {instead} with --data.") from cause
+
+
+def _load_tnews_hub() -> DatasetDict:
+    dsd = _hub_dataset("clue", "tnews", repr(HUB_DATASET),
+                       "a local folder (HF-style JSONL or the original CLUE files)")
     return DatasetDict({name: split.cast(tnews_features()) for name, split in dsd.items()})
 
 
 def _load_hub(src: DataSource) -> DatasetDict:
     """Any hub dataset (with `src.config`): its splits through the same label and holdout rules as files."""
     from datasets import ClassLabel as HubClassLabel
-    from datasets import load_dataset
 
-    try:
-        dsd = load_dataset(src.path, src.config)
-    except Exception as exc:
-        raise DataError(
-            f"could not load {src.path!r}{f' (config {src.config!r})' if src.config else ''} from the Hugging "
-            f"Face hub ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Without network "
-            "access, pass local files with --data."
-        ) from exc
+    dsd = _hub_dataset(src.path, src.config, repr(src.path) + (f" (config {src.config!r})" if src.config else ""),
+                       "local files")
     aliases = {n: split for split, names in SPLIT_FILE_NAMES.items() for n in names}
     splits: dict[str, list[_Rows]] = {}
     hub_names: list[str] | None = None

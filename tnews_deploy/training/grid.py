@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..data import SplitConfig, load_tnews, make_splits
+from ..data import SplitConfig, make_splits
 from ..datasource import DataSource
 from ..machine import library_versions
 from ..runfiles import (
@@ -43,7 +43,7 @@ from . import distributed
 from .cells import Cells, Run, load_run
 from .claims import RunClaim
 from .config import GridConfig
-from .run import check_model_source, train_run
+from .run import load_sources, train_run
 
 logger = logging.getLogger(__name__)
 
@@ -51,28 +51,32 @@ logger = logging.getLogger(__name__)
 PATH_OPTIONS = {"--model": "$MODEL", "--data": "$DATA"}
 
 
-def run_grid(config: GridConfig, *, quiet: bool = False) -> dict[str, Any]:
+def run_grid(config: GridConfig, *, quiet: bool = False, command: str | None = None) -> dict[str, Any]:
     """Train every unfinished run of the grid, rewriting the report after each; finished runs are skipped.
+
+    The model source and the data are checked before the grid folder is made: a grid that cannot start leaves
+    nothing behind.
 
     Args:
         config: the grid: model, data, output folder, variants × training-set sizes × seeds, preset and
             overrides (validated when the `GridConfig` is made).
         quiet: no progress bars; each run's start and result are still logged (INFO).
+        command: the command line to keep in results.json (`record_command`), recorded once the checks pass.
 
     Returns:
         The content of the grid's `results.json`: every finished run, one row per cell, the best run.
     """
     output = Path(config.output)
     planned = config.planned()
-    output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    identity = {"model": source_identity(config.model), "data": data_identity(config.data)}
-
     todo = [(v, n, s) for v, n, s in planned if not is_finished(output / config.run_name(v, n, s))]
     dataset, splits = None, {}
-    if todo:
-        check_model_source(config.model)
-        dataset = load_tnews(config.data)
+    if todo:  # both sources checked (one error for both) before the grid folder is made
+        dataset = load_sources(config.model, config.data)
+    output.mkdir(parents=True, exist_ok=True)
+    if command is not None and distributed.is_main():  # under torchrun / accelerate launch, rank 0 writes
+        record_command(output, command)
+    identity = {"model": source_identity(config.model), "data": data_identity(config.data)}
 
     def run(i: int, variant: str, size: int | str, seed: int) -> bool:
         """Train (or load) one run and rewrite the report; False when another worker holds the run."""

@@ -23,14 +23,18 @@ import contextlib
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from datasets import DatasetDict
 
 from ..data import SplitConfig, TnewsSplits, load_tnews, make_splits
-from ..errors import ConfigError, ModelError
+from ..datasource import DataSource
+from ..errors import ConfigError, DataError, ModelError, UserError
+from ..hub import unavailable
 from ..noise import silence_known_noise
 from ..runfiles import (
     CHECKPOINT_DIR,
@@ -178,11 +182,16 @@ def load_finished(run_dir: Path) -> RunResult:
 
 
 def check_model_source(model: str) -> None:
-    """Fail early, with a clear message, on a local model folder that cannot work."""
+    """Fail early, with a clear message, on a local model folder that cannot work, or a hub id the hub cannot
+    deliver now (offline and not cached, or the hub unreachable: `hub.unavailable`)."""
     path = Path(model).expanduser()
     looks_local = path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
-    if not looks_local:
-        return  # a hub id: transformers resolves it
+    if not looks_local:  # a hub id: transformers resolves it, when the hub or the local cache has it
+        reason = unavailable(model, "model")
+        if reason:
+            raise ModelError(f"{model}: cannot load this hub model ({reason}). Pass --model a local folder saved "
+                             "with save_pretrained.")
+        return
     if not path.is_dir():
         raise ModelError(f"{model}: no such model folder. Pass a hub id or a folder saved with save_pretrained.")
     if not (path / MODEL_CONFIG_FILE).is_file():
@@ -203,6 +212,33 @@ class _Collect(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+
+
+def load_sources(model: str, data: DataSource) -> DatasetDict:
+    """Check the model source (`check_model_source`) and load the data, before a run writes anything.
+
+    Both are tried, so that one error names every problem (a missing model and unreachable data, say).
+
+    Returns:
+        The loaded data (`data.load_data`).
+
+    Raises:
+        ModelError, DataError: the one source that cannot be had; UserError: both, in one message.
+    """
+    problems: list[UserError] = []
+    try:
+        check_model_source(model)
+    except ModelError as exc:
+        problems.append(exc)
+    try:
+        dataset = load_tnews(data)
+    except DataError as exc:
+        problems.append(exc)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise UserError(" ".join(str(p).rstrip(".") + "." for p in problems))
+    return dataset
 
 
 def load_model_and_tokenizer(model: str, label_names: list[str], info: dict[str, Any] | None = None):
@@ -343,6 +379,7 @@ def train_run(
     splits: TnewsSplits | None = None,
     *,
     quiet: bool = False,
+    on_start: Callable[[TrainConfig], Any] | None = None,
 ) -> RunResult:
     """Train one run into `run_dir`: fine-tune, select on the selection slice, score the evaluation set.
 
@@ -354,12 +391,18 @@ def train_run(
         splits: the datasets to use, as `make_splits` draws them for this config's seeds (a grid draws them
             once per seed for all its runs); None loads `config.data` and draws them.
         quiet: no progress bars (selection scores are still logged, at INFO).
+        on_start: called with the config once the model source is checked and the data drawn, before the run
+            folder is written (the CLI announces the run there); not called for a finished run.
+
+    Before the run folder is created or changed, the model source is checked and the data loaded and drawn: a
+    run that cannot start (no such model or data, the hub unreachable, sizes that do not fit) leaves nothing.
 
     Returns:
         The run folder, its config and the evaluation metrics written to `metrics.json`.
 
     Raises:
-        ModelError: `config.model` cannot be loaded; DataError / ConfigError: the data or the sizes.
+        ModelError: `config.model` cannot be loaded; DataError / ConfigError: the data or the sizes; UserError:
+        both sources, in one message.
     """
     import torch  # noqa: F401  (first: without the train extra, fail before any data is read)
 
@@ -378,7 +421,12 @@ def train_run(
         logger.debug("%s: finished already, reused", run_dir)
         return finished
     silence_known_noise()
-    check_model_source(config.model)  # cheap checks first: fail before loading data
+    if splits is None:  # both sources checked and the data drawn before the run folder is touched
+        splits = draw_splits(load_sources(config.model, config.data), config)
+    else:
+        check_model_source(config.model)
+    if on_start is not None:
+        on_start(config)
     work_dir = run_dir / "trainer"
     main = distributed.is_main()
     resumable = _resumable(run_dir, work_dir, config)
@@ -436,7 +484,15 @@ def _data_vocabulary(model: Any, tokenizer: Any, datasets: list[Any]):
     return vocabulary
 
 
-def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSplits | None, *,
+def draw_splits(dataset: DatasetDict, config: TrainConfig) -> TnewsSplits:
+    """The training subset, evaluation set and selection slice `config` draws from `dataset`."""
+    return make_splits(dataset, SplitConfig(
+        train_sizes=(config.train_size,), eval_size=config.eval_size, selection_size=config.selection_size,
+        seed=config.seed, stratify=config.stratify, train_seed=config.train_seed,
+    ))
+
+
+def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSplits, *,
            quiet: bool) -> tuple[TrainConfig, dict[str, Any]]:
     """The training of `train_run`, from data to saved checkpoint; returns the config with the class names
     it recorded, and the metrics."""
@@ -447,18 +503,6 @@ def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSpli
     from .trainer import Trainer
     from .variants import apply_variant, count_parameters
 
-    if splits is None:
-        splits = make_splits(
-            load_tnews(config.data),
-            SplitConfig(
-                train_sizes=(config.train_size,),
-                eval_size=config.eval_size,
-                selection_size=config.selection_size,
-                seed=config.seed,
-                stratify=config.stratify,
-                train_seed=config.train_seed,
-            ),
-        )
     train_set = splits.train[config.train_size]
     n = len(train_set)
     # The class names, in id order, and the sizes drawn go into run_config.json: export and benchmark map labels
