@@ -14,7 +14,10 @@ seed), F1, and, unless --no-timing, batch-1 p50 latency and length-bucketed batc
 (folder, form) alternating within each round. The load time of each form (conversion included) is recorded.
 
 --no-timing is for runs under an emulated CPU (e.g. `qemu-x86_64 -cpu EPYC-Milan`, an AVX2-only Zen 3 model):
-agreement there is the real kernels' arithmetic, speed is not. Writes RESULTS.json and RESULTS.md.
+agreement there is the real kernels' arithmetic, speed is not. `--save-logits DIR` keeps every row's logits
+(.npy); `--against DIR` (logits saved by a run on another CPU) adds, per row, the label changes and max
+|Δlogit| against the same row there, and takes the fp32 reference from DIR instead of running fp32 here (slow
+under emulation). Writes RESULTS.json and RESULTS.md.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--latency-sentences", type=int, default=200, help="batch-1 sentences per round")
     parser.add_argument("--forms", default=",".join(FORMS), help="comma-separated subset of auto,u8u8,u8s8")
     parser.add_argument("--no-timing", action="store_true", help="agreement only (an emulated CPU)")
+    parser.add_argument("--save-logits", type=Path, help="folder to keep each row's logits in (.npy)")
+    parser.add_argument("--against", type=Path, help="logits saved by a run on another CPU (--save-logits)")
     parser.add_argument("--note", default="", help="said in the report's header, e.g. the emulated CPU")
     parser.add_argument("--results", type=Path, required=True, help="path stem for .json and .md")
     args = parser.parse_args(argv)
@@ -66,7 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
     texts, labels = load_evaluation(EvaluationSettings(DataSource.coerce(data), args.eval_size, args.seed, True))
     print(f"{len(texts):,} evaluation sentences from {data}; threads {args.threads}; CPU {cpu_description()}",
           flush=True)
-    reference = fp32.logits(texts)
+    reference = np.load(args.against / "fp32.npy") if args.against else fp32.logits(texts)
+    saved: dict[str, np.ndarray] = {"fp32": reference}
     rows: dict[str, dict] = {}
     predictors: dict[str, Predictor] = {}
     for spec in args.int8:
@@ -75,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
             key = f"{name}/{form}"
             predictor, load_s = timed_load(folder, args.threads, form)
             predictors[key] = predictor
-            logits = predictor.logits(texts)
+            logits = saved[key] = predictor.logits(texts)
             plan = predictor.kernel_plan
             rows[key] = {
                 "folder": folder, "file_form": plan.exported, "ran": plan.used, "exact_here": plan.exact,
@@ -88,6 +94,15 @@ def main(argv: list[str] | None = None) -> dict:
     rows["fp32"] = {"folder": args.fp32, "agreement_with_fp32": 1.0, "max_abs_logit_diff_vs_fp32": 0.0,
                     "f1": {k: round(v, 6) for k, v in f1_scores(labels, reference.argmax(-1)).items()}}
     predictors["fp32"] = fp32
+    for key, logits in saved.items():
+        other = args.against / f"{key.replace('/', '--')}.npy" if args.against else None
+        if other is not None and other.is_file():
+            there = np.load(other)
+            rows[key]["vs_against"] = {"label_changes": int(np.sum(there.argmax(-1) != logits.argmax(-1))),
+                                       "max_abs_logit_diff": float(np.abs(there - logits).max())}
+        if args.save_logits:
+            args.save_logits.mkdir(parents=True, exist_ok=True)
+            np.save(args.save_logits / f"{key.replace('/', '--')}.npy", logits)
 
     if not args.no_timing:
         short = texts[: args.latency_sentences]
@@ -118,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
         "machine": info, "machine_slug": machine_slug(info), "cpuid": cpu_description(), "note": args.note,
         "data": data, "eval_size": len(texts), "seed": args.seed, "threads": args.threads,
+        "against": str(args.against) if args.against else None,
         "timed": not args.no_timing, "rounds": 0 if args.no_timing else args.rounds, "rows": rows,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -138,6 +154,9 @@ def render(report: dict) -> str:
     ]
     timed = report["timed"]
     head = "| folder / form | file | ran | exact here | agreement with fp32 | max \\|Δlogit\\| | macro-F1 | load s |"
+    against = report.get("against")
+    if against:
+        head += " label changes / max \\|Δlogit\\| vs the same row in --against |"
     if timed:
         head += f" titles/s, batch 32 ({report['rounds']} rounds, min–max) | batch-1 p50 ms |"
     lines += [head, "|" + "---|" * head.count(" | ")]
@@ -146,6 +165,9 @@ def render(report: dict) -> str:
                  "" if "exact_here" not in r else ("yes" if r["exact_here"] else "**no**"),
                  f"{r['agreement_with_fp32']:.2%}", f"{r['max_abs_logit_diff_vs_fp32']:.3f}",
                  f"{r['f1']['macro_f1']:.4f}", f"{r['load_seconds']:.2f}" if "load_seconds" in r else ""]
+        if against:
+            v = r.get("vs_against")
+            cells.append(f"{v['label_changes']} / {v['max_abs_logit_diff']:.2e}" if v else "")
         if timed:
             t, lat = r["throughput_b32"], r["latency_b1_p50_ms"]
             cells += [f"{t['median']:.0f} ({t['min']:.0f}–{t['max']:.0f})",
