@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     predictors["fp32"] = fp32
     for key, logits in saved.items():
         other = args.against / f"{key.replace('/', '--')}.npy" if args.against else None
-        if other is not None and other.is_file():
+        if other is not None and other.is_file() and key != "fp32":  # fp32 was taken from there, not run here
             there = np.load(other)
             rows[key]["vs_against"] = {"label_changes": int(np.sum(there.argmax(-1) != logits.argmax(-1))),
                                        "max_abs_logit_diff": float(np.abs(there - logits).max())}
@@ -141,12 +141,17 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+def data_name(data) -> str:
+    """The data's path (a recorded DataSource is a dict), for the header."""
+    return str(data.get("path", data)) if isinstance(data, dict) else str(data)
+
+
 def render(report: dict) -> str:
     cpu = report["cpuid"]
     lines = [
         "# int8 weight forms: agreement with fp32 and speed",
         "",
-        f"{report['eval_size']:,} evaluation sentences ({report['data']}, seed {report['seed']}), runtime "
+        f"{report['eval_size']:,} evaluation sentences ({data_name(report['data'])}, seed {report['seed']}), runtime "
         f"`Predictor`, {report['threads']} threads. CPU as onnxruntime sees it (CPUID): {cpu['cpu']} "
         f"({cpu['arch']}), u8 x s8 exact: {cpu['u8s8_exact']}, so `auto` runs {cpu['int8_kernels']}."
         + (f" {report['note']}" if report["note"] else ""),
@@ -159,7 +164,7 @@ def render(report: dict) -> str:
         head += " label changes / max \\|Δlogit\\| vs the same row in --against |"
     if timed:
         head += f" titles/s, batch 32 ({report['rounds']} rounds, min–max) | batch-1 p50 ms |"
-    lines += [head, "|" + "---|" * head.count(" | ")]
+    lines += [head, "|" + "---|" * (head.count(" | ") + 1)]
     for key, r in report["rows"].items():
         cells = [key, r.get("file_form") or "fp32", r.get("ran") or "fp32",
                  "" if "exact_here" not in r else ("yes" if r["exact_here"] else "**no**"),
@@ -167,7 +172,8 @@ def render(report: dict) -> str:
                  f"{r['f1']['macro_f1']:.4f}", f"{r['load_seconds']:.2f}" if "load_seconds" in r else ""]
         if against:
             v = r.get("vs_against")
-            cells.append(f"{v['label_changes']} / {v['max_abs_logit_diff']:.2e}" if v else "")
+            cells.append(f"{v['label_changes']} / {v['max_abs_logit_diff']:.2e}" if v
+                         else "(the reference, taken from there)" if key == "fp32" else "")
         if timed:
             t, lat = r["throughput_b32"], r["latency_b1_p50_ms"]
             cells += [f"{t['median']:.0f} ({t['min']:.0f}–{t['max']:.0f})",
