@@ -34,10 +34,20 @@ def _targets(page_uri: str, text: str):
 
 def _outside_file(uri: str, config) -> File:
     """The repository file `uri` (relative to docs/, starting with ../) as a site file at its repository path."""
-    inside = File(uri[len(OUTSIDE):], src_dir=config.docs_dir, dest_dir=config.site_dir,
-                  use_directory_urls=config.use_directory_urls)
-    return File(uri, src_dir=config.docs_dir, dest_dir=config.site_dir, use_directory_urls=config.use_directory_urls,
-                dest_uri=inside.dest_uri, inclusion=InclusionLevel.NOT_IN_NAV)
+    inside = File(
+        uri[len(OUTSIDE) :],
+        src_dir=config.docs_dir,
+        dest_dir=config.site_dir,
+        use_directory_urls=config.use_directory_urls,
+    )
+    return File(
+        uri,
+        src_dir=config.docs_dir,
+        dest_dir=config.site_dir,
+        use_directory_urls=config.use_directory_urls,
+        dest_uri=inside.dest_uri,
+        inclusion=InclusionLevel.NOT_IN_NAV,
+    )
 
 
 def on_files(files: Files, config) -> Files:

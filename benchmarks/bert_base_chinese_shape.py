@@ -33,8 +33,9 @@ def build_checkpoint(tokenizer_source: str, target: Path, seed: int = 0) -> Path
     if (target / "model.safetensors").is_file():
         return target
     id2label = dict(enumerate(TNEWS_LABEL_NAMES))
-    config = BertConfig.from_pretrained(tokenizer_source, num_labels=len(id2label), id2label=id2label,
-                                        label2id={v: k for k, v in id2label.items()})
+    config = BertConfig.from_pretrained(
+        tokenizer_source, num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()}
+    )
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config).eval()
     model.save_pretrained(target)
@@ -44,8 +45,9 @@ def build_checkpoint(tokenizer_source: str, target: Path, seed: int = 0) -> Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokenizer", default="bert-base-chinese",
-                        help="folder with vocab.txt + config.json, or hub id")
+    parser.add_argument(
+        "--tokenizer", default="bert-base-chinese", help="folder with vocab.txt + config.json, or hub id"
+    )
     parser.add_argument("--work", type=Path, required=True)
     args, rest = parser.parse_known_args()
     checkpoint = build_checkpoint(args.tokenizer, args.work / "checkpoint")

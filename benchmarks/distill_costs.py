@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     def torch_logits(batch: list[str]) -> None:
         with torch.inference_mode():
             for start in range(0, len(batch), 64):
-                encoded = tokenizer(batch[start:start + 64], truncation=True, max_length=64, padding=True,
-                                    return_tensors="pt")
+                encoded = tokenizer(
+                    batch[start : start + 64], truncation=True, max_length=64, padding=True, return_tensors="pt"
+                )
                 teacher(**encoded)
 
     timings: dict[str, list[float]] = {"pytorch": [], "onnxruntime": []}
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         embeddings.requires_grad_(not frozen)
         optimisers[frozen] = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-6)
     steps: dict[str, list[float]] = {"frozen word embeddings": [], "trained word embeddings": []}
-    batches = [texts[i * 32:(i + 1) * 32] for i in range(args.steps + 1)]
+    batches = [texts[i * 32 : (i + 1) * 32] for i in range(args.steps + 1)]
     for i, batch in enumerate(batches):
         for frozen, name in ((True, "frozen word embeddings"), (False, "trained word embeddings")):
             embeddings.requires_grad_(not frozen)
@@ -91,8 +92,12 @@ def main(argv: list[str] | None = None) -> None:
                 steps[name].append(time.perf_counter() - started)
 
     def summary(values: list[float]) -> dict[str, float]:
-        return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-                "max": round(max(values), 3), "n": len(values)}
+        return {
+            "median": round(statistics.median(values), 3),
+            "min": round(min(values), 3),
+            "max": round(max(values), 3),
+            "n": len(values),
+        }
 
     results = {
         "command": "python benchmarks/distill_costs.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
@@ -101,8 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         "student_layers": list(indices),
         "student_step_seconds_batch_32": {k: summary(v) for k, v in steps.items()},
         "trainable_parameters": {
-            "frozen word embeddings": sum(p.numel() for n, p in student.named_parameters()
-                                          if p is not embeddings),
+            "frozen word embeddings": sum(p.numel() for n, p in student.named_parameters() if p is not embeddings),
             "trained word embeddings": sum(p.numel() for p in student.parameters()),
         },
     }
@@ -122,8 +126,10 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "| word embeddings | s/step | trainable parameters |",
         "|---|---|---|",
-        *(f"| {k} | {v['median']} ({v['min']}–{v['max']}) | {results['trainable_parameters'][k]:,} |"
-          for k, v in s.items()),
+        *(
+            f"| {k} | {v['median']} ({v['min']}–{v['max']}) | {results['trainable_parameters'][k]:,} |"
+            for k, v in s.items()
+        ),
         "",
         "Command:",
         "",

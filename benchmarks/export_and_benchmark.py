@@ -62,18 +62,29 @@ def main(argv: list[str] | None = None) -> None:
         target = args.work / "exports" / name
         if not (target / "manifest.json").is_file():
             print(f"== exporting {name}", flush=True)
-            config = ExportConfig(**VARIANTS[name], data=args.data, eval_size=args.export_eval_size,
-                                  policy=GatePolicy(args.min_agreement, args.max_f1_drop))
+            config = ExportConfig(
+                **VARIANTS[name],
+                data=args.data,
+                eval_size=args.export_eval_size,
+                policy=GatePolicy(args.min_agreement, args.max_f1_drop),
+            )
             export_model(args.source, target, config)
         folders.append(target)
 
     print("== benchmarking", flush=True)
     report = run_benchmark(
-        BenchmarkConfig(pytorch=args.source, onnx=tuple(folders), output=args.work / "bench", data=args.data,
-                        eval_size=args.eval_size, threads=args.threads, rounds=args.rounds,
-                        latency_sentences=args.latency_sentences,
-                        batch_sizes=tuple(int(b) for b in args.batch_sizes.split(",")),
-                        pytorch_sorted=args.pytorch_sorted),
+        BenchmarkConfig(
+            pytorch=args.source,
+            onnx=tuple(folders),
+            output=args.work / "bench",
+            data=args.data,
+            eval_size=args.eval_size,
+            threads=args.threads,
+            rounds=args.rounds,
+            latency_sentences=args.latency_sentences,
+            batch_sizes=tuple(int(b) for b in args.batch_sizes.split(",")),
+            pytorch_sorted=args.pytorch_sorted,
+        ),
         command=command,
     )
     exports = {f.name: json.loads((f / "manifest.json").read_text())["verification"] for f in folders}

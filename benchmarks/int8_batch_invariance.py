@@ -52,8 +52,13 @@ def describe(manifest: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variant", action="append", required=True, metavar="NAME=DIR",
-                        help="an exported folder; repeat; the first is the reference (fp32)")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        required=True,
+        metavar="NAME=DIR",
+        help="an exported folder; repeat; the first is the reference (fp32)",
+    )
     parser.add_argument("--baseline", help="variant the throughput ratios are taken against (default: the last)")
     parser.add_argument("--data", help="default: the data in the first variant's manifest")
     parser.add_argument("--eval-size", type=int, default=2000)
@@ -116,19 +121,30 @@ def main(argv: list[str] | None = None) -> dict:
     for name in names:
         ratios = [a / b for a, b in zip(rates[name], rates[baseline])]
         results[name]["throughput"] = {
-            "batch_size": args.batch_size, "rounds": [round(r, 2) for r in rates[name]],
-            "median": round(statistics.median(rates[name]), 2), "min": round(min(rates[name]), 2),
+            "batch_size": args.batch_size,
+            "rounds": [round(r, 2) for r in rates[name]],
+            "median": round(statistics.median(rates[name]), 2),
+            "min": round(min(rates[name]), 2),
             "max": round(max(rates[name]), 2),
-            f"ratio_to_{baseline}": {"median": round(statistics.median(ratios), 3), "min": round(min(ratios), 3),
-                                     "max": round(max(ratios), 3)},
+            f"ratio_to_{baseline}": {
+                "median": round(statistics.median(ratios), 3),
+                "min": round(min(ratios), 3),
+                "max": round(max(ratios), 3),
+            },
         }
 
     info = machine_info(args.threads)
     report = {
         "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
-        "machine": info, "machine_slug": machine_slug(info),
-        "data": data, "eval_size": len(texts), "seed": args.seed, "threads": args.threads,
-        "baseline": baseline, "reference": names[0], "variants": results,
+        "machine": info,
+        "machine_slug": machine_slug(info),
+        "data": data,
+        "eval_size": len(texts),
+        "seed": args.seed,
+        "threads": args.threads,
+        "baseline": baseline,
+        "reference": names[0],
+        "variants": results,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_results(args.results, report, render(report))
@@ -160,7 +176,8 @@ def render(report: dict) -> str:
             f"{inv['max_abs_prob_diff']:.2e} | {inv['max_abs_logit_diff']:.2e} | {r['f1']['macro_f1']:.4f} | "
             f"{r['f1']['micro_f1']:.4f} | {r['vs_reference']['macro_f1_diff']:+.4f} | "
             f"{r['vs_reference']['agreement']:.2%} | {t['median']:.1f} ({t['min']:.1f}–{t['max']:.1f}) | "
-            f"{ratio['median']:.3f} ({ratio['min']:.3f}–{ratio['max']:.3f}) |")
+            f"{ratio['median']:.3f} ({ratio['min']:.3f}–{ratio['max']:.3f}) |"
+        )
     lines += ["", f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
 

@@ -69,8 +69,9 @@ def main(argv: list[str] | None = None) -> dict:
     fp32 = Predictor(args.fp32, threads=args.threads)
     data = args.data or fp32.manifest["verification"]["evaluation"]["data"]
     texts, labels = load_evaluation(EvaluationSettings(DataSource.coerce(data), args.eval_size, args.seed, True))
-    print(f"{len(texts):,} evaluation sentences from {data}; threads {args.threads}; CPU {cpu_description()}",
-          flush=True)
+    print(
+        f"{len(texts):,} evaluation sentences from {data}; threads {args.threads}; CPU {cpu_description()}", flush=True
+    )
     reference = np.load(args.against / "fp32.npy") if args.against else fp32.logits(texts)
     saved: dict[str, np.ndarray] = {"fp32": reference}
     rows: dict[str, dict] = {}
@@ -84,22 +85,32 @@ def main(argv: list[str] | None = None) -> dict:
             logits = saved[key] = predictor.logits(texts)
             plan = predictor.kernel_plan
             rows[key] = {
-                "folder": folder, "file_form": plan.exported, "ran": plan.used, "exact_here": plan.exact,
-                "converted_at_load": plan.converted, "load_seconds": round(load_s, 3),
+                "folder": folder,
+                "file_form": plan.exported,
+                "ran": plan.used,
+                "exact_here": plan.exact,
+                "converted_at_load": plan.converted,
+                "load_seconds": round(load_s, 3),
                 "agreement_with_fp32": float(np.mean(logits.argmax(-1) == reference.argmax(-1))),
                 "max_abs_logit_diff_vs_fp32": float(np.abs(logits - reference).max()),
                 "f1": {k: round(v, 6) for k, v in f1_scores(labels, logits.argmax(-1)).items()},
             }
             print(f"   {key}: ran {plan.used}, agreement {rows[key]['agreement_with_fp32']:.2%}", flush=True)
-    rows["fp32"] = {"folder": args.fp32, "agreement_with_fp32": 1.0, "max_abs_logit_diff_vs_fp32": 0.0,
-                    "f1": {k: round(v, 6) for k, v in f1_scores(labels, reference.argmax(-1)).items()}}
+    rows["fp32"] = {
+        "folder": args.fp32,
+        "agreement_with_fp32": 1.0,
+        "max_abs_logit_diff_vs_fp32": 0.0,
+        "f1": {k: round(v, 6) for k, v in f1_scores(labels, reference.argmax(-1)).items()},
+    }
     predictors["fp32"] = fp32
     for key, logits in saved.items():
         other = args.against / f"{key.replace('/', '--')}.npy" if args.against else None
         if other is not None and other.is_file() and key != "fp32":  # fp32 was taken from there, not run here
             there = np.load(other)
-            rows[key]["vs_against"] = {"label_changes": int(np.sum(there.argmax(-1) != logits.argmax(-1))),
-                                       "max_abs_logit_diff": float(np.abs(there - logits).max())}
+            rows[key]["vs_against"] = {
+                "label_changes": int(np.sum(there.argmax(-1) != logits.argmax(-1))),
+                "max_abs_logit_diff": float(np.abs(there - logits).max()),
+            }
         if args.save_logits:
             args.save_logits.mkdir(parents=True, exist_ok=True)
             np.save(args.save_logits / f"{key.replace('/', '--')}.npy", logits)
@@ -123,18 +134,32 @@ def main(argv: list[str] | None = None) -> dict:
                 p50s[key].append(1e3 * float(np.median(one)))
             print(f"   round {round_ + 1}: " + ", ".join(f"{k} {rates[k][-1]:.0f}/s" for k in predictors), flush=True)
         for key in predictors:
-            rows[key]["throughput_b32"] = {"median": round(statistics.median(rates[key]), 1),
-                                           "min": round(min(rates[key]), 1), "max": round(max(rates[key]), 1)}
-            rows[key]["latency_b1_p50_ms"] = {"median": round(statistics.median(p50s[key]), 3),
-                                              "min": round(min(p50s[key]), 3), "max": round(max(p50s[key]), 3)}
+            rows[key]["throughput_b32"] = {
+                "median": round(statistics.median(rates[key]), 1),
+                "min": round(min(rates[key]), 1),
+                "max": round(max(rates[key]), 1),
+            }
+            rows[key]["latency_b1_p50_ms"] = {
+                "median": round(statistics.median(p50s[key]), 3),
+                "min": round(min(p50s[key]), 3),
+                "max": round(max(p50s[key]), 3),
+            }
 
     info = machine_info(args.threads)
     report = {
         "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
-        "machine": info, "machine_slug": machine_slug(info), "cpuid": cpu_description(), "note": args.note,
-        "data": data, "eval_size": len(texts), "seed": args.seed, "threads": args.threads,
+        "machine": info,
+        "machine_slug": machine_slug(info),
+        "cpuid": cpu_description(),
+        "note": args.note,
+        "data": data,
+        "eval_size": len(texts),
+        "seed": args.seed,
+        "threads": args.threads,
         "against": str(args.against) if args.against else None,
-        "timed": not args.no_timing, "rounds": 0 if args.no_timing else args.rounds, "rows": rows,
+        "timed": not args.no_timing,
+        "rounds": 0 if args.no_timing else args.rounds,
+        "rows": rows,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_results(args.results, report, render(report))
@@ -166,18 +191,31 @@ def render(report: dict) -> str:
         head += f" titles/s, batch 32 ({report['rounds']} rounds, min–max) | batch-1 p50 ms |"
     lines += [head, "|" + "---|" * (head.count(" | ") + 1)]
     for key, r in report["rows"].items():
-        cells = [key, r.get("file_form") or "fp32", r.get("ran") or "fp32",
-                 "" if "exact_here" not in r else ("yes" if r["exact_here"] else "**no**"),
-                 f"{r['agreement_with_fp32']:.2%}", f"{r['max_abs_logit_diff_vs_fp32']:.3f}",
-                 f"{r['f1']['macro_f1']:.4f}", f"{r['load_seconds']:.2f}" if "load_seconds" in r else ""]
+        cells = [
+            key,
+            r.get("file_form") or "fp32",
+            r.get("ran") or "fp32",
+            "" if "exact_here" not in r else ("yes" if r["exact_here"] else "**no**"),
+            f"{r['agreement_with_fp32']:.2%}",
+            f"{r['max_abs_logit_diff_vs_fp32']:.3f}",
+            f"{r['f1']['macro_f1']:.4f}",
+            f"{r['load_seconds']:.2f}" if "load_seconds" in r else "",
+        ]
         if against:
             v = r.get("vs_against")
-            cells.append(f"{v['label_changes']} / {v['max_abs_logit_diff']:.2e}" if v
-                         else "(the reference, taken from there)" if key == "fp32" else "")
+            cells.append(
+                f"{v['label_changes']} / {v['max_abs_logit_diff']:.2e}"
+                if v
+                else "(the reference, taken from there)"
+                if key == "fp32"
+                else ""
+            )
         if timed:
             t, lat = r["throughput_b32"], r["latency_b1_p50_ms"]
-            cells += [f"{t['median']:.0f} ({t['min']:.0f}–{t['max']:.0f})",
-                      f"{lat['median']:.2f} ({lat['min']:.2f}–{lat['max']:.2f})"]
+            cells += [
+                f"{t['median']:.0f} ({t['min']:.0f}–{t['max']:.0f})",
+                f"{lat['median']:.2f} ({lat['min']:.2f}–{lat['max']:.2f})",
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Command: `{report['command']}`", ""]
     return "\n".join(lines)

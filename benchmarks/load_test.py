@@ -80,8 +80,10 @@ def to_ms(value: str) -> float:
 
 
 def parse_wrk(output: str) -> dict:
-    result = {"requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-              "requests": int(re.search(r"(\d+) requests in", output).group(1))}
+    result = {
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
+    }
     for pct in ("50", "75", "90", "99"):
         m = re.search(rf"^\s+{pct}%\s+(\S+)", output, re.M)
         result[f"p{pct}_ms"] = round(to_ms(m.group(1)), 2) if m else None
@@ -105,8 +107,17 @@ def measure(args: argparse.Namespace, window_ms: float, scripts: dict[int, Path]
     """Start `serve` with this micro-batching window, run every level (clients x texts per request), stop it."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    serve = [sys.executable, "-m", "tnews_deploy.cli", "serve", str(args.model_dir), "--port", str(port),
-             "--log-level", "warning"]
+    serve = [
+        sys.executable,
+        "-m",
+        "tnews_deploy.cli",
+        "serve",
+        str(args.model_dir),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     if args.server_threads:
         serve += ["--threads", str(args.server_threads)]
     if window_ms:
@@ -115,16 +126,28 @@ def measure(args: argparse.Namespace, window_ms: float, scripts: dict[int, Path]
     levels = []
     try:
         wait_healthy(base)
-        subprocess.run(["wrk", "-t1", "-c1", "-d3s", "-s", str(scripts[min(scripts)]), base], capture_output=True,
-                       check=True)
+        subprocess.run(
+            ["wrk", "-t1", "-c1", "-d3s", "-s", str(scripts[min(scripts)]), base], capture_output=True, check=True
+        )
         for c in (int(x) for x in args.concurrency.split(",")):
             for k, script in scripts.items():
-                command = ["wrk", f"-t{min(c, 2)}", f"-c{c}", f"-d{args.duration}s", "--timeout", "10s",
-                           "--latency", "-s", str(script), base]
+                command = [
+                    "wrk",
+                    f"-t{min(c, 2)}",
+                    f"-c{c}",
+                    f"-d{args.duration}s",
+                    "--timeout",
+                    "10s",
+                    "--latency",
+                    "-s",
+                    str(script),
+                    base,
+                ]
                 print(f"$ {' '.join(command)}  (window {window_ms} ms, {k} text(s) per request)", flush=True)
                 cpu_before = server_cpu_seconds(server.pid)
-                output = subprocess.run(command, capture_output=True, text=True, check=True,
-                                        timeout=args.duration + 60).stdout
+                output = subprocess.run(
+                    command, capture_output=True, text=True, check=True, timeout=args.duration + 60
+                ).stdout
                 cpu_after = server_cpu_seconds(server.pid)
                 print(output, flush=True)
                 level = {"concurrency": c, "texts_per_request": k, **parse_wrk(output)}
@@ -147,11 +170,16 @@ def summarise(runs: list[dict]) -> list[dict]:
             rows.setdefault((lv["concurrency"], lv["texts_per_request"], run["batch_window_ms"]), []).append(lv)
     summary = []
     for (c, k, window), levels in sorted(rows.items()):
-        row = {"concurrency": c, "texts_per_request": k, "batch_window_ms": window, "rounds": len(levels),
-               "requests_per_s_min": min(lv["requests_per_s"] for lv in levels),
-               "requests_per_s_max": max(lv["requests_per_s"] for lv in levels),
-               "non_2xx": sum(lv["non_2xx"] for lv in levels),
-               "socket_errors": sum(lv["socket_errors"] for lv in levels)}
+        row = {
+            "concurrency": c,
+            "texts_per_request": k,
+            "batch_window_ms": window,
+            "rounds": len(levels),
+            "requests_per_s_min": min(lv["requests_per_s"] for lv in levels),
+            "requests_per_s_max": max(lv["requests_per_s"] for lv in levels),
+            "non_2xx": sum(lv["non_2xx"] for lv in levels),
+            "socket_errors": sum(lv["socket_errors"] for lv in levels),
+        }
         for key in ("requests_per_s", "p50_ms", "p90_ms", "p99_ms", "requests_per_cpu_s"):
             values = [lv[key] for lv in levels if lv.get(key) is not None]
             row[key] = round(statistics.median(values), 2) if values else None
@@ -167,11 +195,16 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=20, help="seconds per level")
     parser.add_argument("--texts-per-request", default="1", help="texts per request; a list (1,8) runs each")
     parser.add_argument("--server-threads", type=int, help="onnxruntime threads of the service")
-    parser.add_argument("--batch-window-ms", default="0",
-                        help="service micro-batching window; a list (0,2) compares them, alternating")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="repeat every window this often, in alternating order (a shared machine's speed "
-                             "drifts; alternation spreads the drift over the windows compared)")
+    parser.add_argument(
+        "--batch-window-ms", default="0", help="service micro-batching window; a list (0,2) compares them, alternating"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat every window this often, in alternating order (a shared machine's speed "
+        "drifts; alternation spreads the drift over the windows compared)",
+    )
     parser.add_argument("--results", type=Path, required=True, help="path stem for .md and .json")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -181,8 +214,10 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp())
     scripts = {}
     for k in sorted({int(x) for x in args.texts_per_request.split(",")}):
-        bodies = [json.dumps({"texts": [r["sentence"] for r in rows[i:i + k]]}, ensure_ascii=False)
-                  for i in range(0, len(rows) - k + 1, k)]
+        bodies = [
+            json.dumps({"texts": [r["sentence"] for r in rows[i : i + k]]}, ensure_ascii=False)
+            for i in range(0, len(rows) - k + 1, k)
+        ]
         scripts[k] = workdir / f"classify-{k}.lua"
         scripts[k].write_text(LUA % ",\n".join(lua_string(b) for b in bodies), encoding="utf-8")
     windows = [float(x) for x in args.batch_window_ms.split(",")]
@@ -191,8 +226,9 @@ def main() -> None:
         for round_no in range(args.rounds):
             for window in windows if round_no % 2 == 0 else windows[::-1]:
                 levels, healthy_after = measure(args, window, scripts)
-                runs.append({"round": round_no + 1, "batch_window_ms": window, "levels": levels,
-                             "healthy_after": healthy_after})
+                runs.append(
+                    {"round": round_no + 1, "batch_window_ms": window, "levels": levels, "healthy_after": healthy_after}
+                )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -203,9 +239,12 @@ def main() -> None:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
         "model_dir": str(args.model_dir),
-        "model": {"source": manifest.get("source", {}).get("checkpoint"),
-                  "quantization": manifest.get("quantization"), "optimization": manifest.get("optimization"),
-                  "bytes": manifest.get("model", {}).get("bytes")},
+        "model": {
+            "source": manifest.get("source", {}).get("checkpoint"),
+            "quantization": manifest.get("quantization"),
+            "optimization": manifest.get("optimization"),
+            "bytes": manifest.get("model", {}).get("bytes"),
+        },
         "texts_per_request": sorted(scripts),
         "batch_window_ms": windows,
         "rounds": args.rounds,
@@ -233,12 +272,15 @@ def main() -> None:
     ]
     for row in summary:
         window = f"{row['batch_window_ms']:g} ms" if row["batch_window_ms"] else "off"
-        lines.append(f"| {row['concurrency']} | {row['texts_per_request']} | {window} | {row['requests_per_s']:.1f} "
-                     f"| {row['requests_per_s_min']:.1f}-{row['requests_per_s_max']:.1f} | {row['p50_ms']} | "
-                     f"{row['p90_ms']} | {row['p99_ms']} | {row['requests_per_cpu_s']} | {row['non_2xx']} | "
-                     f"{row['socket_errors']} |")
+        lines.append(
+            f"| {row['concurrency']} | {row['texts_per_request']} | {window} | {row['requests_per_s']:.1f} "
+            f"| {row['requests_per_s_min']:.1f}-{row['requests_per_s_max']:.1f} | {row['p50_ms']} | "
+            f"{row['p90_ms']} | {row['p99_ms']} | {row['requests_per_cpu_s']} | {row['non_2xx']} | "
+            f"{row['socket_errors']} |"
+        )
     lines += ["", f"Healthy after every run: {healthy}.", "", "Command:", "", "```", report["command"], "```"]
     write_results(args.results, report, "\n".join(lines) + "\n")
+
 
 if __name__ == "__main__":
     main()

@@ -57,15 +57,34 @@ console.log(JSON.stringify(out));
 def node_versions() -> dict:
     lock = json.loads((NODE_DIR / "package-lock.json").read_text(encoding="utf-8"))["packages"]
     version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
-    return {"node": version, **{name: lock[f"node_modules/{name}"]["version"]
-                                for name in ("@huggingface/transformers", "onnxruntime-node", "onnxruntime-web")}}
+    return {
+        "node": version,
+        **{
+            name: lock[f"node_modules/{name}"]["version"]
+            for name in ("@huggingface/transformers", "onnxruntime-node", "onnxruntime-web")
+        },
+    }
 
 
 def node_probs(model_dir: Path, texts: list[str], engine: str, args: argparse.Namespace) -> np.ndarray:
     out = subprocess.run(
-        ["node", str(NODE_DIR / "classify.mjs"), str(model_dir), "--probs", "--threads", str(args.threads),
-         "--batch-size", str(args.batch_size), "--engine", engine],
-        input="\n".join(texts) + "\n", capture_output=True, text=True, check=True)
+        [
+            "node",
+            str(NODE_DIR / "classify.mjs"),
+            str(model_dir),
+            "--probs",
+            "--threads",
+            str(args.threads),
+            "--batch-size",
+            str(args.batch_size),
+            "--engine",
+            engine,
+        ],
+        input="\n".join(texts) + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return np.array([json.loads(line)["probs"] for line in out.stdout.splitlines()])
 
 
@@ -79,22 +98,35 @@ def compare(predictor: Predictor, texts: list[str], args: argparse.Namespace) ->
         got = node_probs(args.model_dir, texts, engine, args)
         diff = np.abs(got - probs).max(axis=1)
         same = got.argmax(1) == probs.argmax(1)
-        engines[engine] = {"agreement": float(same.mean()), "label_changes": int((~same).sum()),
-                           "max_abs_prob_diff": float(diff.max()),
-                           "max_abs_prob_diff_cut": float(diff[cut].max()) if cut.any() else None}
+        engines[engine] = {
+            "agreement": float(same.mean()),
+            "label_changes": int((~same).sum()),
+            "max_abs_prob_diff": float(diff.max()),
+            "max_abs_prob_diff_cut": float(diff[cut].max()) if cut.any() else None,
+        }
     with tempfile.TemporaryDirectory() as tmp:
         titles_file = Path(tmp) / "texts.txt"
         titles_file.write_text("\n".join(texts) + "\n", encoding="utf-8")
-        plain = json.loads(subprocess.run(
-            ["node", "--input-type=module", "-e", PIPELINE_JS, str(args.model_dir.resolve()), str(titles_file)],
-            cwd=NODE_DIR, capture_output=True, text=True, check=True).stdout)
+        plain = json.loads(
+            subprocess.run(
+                ["node", "--input-type=module", "-e", PIPELINE_JS, str(args.model_dir.resolve()), str(titles_file)],
+                cwd=NODE_DIR,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
     plain_labels = np.array([predictor.labels.index(r["label"]) for r in plain])
     plain_diff = np.abs(np.array([r["score"] for r in plain]) - probs[np.arange(len(texts)), plain_labels])
     plain_same = plain_labels == probs.argmax(1)
     return {
-        "texts": len(texts), "cut_at_max_length": int(cut.sum()), **engines["node"], "web": engines["web"],
+        "texts": len(texts),
+        "cut_at_max_length": int(cut.sum()),
+        **engines["node"],
+        "web": engines["web"],
         "plain_pipeline": {
-            "agreement": float(plain_same.mean()), "label_changes": int((~plain_same).sum()),
+            "agreement": float(plain_same.mean()),
+            "label_changes": int((~plain_same).sum()),
             "label_changes_cut": int((~plain_same & cut).sum()),
             "max_abs_top_score_diff": float(plain_diff.max()),
             "max_abs_top_score_diff_cut": float(plain_diff[cut].max()) if cut.any() else None,
@@ -103,16 +135,30 @@ def compare(predictor: Predictor, texts: list[str], args: argparse.Namespace) ->
     }
 
 
-def measure_throughput(predictor: Predictor, texts: list[str], titles_file: Path,
-                       args: argparse.Namespace) -> tuple[dict, dict]:
+def measure_throughput(
+    predictor: Predictor, texts: list[str], titles_file: Path, args: argparse.Namespace
+) -> tuple[dict, dict]:
     """Titles/s of the Predictor and of classify.mjs on both engines, alternating round by round."""
     print(f"== throughput at batch {args.batch_size}: {args.rounds} alternating rounds", flush=True)
     benches, ready = {}, {}
     for engine in ("node", "web"):
         benches[engine] = subprocess.Popen(
-            ["node", str(NODE_DIR / "bench.mjs"), str(args.model_dir), str(titles_file), "--threads",
-             str(args.threads), "--batch-size", str(args.batch_size), "--engine", engine],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            [
+                "node",
+                str(NODE_DIR / "bench.mjs"),
+                str(args.model_dir),
+                str(titles_file),
+                "--threads",
+                str(args.threads),
+                "--batch-size",
+                str(args.batch_size),
+                "--engine",
+                engine,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         ready[engine] = json.loads(benches[engine].stdout.readline())
     predictor.logits(texts[: args.batch_size * 4])  # warm-up
     load_before = os.getloadavg()[0]
@@ -129,14 +175,23 @@ def measure_throughput(predictor: Predictor, texts: list[str], titles_file: Path
     for bench in benches.values():
         bench.stdin.close()
         bench.wait(timeout=60)
-    throughput = {name: {"rounds": [round(r, 2) for r in values], "median": round(statistics.median(values), 2),
-                         "min": round(min(values), 2), "max": round(max(values), 2)}
-                  for name, values in rates.items()}
+    throughput = {
+        name: {
+            "rounds": [round(r, 2) for r in values],
+            "median": round(statistics.median(values), 2),
+            "min": round(min(values), 2),
+            "max": round(max(values), 2),
+        }
+        for name, values in rates.items()
+    }
     throughput["load_average_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     for engine in ("node", "web"):
         ratios = [n / p for n, p in zip(rates[engine], rates["predictor"])]
-        throughput[f"{engine}_over_predictor"] = {"median": round(statistics.median(ratios), 3),
-                                                  "min": round(min(ratios), 3), "max": round(max(ratios), 3)}
+        throughput[f"{engine}_over_predictor"] = {
+            "median": round(statistics.median(ratios), 3),
+            "min": round(min(ratios), 3),
+            "max": round(max(ratios), 3),
+        }
     return throughput, {engine: round(r["load_seconds"], 2) for engine, r in ready.items()}
 
 
@@ -165,7 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
         print("== parity", flush=True)
         parity = compare(predictor, texts, args)
         # Longer inputs, so that truncation at max_length is exercised: four titles joined into one text.
-        joined = ["，".join(texts[i:i + 4]) for i in range(0, min(len(texts), 4 * args.joined), 4)]
+        joined = ["，".join(texts[i : i + 4]) for i in range(0, min(len(texts), 4 * args.joined), 4)]
         parity["joined_titles"] = compare(predictor, joined, args) if joined else None
         print(json.dumps(parity, indent=1), flush=True)
 
@@ -174,12 +229,22 @@ def main(argv: list[str] | None = None) -> dict:
     info = machine_info(args.threads)
     report = {
         "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
-        "machine": info, "machine_slug": machine_slug(info), "node": node_versions(),
-        "model": {"folder": str(args.model_dir), "sha256": predictor.manifest.get("model", {}).get("sha256"),
-                  "quantization": predictor.manifest.get("quantization"), "max_length": predictor.max_length},
-        "data": data, "seed": args.seed, "threads": args.threads, "batch_size": args.batch_size,
+        "machine": info,
+        "machine_slug": machine_slug(info),
+        "node": node_versions(),
+        "model": {
+            "folder": str(args.model_dir),
+            "sha256": predictor.manifest.get("model", {}).get("sha256"),
+            "quantization": predictor.manifest.get("quantization"),
+            "max_length": predictor.max_length,
+        },
+        "data": data,
+        "seed": args.seed,
+        "threads": args.threads,
+        "batch_size": args.batch_size,
         "load_seconds": load_seconds,
-        "parity": parity, "throughput": throughput,
+        "parity": parity,
+        "throughput": throughput,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_results(args.results, report, render(report))
@@ -217,12 +282,14 @@ def render(report: dict) -> str:
             lines.append(
                 f"| {name} ({r['texts']:,}) | {r['cut_at_max_length']:,} | {label} | {e['agreement']:.2%} "
                 f"({e['label_changes']} changes) | {_fmt(e['max_abs_prob_diff'])} (15 classes) | "
-                f"{_fmt(e['max_abs_prob_diff_cut'])} |")
+                f"{_fmt(e['max_abs_prob_diff_cut'])} |"
+            )
         lines.append(
             f"| {name} ({r['texts']:,}) | {r['cut_at_max_length']:,} | plain `pipeline('text-classification')` | "
             f"{plain['agreement']:.2%} ({plain['label_changes']} changes, {plain['label_changes_cut']} on cut texts) "
             f"| {_fmt(plain['max_abs_top_score_diff_not_cut'])} (top score, uncut texts) | "
-            f"{_fmt(plain['max_abs_top_score_diff_cut'])} (top score) |")
+            f"{_fmt(plain['max_abs_top_score_diff_cut'])} (top score) |"
+        )
     if not t:
         return "\n".join([*lines, "", f"Command: `{report['command']}`", ""])
     lines += [
@@ -237,13 +304,24 @@ def render(report: dict) -> str:
     ]
     for engine, label in (("node", "classify.mjs (onnxruntime-node)"), ("web", "classify.mjs --engine web")):
         r = t[f"{engine}_over_predictor"]
-        lines.append(f"| {label} | {t[engine]['median']:.1f} ({t[engine]['min']:.1f}–{t[engine]['max']:.1f}) | "
-                     f"{r['median']:.3f} ({r['min']:.3f}–{r['max']:.3f}) | {report['load_seconds'][engine]:.2f} |")
+        lines.append(
+            f"| {label} | {t[engine]['median']:.1f} ({t[engine]['min']:.1f}–{t[engine]['max']:.1f}) | "
+            f"{r['median']:.3f} ({r['min']:.3f}–{r['max']:.3f}) | {report['load_seconds'][engine]:.2f} |"
+        )
     load = t.get("load_average_1min")
-    lines += ["", "Load: sha256 check + tokenizer + session, in the Node process."
-              + (f" Machine load average (1 min) {load['before']} before and {load['after']} after the rounds "
-                 f"({m['usable_cpus']} CPUs shared with other jobs)." if load else ""), "",
-              f"Command: `{report['command']}`", ""]
+    lines += [
+        "",
+        "Load: sha256 check + tokenizer + session, in the Node process."
+        + (
+            f" Machine load average (1 min) {load['before']} before and {load['after']} after the rounds "
+            f"({m['usable_cpus']} CPUs shared with other jobs)."
+            if load
+            else ""
+        ),
+        "",
+        f"Command: `{report['command']}`",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -36,10 +36,24 @@ ROOT = HERE.parent
 
 def run_job(name: str, model: str, inputs: list[str], out: Path, extra: list[str]) -> dict:
     """One `tnews-deploy score` process: its summary, wall seconds, peak RSS and the load around it."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "tnews_deploy.cli", "-q", "score", model, *inputs, "--output", str(out),
-               "--force", *extra]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "tnews_deploy.cli",
+        "-q",
+        "score",
+        model,
+        *inputs,
+        "--output",
+        str(out),
+        "--force",
+        *extra,
+    ]
     load_before = os.getloadavg()
     start = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -50,10 +64,19 @@ def run_job(name: str, model: str, inputs: list[str], out: Path, extra: list[str
     if code not in (0, 1):
         raise SystemExit(f"{name} failed ({code}):\n{stderr[-3000:]}")
     summary = json.loads(stdout.splitlines()[0])
-    return {"name": name, "rows": summary["rows"], "errors": summary["errors"], "seconds": summary["seconds"],
-            "rows_per_second": summary["rows_per_second"], "wall_seconds": round(wall, 2),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "load_before": [round(x, 2) for x in load_before],
-            "load_after": [round(x, 2) for x in os.getloadavg()], "output": str(out), "settings": summary["settings"]}
+    return {
+        "name": name,
+        "rows": summary["rows"],
+        "errors": summary["errors"],
+        "seconds": summary["seconds"],
+        "rows_per_second": summary["rows_per_second"],
+        "wall_seconds": round(wall, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "output": str(out),
+        "settings": summary["settings"],
+    }
 
 
 def rows_in(inputs: list[str]) -> int:
@@ -71,8 +94,11 @@ def compare(reference: str, other: str) -> dict:
     a, b = keyed(reference), keyed(other)
     same_rows = a.index.equals(b.index)
     b = b.reindex(a.index)
-    return {"same_rows": bool(same_rows), "label_mismatches": int((a.label_id != b.label_id).sum()),
-            "max_abs_score_diff": float((a.score - b.score).abs().max())}
+    return {
+        "same_rows": bool(same_rows),
+        "label_mismatches": int((a.label_id != b.label_id).sum()),
+        "max_abs_score_diff": float((a.score - b.score).abs().max()),
+    }
 
 
 def check_predictor(model: str, inputs: list[str], reference: str, n: int, seed: int = 0) -> dict:
@@ -88,9 +114,11 @@ def check_predictor(model: str, inputs: list[str], reference: str, n: int, seed:
     predictions = Predictor(model, threads=2).predict([obj["sentence"] for _, obj in sample])
     table = keyed(reference)
     got = table.loc[[(path, str(obj["idx"])) for path, obj in sample]]
-    return {"rows": len(sample),
-            "label_mismatches": int(sum(int(g) != p.label_id for g, p in zip(got.label_id, predictions))),
-            "max_abs_score_diff": float(max(abs(g - p.score) for g, p in zip(got.score, predictions)))}
+    return {
+        "rows": len(sample),
+        "label_mismatches": int(sum(int(g) != p.label_id for g, p in zip(got.label_id, predictions))),
+        "max_abs_score_diff": float(max(abs(g - p.score) for g, p in zip(got.score, predictions))),
+    }
 
 
 def main() -> None:
@@ -111,13 +139,20 @@ def main() -> None:
             dst.write(line)
     total_in = rows_in(args.inputs)
 
-    configs = [("local", ["--engine", "local", "--threads", str(args.local_threads)]),
-               ("ray-2x1", ["--engine", "ray", "--actors", "2", "--threads-per-actor", "1"]),
-               ("ray-1x1", ["--engine", "ray", "--actors", "1", "--threads-per-actor", "1"])]
+    configs = [
+        ("local", ["--engine", "local", "--threads", str(args.local_threads)]),
+        ("ray-2x1", ["--engine", "ray", "--actors", "2", "--threads-per-actor", "1"]),
+        ("ray-1x1", ["--engine", "ray", "--actors", "1", "--threads-per-actor", "1"]),
+    ]
     runs: list[dict] = []
-    results: dict = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "model": args.model,
-                     "inputs": args.inputs, "rows_in": total_in, "runs": runs,
-                     "note": "the 1-minute load average before each run is recorded (other jobs may share the CPU)"}
+    results: dict = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": args.model,
+        "inputs": args.inputs,
+        "rows_in": total_in,
+        "runs": runs,
+        "note": "the 1-minute load average before each run is recorded (other jobs may share the CPU)",
+    }
     sys.path.insert(0, str(ROOT))
     from tnews_deploy.machine import machine_info
 
@@ -130,8 +165,13 @@ def main() -> None:
             runs.append(run)
             print(json.dumps(run), flush=True)
             args.results.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-        run = run_job("local-small", args.model, [str(small)], args.work / f"small-r{round_index}",
-                      ["--engine", "local", "--threads", str(args.local_threads)])
+        run = run_job(
+            "local-small",
+            args.model,
+            [str(small)],
+            args.work / f"small-r{round_index}",
+            ["--engine", "local", "--threads", str(args.local_threads)],
+        )
         run["round"] = round_index
         runs.append(run)
         print(json.dumps(run), flush=True)
@@ -141,14 +181,23 @@ def main() -> None:
 
     reference = next(r["output"] for r in runs if r["name"] == "local")
     results["rows_out_equal_rows_in"] = all(r["rows"] == total_in for r in runs if r["name"] != "local-small")
-    results["against_local"] = {r["output"]: compare(reference, r["output"]) for r in runs
-                                if r["name"] != "local-small" and r["output"] != reference}
+    results["against_local"] = {
+        r["output"]: compare(reference, r["output"])
+        for r in runs
+        if r["name"] != "local-small" and r["output"] != reference
+    }
     results["against_predictor"] = check_predictor(args.model, args.inputs, reference, args.check_rows)
     results["summary"] = {
-        name: {"median_rows_per_second": median(name, "rows_per_second"), "median_seconds": median(name, "seconds"),
-               "median_wall_seconds": median(name, "wall_seconds"), "median_peak_rss_mb": median(name, "peak_rss_mb")}
-        for name, _ in [*configs, ("local-small", [])]}
+        name: {
+            "median_rows_per_second": median(name, "rows_per_second"),
+            "median_seconds": median(name, "seconds"),
+            "median_wall_seconds": median(name, "wall_seconds"),
+            "median_peak_rss_mb": median(name, "peak_rss_mb"),
+        }
+        for name, _ in [*configs, ("local-small", [])]
+    }
     s = results["summary"]
+
     def ratio(a: str, b: str, key: str) -> float:
         return round(s[a][key] / s[b][key], 3)
 
@@ -158,30 +207,42 @@ def main() -> None:
         "local_peak_rss_full_over_small": ratio("local", "local-small", "median_peak_rss_mb"),
     }
 
-    lines = [f"# Batch scoring: local engine vs Ray ({results['created']})", "",
-             f"Model: `{args.model}`; inputs: {', '.join(f'`{p}`' for p in args.inputs)} ({total_in:,} rows); "
-             f"CPU: {results['machine']['cpu']}, {results['machine']['usable_cpus']} usable cores. "
-             f"{results['note']}.", "",
-             "| run | round | rows | seconds | rows/s | wall s | peak RSS MB (driver) | load before |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Batch scoring: local engine vs Ray ({results['created']})",
+        "",
+        f"Model: `{args.model}`; inputs: {', '.join(f'`{p}`' for p in args.inputs)} ({total_in:,} rows); "
+        f"CPU: {results['machine']['cpu']}, {results['machine']['usable_cpus']} usable cores. "
+        f"{results['note']}.",
+        "",
+        "| run | round | rows | seconds | rows/s | wall s | peak RSS MB (driver) | load before |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
-        lines.append(f"| {r['name']} | {r['round']} | {r['rows']:,} | {r['seconds']:.1f} | {r['rows_per_second']:.1f} "
-                     f"| {r['wall_seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['load_before'][0]:.2f} |")
+        lines.append(
+            f"| {r['name']} | {r['round']} | {r['rows']:,} | {r['seconds']:.1f} | {r['rows_per_second']:.1f} "
+            f"| {r['wall_seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['load_before'][0]:.2f} |"
+        )
     lines += ["", "| engine | median rows/s | median seconds | median peak RSS MB |", "|---|---|---|---|"]
     for name, v in s.items():
-        lines.append(f"| {name} | {v['median_rows_per_second']:.1f} | {v['median_seconds']:.1f} | "
-                     f"{v['median_peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {name} | {v['median_rows_per_second']:.1f} | {v['median_seconds']:.1f} | "
+            f"{v['median_peak_rss_mb']:.0f} |"
+        )
     ratios = results["ratios"]
-    lines += ["", f"- Ray 2 actors x 1 thread / local {args.local_threads} threads (rows/s): "
-              f"**{ratios['ray_2x1_over_local']:.3f}**",
-              f"- Ray 2 actors / 1 actor (rows/s): **{ratios['ray_2x1_over_ray_1x1']:.3f}**",
-              f"- Peak RSS, {total_in:,}-row local job / {args.small_rows:,}-row local job: "
-              f"**{ratios['local_peak_rss_full_over_small']:.3f}**",
-              f"- Rows out = rows in for every run: {results['rows_out_equal_rows_in']}",
-              f"- Against the first local run: {json.dumps(results['against_local'])}",
-              f"- {results['against_predictor']['rows']:,} sampled rows against `Predictor.predict`: "
-              f"{results['against_predictor']['label_mismatches']} label mismatches, max |score diff| "
-              f"{results['against_predictor']['max_abs_score_diff']:.2e}", ""]
+    lines += [
+        "",
+        f"- Ray 2 actors x 1 thread / local {args.local_threads} threads (rows/s): "
+        f"**{ratios['ray_2x1_over_local']:.3f}**",
+        f"- Ray 2 actors / 1 actor (rows/s): **{ratios['ray_2x1_over_ray_1x1']:.3f}**",
+        f"- Peak RSS, {total_in:,}-row local job / {args.small_rows:,}-row local job: "
+        f"**{ratios['local_peak_rss_full_over_small']:.3f}**",
+        f"- Rows out = rows in for every run: {results['rows_out_equal_rows_in']}",
+        f"- Against the first local run: {json.dumps(results['against_local'])}",
+        f"- {results['against_predictor']['rows']:,} sampled rows against `Predictor.predict`: "
+        f"{results['against_predictor']['label_mismatches']} label mismatches, max |score diff| "
+        f"{results['against_predictor']['max_abs_score_diff']:.2e}",
+        "",
+    ]
     write_results(args.results, results, "\n".join(lines))
 
 

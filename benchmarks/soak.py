@@ -68,8 +68,9 @@ def titles_from(data: str | None, limit: int = 20_000) -> list[str]:
     return ["".join(rng.choice(alphabet) for _ in range(rng.randint(4, 30))) for _ in range(2000)]
 
 
-def request_stream(titles: list[str], predictions: int, max_batch: int, max_chars: int, seed: int,
-                   long_share: float = 0.2):
+def request_stream(
+    titles: list[str], predictions: int, max_batch: int, max_chars: int, seed: int, long_share: float = 0.2
+):
     """Batches of texts, `predictions` texts in all; a `long_share` of texts are 1..max_chars long."""
     rng = random.Random(seed)
     done = 0
@@ -110,9 +111,24 @@ def child(args: argparse.Namespace) -> None:
 
 
 def run_child(args: argparse.Namespace, memory: str) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), str(args.model), "--child", "--memory", memory,
-           "--predictions", str(args.predictions), "--max-batch", str(args.max_batch),
-           "--max-chars", str(args.max_chars), "--seed", str(args.seed), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        str(args.model),
+        "--child",
+        "--memory",
+        memory,
+        "--predictions",
+        str(args.predictions),
+        "--max-batch",
+        str(args.max_batch),
+        "--max-chars",
+        str(args.max_chars),
+        "--seed",
+        str(args.seed),
+        "--threads",
+        str(args.threads),
+    ]
     if args.data:
         cmd += ["--data", args.data]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -132,10 +148,27 @@ def run_http(args: argparse.Namespace) -> dict:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [sys.executable, "-m", "tnews_deploy.cli", "serve", str(args.model), "--port", str(port),
-         "--threads", str(args.threads), "--max-batch", str(args.max_batch), "--max-chars", str(args.max_chars),
-         "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "tnews_deploy.cli",
+            "serve",
+            str(args.model),
+            "--port",
+            str(port),
+            "--threads",
+            str(args.threads),
+            "--max-batch",
+            str(args.max_batch),
+            "--max-chars",
+            str(args.max_chars),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -202,7 +235,8 @@ def render(report: dict) -> str:
             lines.append(
                 f"| {label} | {s['rss_after_warmup_mb']:.0f} | {s['rss_end_mb']:.0f} | "
                 f"{s['growth_after_warmup']:+.1%} | {s['peak_mb']:.0f} | {s['peak_mb'] / m['mb']:.1f}× | "
-                f"{s['texts_per_s']:.0f} |")
+                f"{s['texts_per_s']:.0f} |"
+            )
     lines += ["", f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
 
@@ -262,7 +296,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {}
     curves: dict[str, list] = {}
     for r in range(args.rounds):
-        for memory in (modes if r % 2 == 0 else modes[::-1]):
+        for memory in modes if r % 2 == 0 else modes[::-1]:
             print(f"round {r + 1}: predictor, memory={memory} ...", file=sys.stderr, flush=True)
             raw = run_child(args, memory)
             runs.setdefault(f"predictor {memory}", []).append(summarise(raw, args.warmup))
@@ -279,10 +313,17 @@ def main() -> None:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
         "threads": args.threads,
-        "predictions": args.predictions, "warmup": args.warmup, "max_batch": args.max_batch,
-        "max_chars": args.max_chars, "rounds": args.rounds, "seed": args.seed,
-        "model": {"name": args.model.name, "mb": (args.model / "model.onnx").stat().st_size / 1e6,
-                  "quantization": ((manifest.get("quantization") or {}).get("mode") or "fp32")},
+        "predictions": args.predictions,
+        "warmup": args.warmup,
+        "max_batch": args.max_batch,
+        "max_chars": args.max_chars,
+        "rounds": args.rounds,
+        "seed": args.seed,
+        "model": {
+            "name": args.model.name,
+            "mb": (args.model / "model.onnx").stat().st_size / 1e6,
+            "quantization": ((manifest.get("quantization") or {}).get("mode") or "fp32"),
+        },
         "command": "python benchmarks/soak.py " + " ".join(sys.argv[1:]),
         "runs": runs,
     }

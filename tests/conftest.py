@@ -57,8 +57,17 @@ def tiny_train_config(tiny_model: Path, hf_data: Path, **overrides):
     from tnews_deploy.training import resolve_config
 
     settings = dict(
-        model=str(tiny_model), data=str(hf_data), train_size=300, eval_size=150, selection_size=90,
-        epochs=1.0, min_steps=200, lr=3e-3, batch_size=16, max_length=32, evaluations=4,
+        model=str(tiny_model),
+        data=str(hf_data),
+        train_size=300,
+        eval_size=150,
+        selection_size=90,
+        epochs=1.0,
+        min_steps=200,
+        lr=3e-3,
+        batch_size=16,
+        max_length=32,
+        evaluations=4,
         early_stopping_patience=0,
     )
     settings.update(overrides)
@@ -71,8 +80,7 @@ def trained_run(tmp_path_factory, tiny_model, hf_data):
     """One finished tiny run, shared by tests that need a checkpoint."""
     from tnews_deploy.training import train_run
 
-    return train_run(tiny_train_config(tiny_model, hf_data), tmp_path_factory.mktemp("run") / "full-300",
-                     quiet=True)
+    return train_run(tiny_train_config(tiny_model, hf_data), tmp_path_factory.mktemp("run") / "full-300", quiet=True)
 
 
 def train_killed_at(step: int, config, run_dir: Path) -> None:
@@ -96,8 +104,9 @@ def train_killed_at(step: int, config, run_dir: Path) -> None:
 
 
 def requires_shared_tnews():
-    return pytest.mark.skipif(not (SHARED_TNEWS / "hf" / "train.jsonl").is_file(),
-                              reason="../shared/data/tnews is not present")
+    return pytest.mark.skipif(
+        not (SHARED_TNEWS / "hf" / "train.jsonl").is_file(), reason="../shared/data/tnews is not present"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -113,5 +122,8 @@ def int8_exported(trained_run, tmp_path_factory):
     """A per-token int8 export of the trained tiny run (gate loosened: the tiny model's F1 moves by points)."""
     from tnews_deploy.export import ExportConfig, GatePolicy, export_model
 
-    return export_model(trained_run.run_dir, tmp_path_factory.mktemp("int8-exported") / "int8",
-                        ExportConfig(quantize="int8", policy=GatePolicy(max_f1_drop=0.2)))
+    return export_model(
+        trained_run.run_dir,
+        tmp_path_factory.mktemp("int8-exported") / "int8",
+        ExportConfig(quantize="int8", policy=GatePolicy(max_f1_drop=0.2)),
+    )

@@ -43,12 +43,14 @@ def write_inputs(folder: Path, n: int = 40) -> list[Expected]:
             expected.append(Expected(str(path), str(len(lines)), "没有编号的新闻"))
         lines.append(json.dumps({"idx": 1000 + i, "sentence": text}, ensure_ascii=False).encode())
         expected.append(Expected(str(path), str(1000 + i), text))
-    bad = [(b'{"idx": 2000, "sentence": ""}', "2000", "empty text"),
-           (b"{not json", None, "invalid JSON"),
-           (b'{"idx": 2001, "sentence": 5}', "2001", "not a string"),
-           (b'{"idx": 2002, "sentence": "\\ud800x"}', "2002", "surrogate"),
-           (b'{"idx": 2003, "title": "no text field"}', "2003", "no 'sentence' or 'text' field"),
-           ('{"idx": 2004, "sentence": "caf\u00e9"}'.encode("latin-1"), None, "not valid UTF-8")]
+    bad = [
+        (b'{"idx": 2000, "sentence": ""}', "2000", "empty text"),
+        (b"{not json", None, "invalid JSON"),
+        (b'{"idx": 2001, "sentence": 5}', "2001", "not a string"),
+        (b'{"idx": 2002, "sentence": "\\ud800x"}', "2002", "surrogate"),
+        (b'{"idx": 2003, "title": "no text field"}', "2003", "no 'sentence' or 'text' field"),
+        ('{"idx": 2004, "sentence": "caf\u00e9"}'.encode("latin-1"), None, "not valid UTF-8"),
+    ]
     for raw, row_id, error in bad:
         lines.append(raw)
         expected.append(Expected(str(path), row_id or str(len(lines)), None, error))

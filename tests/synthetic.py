@@ -28,7 +28,7 @@ def class_keywords() -> list[list[str]]:
     # Keywords come from a block of CJK characters that FILLER does not use.
     start = 0x9F00
     chars = [chr(start + i) for i in range(len(TNEWS_LABELS) * KEYWORDS_PER_CLASS)]
-    return [chars[i * KEYWORDS_PER_CLASS:(i + 1) * KEYWORDS_PER_CLASS] for i in range(len(TNEWS_LABELS))]
+    return [chars[i * KEYWORDS_PER_CLASS : (i + 1) * KEYWORDS_PER_CLASS] for i in range(len(TNEWS_LABELS))]
 
 
 def make_sentence(rng: random.Random, label: int) -> str:
@@ -54,8 +54,12 @@ def write_hf_jsonl(folder: Path, splits: dict[str, list[dict]]) -> Path:
     for name, rows in splits.items():
         with (folder / f"{name}.jsonl").open("w", encoding="utf-8") as fh:
             for row in rows:
-                fh.write(json.dumps({"idx": row["idx"], "label": row["label"], "sentence": row["sentence"]},
-                                    ensure_ascii=False) + "\n")
+                fh.write(
+                    json.dumps(
+                        {"idx": row["idx"], "label": row["label"], "sentence": row["sentence"]}, ensure_ascii=False
+                    )
+                    + "\n"
+                )
     return folder
 
 
@@ -104,13 +108,19 @@ def build_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, min_vocab: 
     vocab = SPECIAL_TOKENS + sorted(set(FILLER) | {c for kw in class_keywords() for c in kw})
     vocab += [f"[unused{i}]" for i in range(min_vocab - len(vocab))]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=False,
-                                  tokenize_chinese_chars=True)
+    tokenizer = BertTokenizerFast(
+        vocab_file=str(folder / "vocab.txt"), do_lower_case=False, tokenize_chinese_chars=True
+    )
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-        intermediate_size=hidden * 2, max_position_embeddings=128, pad_token_id=0,
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=128,
+        pad_token_id=0,
     )
     BertModel(config).save_pretrained(folder)
     return folder

@@ -95,12 +95,33 @@ LOOKS_BLANK = ["\ufeff", "\u200b", "\u180e", "\u2060", "\x00", "\x1b"]
 def _corpus() -> list:
     ok = ["新闻"]
     bodies: list = [
-        {"texts": []}, {"texts": ok}, {"texts": ok, "top_k": 15}, {"texts": ok, "top_k": 2.0},
+        {"texts": []},
+        {"texts": ok},
+        {"texts": ok, "top_k": 15},
+        {"texts": ok, "top_k": 2.0},
         *({"texts": ok, "top_k": k} for k in (16, 0, -1, True, "2", None, 1.5, [1], 1e300)),
-        {"texts": ["x" * 40]}, {"texts": ["x" * 41]}, {"texts": ["😀" * 40]}, {"texts": ["😀" * 41]},
-        {"texts": ["x"] * 8}, {"texts": ["x"] * 9}, {"texts": "x"}, {"texts": None}, {"texts": {"a": "b"}},
-        {}, {"top_k": 1}, [], ["x"], "x", 1, None, True,
-        {"texts": [""]}, {"texts": [1]}, {"texts": [None]}, {"texts": [["x"]]}, {"texts": ["ok", ""]},
+        {"texts": ["x" * 40]},
+        {"texts": ["x" * 41]},
+        {"texts": ["😀" * 40]},
+        {"texts": ["😀" * 41]},
+        {"texts": ["x"] * 8},
+        {"texts": ["x"] * 9},
+        {"texts": "x"},
+        {"texts": None},
+        {"texts": {"a": "b"}},
+        {},
+        {"top_k": 1},
+        [],
+        ["x"],
+        "x",
+        1,
+        None,
+        True,
+        {"texts": [""]},
+        {"texts": [1]},
+        {"texts": [None]},
+        {"texts": [["x"]]},
+        {"texts": ["ok", ""]},
         {"texts": ok, "unknown": {"nested": [1]}},
     ]
     for space in WHITESPACE:
@@ -140,8 +161,9 @@ def test_the_documented_schema_and_the_parser_agree(client, document):
     engines = _validators(schema)
     disagreements = []
     for body in _corpus():
-        response = client.post("/v1/classify", content=json.dumps(body).encode(),
-                               headers={"content-type": "application/json"})
+        response = client.post(
+            "/v1/classify", content=json.dumps(body).encode(), headers={"content-type": "application/json"}
+        )
         assert response.status_code in (200, 400, 413, 422), (body, response.text)
         for engine, is_valid in engines.items():
             if is_valid(body) != (response.status_code == 200):

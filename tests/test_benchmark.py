@@ -39,9 +39,22 @@ def test_bert_base_flops_are_in_the_known_range():
 
 def test_quick_benchmark_writes_well_formed_results(trained_run, exported, hf_data, tmp_path):
     out = tmp_path / "bench"
-    result = CliRunner().invoke(main, ["benchmark", "--pytorch", str(trained_run.run_dir), "--onnx",
-                                       str(exported.output), "--data", str(hf_data), "--output", str(out),
-                                       "--quick"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        [
+            "benchmark",
+            "--pytorch",
+            str(trained_run.run_dir),
+            "--onnx",
+            str(exported.output),
+            "--data",
+            str(hf_data),
+            "--output",
+            str(out),
+            "--quick",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "results.json").read_text())
     assert [b["backend"] for b in report["backends"]] == ["pytorch", exported.output.name]
@@ -68,29 +81,43 @@ def test_quick_benchmark_writes_well_formed_results(trained_run, exported, hf_da
 
 
 def test_missing_backend_folder_is_a_clear_error(trained_run, tmp_path):
-    result = CliRunner().invoke(main, ["benchmark", "--pytorch", str(trained_run.run_dir), "--onnx",
-                                       str(tmp_path / "nope"), "--output", str(tmp_path / "b"), "--quick"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "benchmark",
+            "--pytorch",
+            str(trained_run.run_dir),
+            "--onnx",
+            str(tmp_path / "nope"),
+            "--output",
+            str(tmp_path / "b"),
+            "--quick",
+        ],
+    )
     assert result.exit_code == 2 and "no such ONNX folder" in result.output
 
 
 # --------------------------------------------------------------------------- config
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(rounds=0), "--rounds must be ≥ 1"),
-    (dict(latency_sentences=0), "--latency-sentences must be ≥ 1"),
-    (dict(warmup=-1), "--warmup must be ≥ 0"),
-    (dict(eval_size=0), "--eval-size must be ≥ 1"),
-    (dict(max_sentences=0), "--max-sentences must be ≥ 1"),
-    (dict(threads=0), "--threads must be ≥ 1"),
-    (dict(seed=-3), "--seed must be ≥ 0"),
-    (dict(max_length=0), "--max-length must be ≥ 1"),
-    (dict(batch_sizes=()), "--batch-sizes"),
-    (dict(batch_sizes=(8, 0)), "--batch-sizes must be ≥ 1"),
-    (dict(rounds=2.5), "--rounds must be an integer"),
-    (dict(rounds=5, latency_sentences=4), "--rounds (5) must not exceed --latency-sentences (4)"),
-    (dict(onnx=()), "--onnx"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(rounds=0), "--rounds must be ≥ 1"),
+        (dict(latency_sentences=0), "--latency-sentences must be ≥ 1"),
+        (dict(warmup=-1), "--warmup must be ≥ 0"),
+        (dict(eval_size=0), "--eval-size must be ≥ 1"),
+        (dict(max_sentences=0), "--max-sentences must be ≥ 1"),
+        (dict(threads=0), "--threads must be ≥ 1"),
+        (dict(seed=-3), "--seed must be ≥ 0"),
+        (dict(max_length=0), "--max-length must be ≥ 1"),
+        (dict(batch_sizes=()), "--batch-sizes"),
+        (dict(batch_sizes=(8, 0)), "--batch-sizes must be ≥ 1"),
+        (dict(rounds=2.5), "--rounds must be an integer"),
+        (dict(rounds=5, latency_sentences=4), "--rounds (5) must not exceed --latency-sentences (4)"),
+        (dict(onnx=()), "--onnx"),
+    ],
+)
 def test_config_validates_itself_naming_the_flag(overrides, message, tmp_path):
     settings = dict(pytorch=None, onnx=(tmp_path,), output=tmp_path / "out")
     with pytest.raises(ConfigError) as info:
@@ -108,13 +135,16 @@ def test_config_normalises_and_has_no_dead_quick_field(tmp_path):
 
 
 def test_bad_cli_values_are_one_line_errors_from_the_config(tmp_path):
-    result = CliRunner().invoke(main, ["benchmark", "--onnx", str(tmp_path), "--output", str(tmp_path / "b"),
-                                       "--rounds", "0"])
+    result = CliRunner().invoke(
+        main, ["benchmark", "--onnx", str(tmp_path), "--output", str(tmp_path / "b"), "--rounds", "0"]
+    )
     assert result.exit_code == 2
     assert "--rounds must be ≥ 1" in result.output and "Traceback" not in result.output
     # flags given with --quick override its settings (and are validated the same way)
-    result = CliRunner().invoke(main, ["benchmark", "--onnx", str(tmp_path), "--output", str(tmp_path / "b"),
-                                       "--quick", "--latency-sentences", "0"])
+    result = CliRunner().invoke(
+        main,
+        ["benchmark", "--onnx", str(tmp_path), "--output", str(tmp_path / "b"), "--quick", "--latency-sentences", "0"],
+    )
     assert result.exit_code == 2 and "--latency-sentences must be ≥ 1" in result.output
 
 
@@ -133,12 +163,26 @@ def test_cli_defaults_are_the_config_defaults():
 
 
 def test_config_spells_itself_as_a_command(tmp_path):
-    config = BenchmarkConfig(pytorch=tmp_path / "run", onnx=(tmp_path / "a", tmp_path / "b"), output=tmp_path / "o",
-                             seed=3, stratify=False, rounds=2, batch_sizes=(4, 16), cold_start=False)
+    config = BenchmarkConfig(
+        pytorch=tmp_path / "run",
+        onnx=(tmp_path / "a", tmp_path / "b"),
+        output=tmp_path / "o",
+        seed=3,
+        stratify=False,
+        rounds=2,
+        batch_sizes=(4, 16),
+        cold_start=False,
+    )
     command = config.to_command()
     assert command.startswith("tnews-deploy benchmark --pytorch ")
-    for part in (f"--onnx {tmp_path / 'a'} --onnx {tmp_path / 'b'}", "--seed 3", "--no-stratify", "--rounds 2",
-                 "--batch-sizes 4,16", "--no-cold-start"):
+    for part in (
+        f"--onnx {tmp_path / 'a'} --onnx {tmp_path / 'b'}",
+        "--seed 3",
+        "--no-stratify",
+        "--rounds 2",
+        "--batch-sizes 4,16",
+        "--no-cold-start",
+    ):
         assert part in command
     assert "--warmup" not in command  # defaults are left out
 
@@ -147,8 +191,10 @@ def test_config_spells_itself_as_a_command(tmp_path):
 
 
 def _manifest(data, eval_size, seed):
-    return {"verification": {"evaluation": {"data": data, "eval_size": eval_size, "seed": seed}},
-            "source": {"run": {"data": data, "seed": seed}}}
+    return {
+        "verification": {"evaluation": {"data": data, "eval_size": eval_size, "seed": seed}},
+        "source": {"run": {"data": data, "seed": seed}},
+    }
 
 
 def test_evaluation_settings_precedence(tmp_path, caplog):
@@ -196,9 +242,12 @@ def _run_sets(hf_data, run):
     from tnews_deploy.data import SplitConfig, load_tnews, make_splits
 
     c = run.config
-    splits = make_splits(load_tnews(hf_data), SplitConfig(train_sizes=(), eval_size=c.eval_size,
-                                                          selection_size=c.selection_size, seed=c.seed,
-                                                          stratify=c.stratify))
+    splits = make_splits(
+        load_tnews(hf_data),
+        SplitConfig(
+            train_sizes=(), eval_size=c.eval_size, selection_size=c.selection_size, seed=c.seed, stratify=c.stratify
+        ),
+    )
     return list(splits.evaluation["sentence"]), set(splits.selection["sentence"])
 
 
@@ -208,8 +257,7 @@ def test_evaluation_set_is_the_runs_not_its_selection_slice(seed7_export, hf_dat
     from tnews_deploy.data import evaluation_split, load_tnews
 
     run, exported = seed7_export
-    config = BenchmarkConfig(pytorch=run.run_dir if with_pytorch else None, onnx=(exported.output,),
-                             output=tmp_path)
+    config = BenchmarkConfig(pytorch=run.run_dir if with_pytorch else None, onnx=(exported.output,), output=tmp_path)
     plan = resolve_plan(config)
     evaluation, selection = _run_sets(hf_data, run)
     expected = evaluation_split(load_tnews(hf_data), run.config.eval_size, RUN_SEED, run.config.stratify)
@@ -224,8 +272,9 @@ def test_explicit_flags_override_the_recorded_evaluation_set(seed7_export, hf_da
     from tnews_deploy.data import evaluation_split, load_tnews
 
     run, exported = seed7_export
-    plan = resolve_plan(BenchmarkConfig(pytorch=None, onnx=(exported.output,), output=tmp_path, seed=3,
-                                        eval_size=60, max_sentences=20))
+    plan = resolve_plan(
+        BenchmarkConfig(pytorch=None, onnx=(exported.output,), output=tmp_path, seed=3, eval_size=60, max_sentences=20)
+    )
     drawn = list(evaluation_split(load_tnews(hf_data), 60, 3)["sentence"])
     assert len(plan.texts) == 20 and set(plan.texts) <= set(drawn)
     assert plan.evaluation.origin["seed"] == "--seed" and plan.evaluation.origin["eval_size"] == "--eval-size"
@@ -240,8 +289,16 @@ def seed7_report(seed7_export, tmp_path_factory):
     from tnews_deploy.benchmark import run_benchmark
 
     run, exported = seed7_export
-    config = BenchmarkConfig(pytorch=None, onnx=(exported.output,), output=tmp_path_factory.mktemp("bench7"),
-                             latency_sentences=6, warmup=1, rounds=2, batch_sizes=(4, 16), cold_start=False)
+    config = BenchmarkConfig(
+        pytorch=None,
+        onnx=(exported.output,),
+        output=tmp_path_factory.mktemp("bench7"),
+        latency_sentences=6,
+        warmup=1,
+        rounds=2,
+        batch_sizes=(4, 16),
+        cold_start=False,
+    )
     saved = sys.argv
     sys.argv = ["host-program", "--unrelated-host-flag"]
     try:
@@ -275,8 +332,9 @@ def test_explicit_command_is_recorded(seed7_export, tmp_path):
     from tnews_deploy.benchmark import run_benchmark
 
     _, exported = seed7_export
-    config = BenchmarkConfig.quick_config(pytorch=None, onnx=(exported.output,), output=tmp_path,
-                                          latency_sentences=2, cold_start=False, max_sentences=16)
+    config = BenchmarkConfig.quick_config(
+        pytorch=None, onnx=(exported.output,), output=tmp_path, latency_sentences=2, cold_start=False, max_sentences=16
+    )
     report = run_benchmark(config, command="python my_script.py --x 1")
     assert report["command"] == "python my_script.py --x 1"
     assert "python my_script.py --x 1" in (tmp_path / "results.md").read_text()
@@ -324,32 +382,71 @@ def test_fp32_peak_is_the_best_of_several_sizes_and_libraries():
 def _synthetic_report():
     def row(name, kind, variant, p50, thr, share, cold):
         return {
-            "backend": name, "kind": kind, "variant": variant, "path": f"/x/{name}", "model_mb": 117.6,
-            "macro_f1": 0.49181, "micro_f1": 0.5285, "accuracy": 0.5285, "agreement_with_pytorch": 0.931,
-            "latency_ms": {"p50": p50, "p95": p50 * 1.5, "p99": p50 * 2, "mean": p50 * 1.1, "samples": 300,
-                           "round_p50": {"median": p50, "min": p50, "max": p50}},
-            "throughput": {"8": {"median": thr, "min": thr - 5, "max": thr + 5},
-                           "32": {"median": 2 * thr, "min": 2 * thr - 5, "max": 2 * thr + 5}},
-            "padding_efficiency": {"8": 0.97, "32": 0.62}, "gflops": {"8": 100.0, "32": 123.4},
-            "share_of_fp32_peak": {"8": share / 2, "32": share}, "cold_start": cold,
-            "speedup": {"latency_p50": round(15.0 / p50, 2), "throughput_8": round(thr / 150, 2),
-                        "throughput_32": round(thr / 150, 2)},
+            "backend": name,
+            "kind": kind,
+            "variant": variant,
+            "path": f"/x/{name}",
+            "model_mb": 117.6,
+            "macro_f1": 0.49181,
+            "micro_f1": 0.5285,
+            "accuracy": 0.5285,
+            "agreement_with_pytorch": 0.931,
+            "latency_ms": {
+                "p50": p50,
+                "p95": p50 * 1.5,
+                "p99": p50 * 2,
+                "mean": p50 * 1.1,
+                "samples": 300,
+                "round_p50": {"median": p50, "min": p50, "max": p50},
+            },
+            "throughput": {
+                "8": {"median": thr, "min": thr - 5, "max": thr + 5},
+                "32": {"median": 2 * thr, "min": 2 * thr - 5, "max": 2 * thr + 5},
+            },
+            "padding_efficiency": {"8": 0.97, "32": 0.62},
+            "gflops": {"8": 100.0, "32": 123.4},
+            "share_of_fp32_peak": {"8": share / 2, "32": share},
+            "cold_start": cold,
+            "speedup": {
+                "latency_p50": round(15.0 / p50, 2),
+                "throughput_8": round(thr / 150, 2),
+                "throughput_32": round(thr / 150, 2),
+            },
         }
 
-    rows = [row("pytorch", "pytorch", "fp32 eager", 15.0, 150.0, 0.44, {"seconds": 5.24, "peak_rss_mb": 935.2}),
-            row("int8", "onnx", "int8", 3.0, 600.0, 1.68, None)]
+    rows = [
+        row("pytorch", "pytorch", "fp32 eager", 15.0, 150.0, 0.44, {"seconds": 5.24, "peak_rss_mb": 935.2}),
+        row("int8", "onnx", "int8", 3.0, 600.0, 1.68, None),
+    ]
     rows[1].pop("cold_start")
     return {
-        "created": "2026-01-01T00:00:00+00:00", "command": "tnews-deploy benchmark --onnx e/int8 --output b",
-        "machine": {"cpu": "Test CPU", "arch": "x86_64", "usable_cpus": 2, "threads": 2, "flags": ["avx2"],
-                    "versions": {"python": "3.11", "onnxruntime": "1.32.0"}},
+        "created": "2026-01-01T00:00:00+00:00",
+        "command": "tnews-deploy benchmark --onnx e/int8 --output b",
+        "machine": {
+            "cpu": "Test CPU",
+            "arch": "x86_64",
+            "usable_cpus": 2,
+            "threads": 2,
+            "flags": ["avx2"],
+            "versions": {"python": "3.11", "onnxruntime": "1.32.0"},
+        },
         "fp32_peak": {"gflops": 204.3, "method": "best fp32 GEMM of numpy and torch"},
         "settings": {"warmup": 20, "rounds": 3},
         "data": "data/hf",
-        "evaluation": {"data": "data/hf", "eval_size": 2000, "seed": 7, "stratify": True, "sentences": 2000,
-                       "origin": {"data": "int8/manifest.json verification"}},
-        "pytorch_checkpoint": "/runs/grid/freeze-encoder-5000/checkpoint", "max_length": 64,
-        "eval_sentences": 2000, "mean_tokens": 18.76, "gflop_per_sentence": 0.8039, "backends": rows,
+        "evaluation": {
+            "data": "data/hf",
+            "eval_size": 2000,
+            "seed": 7,
+            "stratify": True,
+            "sentences": 2000,
+            "origin": {"data": "int8/manifest.json verification"},
+        },
+        "pytorch_checkpoint": "/runs/grid/freeze-encoder-5000/checkpoint",
+        "max_length": 64,
+        "eval_sentences": 2000,
+        "mean_tokens": 18.76,
+        "gflop_per_sentence": 0.8039,
+        "backends": rows,
     }
 
 
@@ -374,8 +471,12 @@ def test_markdown_report_from_a_report_dict(tmp_path):
     assert md.rstrip().endswith("```") and report["command"] in md
 
     write_report(report, tmp_path / "out")
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"results.json", "results.md", "latency.png",
-                                                               "throughput.png"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "results.json",
+        "results.md",
+        "latency.png",
+        "throughput.png",
+    }
     assert json.loads((tmp_path / "out" / "results.json").read_text()) == report
 
 

@@ -27,19 +27,28 @@ def one_layer_export(trained_run, hf_data, tmp_path_factory):
     checkpoint = tmp_path_factory.mktemp("one-layer") / "checkpoint"
     model.save_pretrained(checkpoint)
     AutoTokenizer.from_pretrained(trained_run.checkpoint).save_pretrained(checkpoint)
-    return export_model(checkpoint, tmp_path_factory.mktemp("one-layer-export") / "L1-fp32",
-                        ExportConfig(data=str(hf_data), eval_size=trained_run.config.eval_size,
-                                     max_length=trained_run.config.max_length))
+    return export_model(
+        checkpoint,
+        tmp_path_factory.mktemp("one-layer-export") / "L1-fp32",
+        ExportConfig(
+            data=str(hf_data), eval_size=trained_run.config.eval_size, max_length=trained_run.config.max_length
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
 def flops_report(trained_run, exported, one_layer_export, tmp_path_factory):
     from tnews_deploy.benchmark import run_benchmark
 
-    config = BenchmarkConfig.quick_config(pytorch=trained_run.run_dir,
-                                          onnx=(exported.output, one_layer_export.output),
-                                          output=tmp_path_factory.mktemp("bench") / "results", max_sentences=32,
-                                          latency_sentences=2, warmup=0, cold_start=False)
+    config = BenchmarkConfig.quick_config(
+        pytorch=trained_run.run_dir,
+        onnx=(exported.output, one_layer_export.output),
+        output=tmp_path_factory.mktemp("bench") / "results",
+        max_sentences=32,
+        latency_sentences=2,
+        warmup=0,
+        cold_start=False,
+    )
     return config, run_benchmark(config)
 
 
@@ -60,12 +69,10 @@ def test_each_backend_counts_its_own_models_flops(flops_report, exported, one_la
         for size, rate in row["gflops"].items():
             expected = row["gflop_per_sentence"] * row["throughput"][size]["median"]
             assert rate == pytest.approx(expected, rel=1e-3)
-            assert row["share_of_fp32_peak"][size] == pytest.approx(rate / report["fp32_peak"]["gflops"],
-                                                                   abs=1e-3)
+            assert row["share_of_fp32_peak"][size] == pytest.approx(rate / report["fp32_peak"]["gflops"], abs=1e-3)
 
 
-def test_results_md_shows_each_backends_flops_and_no_absolute_path(flops_report, exported, one_layer_export,
-                                                                   hf_data):
+def test_results_md_shows_each_backends_flops_and_no_absolute_path(flops_report, exported, one_layer_export, hf_data):
     config, report = flops_report
     markdown = (config.output / "results.md").read_text(encoding="utf-8")
     for folder in (config.output, exported.output, one_layer_export.output, hf_data):
@@ -77,7 +84,8 @@ def test_results_md_shows_each_backends_flops_and_no_absolute_path(flops_report,
     cells = dict(zip(header.strip("| ").split(" | "), one.strip("| ").split(" | ")))
     assert float(cells["GFLOP/sent"]) == pytest.approx(
         next(r for r in report["backends"] if r["backend"] == one_layer_export.output.name)["gflop_per_sentence"],
-        rel=1e-3)
+        rel=1e-3,
+    )
     # the recorded command runs in the results folder: its paths lead from there to the same folders
     args = shlex.split(report["command"])
     assert report["command"] in markdown

@@ -33,7 +33,8 @@ def test_export_writes_a_card_from_its_manifest(exported, trained_run):
     assert "base_model" not in meta  # the tiny model is a local folder, not a hub id
     [result] = meta["model-index"][0]["results"]
     assert {m["name"]: m["value"] for m in result["metrics"]}["macro-F1 (ONNX)"] == round(
-        manifest["verification"]["onnx"]["macro_f1"], 4)
+        manifest["verification"]["onnx"]["macro_f1"], 4
+    )
     assert meta["model-index"][0]["name"] == out.name  # the final name, not the staging folder's
     for label in TNEWS_LABEL_NAMES:
         assert f"`{label}`" in card
@@ -67,12 +68,13 @@ def test_tokenizer_config_caps_hugging_face_loaders_at_the_exports_max_length(ex
     texts = ["".join(class_keywords()[3]) * 20, "\u9f00\u9f01的人"]  # one far over max_length
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert [len(ids) for ids in tokenizer(texts, truncation=True)["input_ids"]] == [
-        len(e.ids) for e in predictor.encode(texts)]
-    classify = pipeline("text-classification", model=ORTModelForSequenceClassification.from_pretrained(out),
-                        tokenizer=tokenizer)
+        len(e.ids) for e in predictor.encode(texts)
+    ]
+    classify = pipeline(
+        "text-classification", model=ORTModelForSequenceClassification.from_pretrained(out), tokenizer=tokenizer
+    )
     results = classify(texts, truncation=True, max_length=predictor.max_length, top_k=None)
-    probs = np.array([[{r["label"]: r["score"] for r in row}[label] for label in predictor.labels]
-                      for row in results])
+    probs = np.array([[{r["label"]: r["score"] for r in row}[label] for label in predictor.labels] for row in results])
     assert np.abs(probs - predictor.predict_proba(texts)).max() < 1e-5
 
 
@@ -86,13 +88,30 @@ def test_card_command_rewrites_the_card_and_adds_benchmark_figures(exported, tra
     assert (folder / CARD_FILE).read_text(encoding="utf-8") == original  # deterministic, from the manifest
 
     bench = tmp_path / "bench"
-    result = CliRunner().invoke(main, ["benchmark", "--pytorch", str(trained_run.run_dir), "--onnx", str(folder),
-                                       "--data", str(hf_data), "--output", str(bench), "--quick",
-                                       "--no-cold-start"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        [
+            "benchmark",
+            "--pytorch",
+            str(trained_run.run_dir),
+            "--onnx",
+            str(folder),
+            "--data",
+            str(hf_data),
+            "--output",
+            str(bench),
+            "--quick",
+            "--no-cold-start",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((bench / "results.json").read_text())
-    result = CliRunner().invoke(main, ["card", str(folder), "--benchmark", str(bench / "results.json"),
-                                       "--base-model", "bert-base-chinese"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        ["card", str(folder), "--benchmark", str(bench / "results.json"), "--base-model", "bert-base-chinese"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     card = (folder / CARD_FILE).read_text(encoding="utf-8")
     assert front_matter(card)["base_model"] == "bert-base-chinese"
@@ -106,8 +125,9 @@ def test_card_command_rewrites_the_card_and_adds_benchmark_figures(exported, tra
     shutil.copytree(folder, other)
     result = CliRunner().invoke(main, ["card", str(other), "--benchmark", str(bench / "results.json")])
     assert result.exit_code == 2 and "--backend NAME" in result.output
-    result = CliRunner().invoke(main, ["card", str(other), "--benchmark", str(bench / "results.json"),
-                                       "--backend", folder.name])
+    result = CliRunner().invoke(
+        main, ["card", str(other), "--benchmark", str(bench / "results.json"), "--backend", folder.name]
+    )
     assert result.exit_code == 0, result.output
     (other / "manifest.json").unlink()
     result = CliRunner().invoke(main, ["card", str(other)])
@@ -133,15 +153,23 @@ def test_the_card_is_written_inside_the_atomic_export(trained_run, tmp_path, mon
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("intfloat/multilingual-e5-small", "intfloat/multilingual-e5-small"), ("bert-base-chinese", "bert-base-chinese"),
-    ("/root/.cache/models/e5", None), ("./runs/x", None), ("~/m", None), ("a/b/c", None), (None, None)])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("intfloat/multilingual-e5-small", "intfloat/multilingual-e5-small"),
+        ("bert-base-chinese", "bert-base-chinese"),
+        ("/root/.cache/models/e5", None),
+        ("./runs/x", None),
+        ("~/m", None),
+        ("a/b/c", None),
+        (None, None),
+    ],
+)
 def test_hub_ids_are_told_from_local_paths(name, expected):
     assert hub_id(name) == expected
 
 
 def test_card_of_a_bare_checkpoint_export_says_what_is_unknown():
-    card = render_card({"max_length": 32, "labels": {"0": "a", "1": "b"}, "model": {"bytes": 10, "sha256": "x"}},
-                       "m")
+    card = render_card({"max_length": 32, "labels": {"0": "a", "1": "b"}, "model": {"bytes": 10, "sha256": "x"}}, "m")
     assert "training settings are not recorded" in card and "no verification" in card
     assert "datasets" not in front_matter(card)

@@ -19,13 +19,16 @@ def _choices(command: str, option: str) -> list[str]:
     return list(param.type.choices)
 
 
-@pytest.mark.parametrize("command, option, expected", [
-    ("export", "optimize", choices.OPTIMIZE_LEVELS),
-    ("export", "quantize", choices.QUANTIZE_MODES),
-    ("export", "quantize_for", choices.QUANTIZE_TARGETS),
-    ("export", "prefer", choices.PREFERENCES),
-    ("predict", "input_format", formats.PREDICT_FORMAT_CHOICES),
-])
+@pytest.mark.parametrize(
+    "command, option, expected",
+    [
+        ("export", "optimize", choices.OPTIMIZE_LEVELS),
+        ("export", "quantize", choices.QUANTIZE_MODES),
+        ("export", "quantize_for", choices.QUANTIZE_TARGETS),
+        ("export", "prefer", choices.PREFERENCES),
+        ("predict", "input_format", formats.PREDICT_FORMAT_CHOICES),
+    ],
+)
 def test_cli_choices_are_the_lists(command, option, expected):
     assert _choices(command, option) == list(expected)
 
@@ -111,15 +114,18 @@ def test_predict_points_only_to_tables_score_reads():
 # --------------------------------------------------------------------------- the benchmark's variant names
 
 
-@pytest.mark.parametrize("quantization, optimization, expected", [
-    (None, None, "fp32"),
-    (None, {"level": "O2"}, "fp32 O2"),
-    ({"mode": "int8", "scheme": "per-token-symmetric"}, None, "int8"),
-    ({"mode": "int8-dynamic", "scheme": "per-tensor-dynamic"}, {"level": "O2"}, "int8-dynamic O2"),
-    ({"mode": "int8"}, None, "int8-dynamic"),  # written before int8-dynamic existed: per-tensor dynamic int8
-    ({"mode": "int4-weights", "scheme": "block-32"}, None, "int4-weights (block-32)"),  # not "int8-dynamic"
-    ({"mode": "int8", "scheme": "per-channel-static"}, None, "int8 (per-channel-static)"),
-])
+@pytest.mark.parametrize(
+    "quantization, optimization, expected",
+    [
+        (None, None, "fp32"),
+        (None, {"level": "O2"}, "fp32 O2"),
+        ({"mode": "int8", "scheme": "per-token-symmetric"}, None, "int8"),
+        ({"mode": "int8-dynamic", "scheme": "per-tensor-dynamic"}, {"level": "O2"}, "int8-dynamic O2"),
+        ({"mode": "int8"}, None, "int8-dynamic"),  # written before int8-dynamic existed: per-tensor dynamic int8
+        ({"mode": "int4-weights", "scheme": "block-32"}, None, "int4-weights (block-32)"),  # not "int8-dynamic"
+        ({"mode": "int8", "scheme": "per-channel-static"}, None, "int8 (per-channel-static)"),
+    ],
+)
 def test_describe_variant_reads_the_mode_from_the_manifest(quantization, optimization, expected):
     from tnews_deploy.benchmark.backends import describe_variant
 

@@ -51,8 +51,21 @@ def test_data_stats_writes_png_and_json(hf_data, tiny_model, tmp_path):
 )
 def test_train_bad_input_is_one_clear_line(args, message, hf_data, tiny_model, tmp_path):
     result = CliRunner().invoke(
-        main, ["train", "--model", str(tiny_model), "--data", str(hf_data), "--output", str(tmp_path / "r"),
-               "--eval-size", "100", "--selection-size", "60", *args]
+        main,
+        [
+            "train",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(hf_data),
+            "--output",
+            str(tmp_path / "r"),
+            "--eval-size",
+            "100",
+            "--selection-size",
+            "60",
+            *args,
+        ],
     )
     assert result.exit_code == 2
     assert message in result.output
@@ -78,10 +91,32 @@ def test_model_folder_without_weights(hf_data, tiny_model, tmp_path):
 
 def test_train_command_end_to_end(hf_data, tiny_model, tmp_path):
     result = run(
-        "train", "--model", str(tiny_model), "--data", str(hf_data), "--variant", "freeze-embeddings",
-        "--train-size", "150", "--eval-size", "100", "--selection-size", "60", "--epochs", "1",
-        "--min-steps", "20", "--lr", "3e-3", "--batch-size", "16", "--max-length", "32", "--quiet",
-        "--output", str(tmp_path / "run"),
+        "train",
+        "--model",
+        str(tiny_model),
+        "--data",
+        str(hf_data),
+        "--variant",
+        "freeze-embeddings",
+        "--train-size",
+        "150",
+        "--eval-size",
+        "100",
+        "--selection-size",
+        "60",
+        "--epochs",
+        "1",
+        "--min-steps",
+        "20",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "16",
+        "--max-length",
+        "32",
+        "--quiet",
+        "--output",
+        str(tmp_path / "run"),
     )
     assert result.exit_code == 0, result.output
     assert "macro-F1" in result.output
@@ -96,8 +131,19 @@ def test_export_command_and_refusal(trained_run, tmp_path):
     result = run("export", str(trained_run.run_dir), "--output", str(tmp_path / "fp32"))
     assert result.exit_code == 0, result.output
     assert "agreement 100.00%" in result.output
-    refused = CliRunner().invoke(main, ["export", str(trained_run.run_dir), "--quantize", "int8",
-                                        "--max-f1-drop", "-1", "--output", str(tmp_path / "int8")])
+    refused = CliRunner().invoke(
+        main,
+        [
+            "export",
+            str(trained_run.run_dir),
+            "--quantize",
+            "int8",
+            "--max-f1-drop",
+            "-1",
+            "--output",
+            str(tmp_path / "int8"),
+        ],
+    )
     assert refused.exit_code == 2 and "export refused" in refused.output
     assert not (tmp_path / "int8").exists()
 
@@ -140,8 +186,9 @@ def test_predict_file_with_bad_lines_keeps_the_good_ones(exported, tmp_path):
 
 def test_predict_file_with_a_lone_surrogate_writes_every_other_line(exported, tmp_path):
     source = tmp_path / "in.jsonl"
-    source.write_text('{"sentence": "今天新闻"}\n{"sentence": "\\ud800abc"}\n{"text": "\u9f00的人"}\n',
-                      encoding="utf-8")
+    source.write_text(
+        '{"sentence": "今天新闻"}\n{"sentence": "\\ud800abc"}\n{"text": "\u9f00的人"}\n', encoding="utf-8"
+    )
     out = tmp_path / "out.jsonl"
     result = CliRunner().invoke(main, ["predict", str(exported.output), "--input", str(source), "--output", str(out)])
     assert result.exit_code == 1 and "1 of 3 input(s) failed" in result.output
@@ -156,8 +203,9 @@ def test_predict_refuses_a_csv_instead_of_reading_it_as_text(exported, tmp_path)
     result = CliRunner().invoke(main, ["predict", str(exported.output), "--input", str(source)])
     assert result.exit_code == 2 and ".csv" in result.output and "--input-format" in result.output
     assert "tnews-deploy score" in result.output  # where a table of texts goes instead
-    forced = CliRunner().invoke(main, ["predict", str(exported.output), "--input", str(source),
-                                       "--input-format", "txt", "--format", "jsonl"])
+    forced = CliRunner().invoke(
+        main, ["predict", str(exported.output), "--input", str(source), "--input-format", "txt", "--format", "jsonl"]
+    )
     assert forced.exit_code == 0 and len(forced.stdout.splitlines()) == 2
 
 
@@ -167,8 +215,9 @@ def test_predict_on_a_training_run_says_how_to_export_it(trained_run):
 
 
 def test_predict_txt_from_stdin(exported):
-    result = CliRunner().invoke(main, ["predict", str(exported.output), "--input", "-"],
-                                input="\u9f00的人\n\n今天新闻\n".encode())
+    result = CliRunner().invoke(
+        main, ["predict", str(exported.output), "--input", "-"], input="\u9f00的人\n\n今天新闻\n".encode()
+    )
     assert result.exit_code == 1
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [("label" in r, r["line"]) for r in rows] == [(True, 1), (False, 2), (True, 3)]
@@ -177,8 +226,9 @@ def test_predict_txt_from_stdin(exported):
 @pytest.mark.parametrize("args", [[], ["-"]])
 def test_predict_reads_piped_texts_without_input_flag(exported, args):
     """`cat titles.txt | tnews-deploy predict MODEL` and a lone `-` read standard input, as `--input -` does."""
-    result = CliRunner().invoke(main, ["predict", str(exported.output), *args, "--format", "jsonl"],
-                                input="今天新闻\n国足备战\n".encode())
+    result = CliRunner().invoke(
+        main, ["predict", str(exported.output), *args, "--format", "jsonl"], input="今天新闻\n国足备战\n".encode()
+    )
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["line"] for line in result.stdout.splitlines()] == [1, 2]
     empty = CliRunner().invoke(main, ["predict", str(exported.output), *args], input=b"")
@@ -269,21 +319,50 @@ def test_an_import_error_inside_the_package_is_not_called_a_missing_extra(error,
 
 
 # Messages that are false alarms for these models, or raw Trainer log dicts: a user must not see them.
-KNOWN_NOISE = ("incorrect regex pattern", "fix_mistral_regex", "torch_dtype", "TracerWarning",
-               "{'loss'", "'grad_norm'", "{'eval_loss'", "{'train_runtime'")
+KNOWN_NOISE = (
+    "incorrect regex pattern",
+    "fix_mistral_regex",
+    "torch_dtype",
+    "TracerWarning",
+    "{'loss'",
+    "'grad_norm'",
+    "{'eval_loss'",
+    "{'train_runtime'",
+)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "tnews_deploy.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "tnews_deploy.cli", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def test_train_and_export_show_progress_not_false_alarms(big_vocab_model, hf_data, tmp_path):
     """In a fresh interpreter, as a user runs them, with a >100k-token tokenizer like e5's."""
-    train = _cli("train", "--model", str(big_vocab_model), "--data", str(hf_data), "--train-size", "150",
-                 "--eval-size", "100", "--selection-size", "60", "--epochs", "1", "--min-steps", "12",
-                 "--batch-size", "16", "--max-length", "32", "--output", str(tmp_path / "run"))
+    train = _cli(
+        "train",
+        "--model",
+        str(big_vocab_model),
+        "--data",
+        str(hf_data),
+        "--train-size",
+        "150",
+        "--eval-size",
+        "100",
+        "--selection-size",
+        "60",
+        "--epochs",
+        "1",
+        "--min-steps",
+        "12",
+        "--batch-size",
+        "16",
+        "--max-length",
+        "32",
+        "--output",
+        str(tmp_path / "run"),
+    )
     assert train.returncode == 0, train.stderr[-3000:]
     export = _cli("export", str(tmp_path / "run"), "--output", str(tmp_path / "onnx"))
     assert export.returncode == 0, export.stderr[-3000:]

@@ -45,8 +45,9 @@ def test_bad_jsonl_line_names_file_and_line(tmp_path):
 
 
 def test_label_out_of_range_is_rejected(tmp_path):
-    (tmp_path / "train.jsonl").write_text('{"idx": 0, "label": 1, "sentence": "a"}\n'
-                                          '{"idx": 1, "label": 15, "sentence": "b"}\n')
+    (tmp_path / "train.jsonl").write_text(
+        '{"idx": 0, "label": 1, "sentence": "a"}\n{"idx": 1, "label": 15, "sentence": "b"}\n'
+    )
     (tmp_path / "validation.jsonl").write_text('{"idx": 0, "label": 1, "sentence": "a"}\n')
     (tmp_path / "names.txt").write_text("\n".join(TNEWS_LABEL_NAMES) + "\n")
     with pytest.raises(DataError, match=r"train.jsonl:2: label 15 is not in the names file .*names.txt.*0\.\.14"):

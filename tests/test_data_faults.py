@@ -39,9 +39,27 @@ def test_a_label_outside_tnews_classes_in_a_tnews_folder_is_refused_with_its_lin
 
 def test_train_refuses_a_stray_tnews_label_in_one_line(tmp_path, synthetic_rows, tiny_model):
     folder = _tnews_folder(tmp_path / "data", synthetic_rows, row=0, label=99)
-    result = CliRunner().invoke(main, [
-        "--quiet", "train", "--model", str(tiny_model), "--data", str(folder), "--output", str(tmp_path / "run"),
-        "--train-size", "300", "--eval-size", "100", "--selection-size", "60", "--min-steps", "1"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "--quiet",
+            "train",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(folder),
+            "--output",
+            str(tmp_path / "run"),
+            "--train-size",
+            "300",
+            "--eval-size",
+            "100",
+            "--selection-size",
+            "60",
+            "--min-steps",
+            "1",
+        ],
+    )
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "train.jsonl:1: label 99" in errors[0] and "0..14" in errors[0]
@@ -159,6 +177,9 @@ def test_an_unknown_label_in_clue_files_names_its_line_past_blank_lines_and_the_
     row["label"], row["label_desc"] = "99", "news_unknown"
     lines[2] = json.dumps(row, ensure_ascii=False)
     (folder / "dev.json").write_text("\n" + "\n".join(lines) + "\n", encoding="utf-8")  # a blank first line
-    with pytest.raises(DataError, match=r"dev.json:4: unknown label '99'; expected one of the 15 classes, by code "
-                                        r"\(100, 101, .*news_story.*Fix or remove the row"):
+    with pytest.raises(
+        DataError,
+        match=r"dev.json:4: unknown label '99'; expected one of the 15 classes, by code "
+        r"\(100, 101, .*news_story.*Fix or remove the row",
+    ):
         load_data(str(folder))

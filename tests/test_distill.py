@@ -25,8 +25,16 @@ CLI = [sys.executable, "-m", "tnews_deploy.cli"]
 
 def fast_config(teacher: Path, **overrides) -> DistillConfig:
     """A few-second distillation of the tiny teacher that still learns the synthetic task."""
-    settings = dict(teacher=str(teacher), layers=2, epochs=1.0, min_steps=120, lr=3e-3, batch_size=16,
-                    evaluations=4, early_stopping_patience=0)
+    settings = dict(
+        teacher=str(teacher),
+        layers=2,
+        epochs=1.0,
+        min_steps=120,
+        lr=3e-3,
+        batch_size=16,
+        evaluations=4,
+        early_stopping_patience=0,
+    )
     settings.update(overrides)
     return DistillConfig(**settings)
 
@@ -37,8 +45,9 @@ def teacher(tmp_path_factory, hf_data):
     from tnews_deploy.training import train_run
 
     model = build_tiny_bert(tmp_path_factory.mktemp("tiny-bert-4"), layers=4)
-    return train_run(tiny_train_config(model, hf_data, min_steps=120), tmp_path_factory.mktemp("teacher") / "full-300",
-                     quiet=True)
+    return train_run(
+        tiny_train_config(model, hf_data, min_steps=120), tmp_path_factory.mktemp("teacher") / "full-300", quiet=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -214,10 +223,31 @@ def test_labels_of_the_unlabeled_set_are_never_read(teacher, tmp_path):
 
 def test_killed_run_resumes_from_its_checkpoint(teacher, tmp_path):
     out = tmp_path / "killed"
-    options = ["--layers", "2", "--epochs", "1", "--min-steps", "200", "--lr", "3e-3", "--batch-size", "16",
-               "--evaluations", "4", "--patience", "0", "--save-every", "20", "--quiet"]
-    proc = subprocess.Popen(CLI + ["distill", str(teacher.run_dir), "--output", str(out), *options],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    options = [
+        "--layers",
+        "2",
+        "--epochs",
+        "1",
+        "--min-steps",
+        "200",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "16",
+        "--evaluations",
+        "4",
+        "--patience",
+        "0",
+        "--save-every",
+        "20",
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        CLI + ["distill", str(teacher.run_dir), "--output", str(out), *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while not list((out / "trainer").glob("checkpoint-*/trainer_state.json")):
@@ -335,8 +365,9 @@ def test_resumed_selection_keeps_the_best_weights_found_before_the_kill(tmp_path
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
-    restored.on_evaluate(None, TrainerState(global_step=20), TrainerControl(), metrics={"eval_macro_f1": 0.5},
-                         model=model)
+    restored.on_evaluate(
+        None, TrainerState(global_step=20), TrainerControl(), metrics={"eval_macro_f1": 0.5}, model=model
+    )
     assert restored.best_step == 10 and restored.misses == 1
     assert restored.restore_best(model)
     assert all(torch.equal(model.state_dict()[k], best[k]) for k in best)
@@ -396,6 +427,8 @@ def test_cli_bad_options_exit_2_with_one_line(teacher, tmp_path):
 
 
 def test_importing_the_config_loads_no_torch():
-    code = ("import sys; from tnews_deploy.compress.distill import DistillConfig; DistillConfig('t', 2); "
-            "import tnews_deploy.compress; sys.exit('torch' in sys.modules)")
+    code = (
+        "import sys; from tnews_deploy.compress.distill import DistillConfig; DistillConfig('t', 2); "
+        "import tnews_deploy.compress; sys.exit('torch' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

@@ -26,20 +26,46 @@ from tnews_deploy.runfiles import is_finished
 
 pytest.importorskip("torch")
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = ["--train-size", "320", "--eval-size", "150", "--selection-size", "90", "--epochs", "1",
-            "--min-steps", "100", "--lr", "3e-3", "--max-length", "32", "--patience", "0"]
+SETTINGS = [
+    "--train-size",
+    "320",
+    "--eval-size",
+    "150",
+    "--selection-size",
+    "90",
+    "--epochs",
+    "1",
+    "--min-steps",
+    "100",
+    "--lr",
+    "3e-3",
+    "--max-length",
+    "32",
+    "--patience",
+    "0",
+]
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
 def _env(**extra: str) -> dict[str, str]:
     """This checkout importable in the launched processes, one thread each."""
-    return {**os.environ, "OMP_NUM_THREADS": "1", **extra,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        **extra,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
 
 
 def _launch(prefix: list[str], args: list[str], **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *prefix, "-m", "tnews_deploy", *args], capture_output=True, text=True,
-                          env=_env(**env), timeout=600, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, *prefix, "-m", "tnews_deploy", *args],
+        capture_output=True,
+        text=True,
+        env=_env(**env),
+        timeout=600,
+        cwd=ROOT,
+    )
 
 
 def _read(run: Path, name: str):
@@ -61,8 +87,9 @@ def no_dropout_model(tiny_model, tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("variant", ["full", "freeze-embeddings"])
-def test_two_process_ddp_train_matches_one_process_with_the_same_global_batch(no_dropout_model, hf_data, tmp_path,
-                                                                               variant):
+def test_two_process_ddp_train_matches_one_process_with_the_same_global_batch(
+    no_dropout_model, hf_data, tmp_path, variant
+):
     common = ["train", "--variant", variant, "--model", str(no_dropout_model), "--data", str(hf_data), *SETTINGS]
     ddp = _launch(TORCHRUN, [*common, "--batch-size", "8", "--output", str(tmp_path / "ddp")])
     assert ddp.returncode == 0, ddp.stderr[-3000:]
@@ -96,12 +123,30 @@ def test_two_process_ddp_train_matches_one_process_with_the_same_global_batch(no
     assert "× 2 processes" in ddp.stdout
 
 
-def test_grid_under_torchrun_trains_each_cell_with_ddp_and_rank_0_writes_the_results(no_dropout_model, hf_data,
-                                                                                       tmp_path):
+def test_grid_under_torchrun_trains_each_cell_with_ddp_and_rank_0_writes_the_results(
+    no_dropout_model, hf_data, tmp_path
+):
     grid = tmp_path / "grid"
-    result = _launch(TORCHRUN, ["grid", "--variants", "full,freeze-encoder", "--train-sizes", "320",
-                                "--model", str(no_dropout_model), "--data", str(hf_data), *SETTINGS[2:],
-                                "--batch-size", "8", "--output", str(grid), "--quiet"])
+    result = _launch(
+        TORCHRUN,
+        [
+            "grid",
+            "--variants",
+            "full,freeze-encoder",
+            "--train-sizes",
+            "320",
+            "--model",
+            str(no_dropout_model),
+            "--data",
+            str(hf_data),
+            *SETTINGS[2:],
+            "--batch-size",
+            "8",
+            "--output",
+            str(grid),
+            "--quiet",
+        ],
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     results = _read(grid, "results.json")
     assert sorted(r["run"] for r in results["runs"]) == ["freeze-encoder-320", "full-320"]
@@ -118,12 +163,35 @@ def test_a_killed_ddp_run_resumes_from_its_saved_step(no_dropout_model, hf_data,
     import psutil  # (accelerate's dependency)
 
     run = tmp_path / "run"
-    args = [*TORCHRUN, "-m", "tnews_deploy", "train", "--model", str(no_dropout_model), "--data", str(hf_data),
-            *SETTINGS, "--min-steps", "600", "--save-every", "50", "--batch-size", "8", "--output", str(run),
-            "--quiet"]
+    args = [
+        *TORCHRUN,
+        "-m",
+        "tnews_deploy",
+        "train",
+        "--model",
+        str(no_dropout_model),
+        "--data",
+        str(hf_data),
+        *SETTINGS,
+        "--min-steps",
+        "600",
+        "--save-every",
+        "50",
+        "--batch-size",
+        "8",
+        "--output",
+        str(run),
+        "--quiet",
+    ]
     env = _env()
-    launch = subprocess.Popen([sys.executable, *args], env=env, cwd=ROOT, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    launch = subprocess.Popen(
+        [sys.executable, *args],
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while not list((run / "trainer").glob("checkpoint-*/trainer_state.json")) and launch.poll() is None:
         assert time.monotonic() < deadline, "no checkpoint within 300 s"

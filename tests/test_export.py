@@ -75,8 +75,11 @@ def test_bad_sources_are_clear_errors(tmp_path, trained_run):
 
 
 def test_int8_and_optimised_exports_pass_with_tolerances(trained_run, tmp_path):
-    int8 = export_model(trained_run.run_dir, tmp_path / "int8-o2",
-                        ExportConfig(quantize="int8", optimize="O2", policy=GatePolicy(max_f1_drop=0.2)))
+    int8 = export_model(
+        trained_run.run_dir,
+        tmp_path / "int8-o2",
+        ExportConfig(quantize="int8", optimize="O2", policy=GatePolicy(max_f1_drop=0.2)),
+    )
     m = int8.manifest
     assert m["quantization"]["mode"] == "int8" and m["quantization"]["target"] == "portable"
     # the O2 graph's weight products, fused Q/K/V included, are uint8 in the file and agree in the other form
@@ -127,8 +130,9 @@ def test_gate_refuses_a_broken_model_and_leaves_nothing(trained_run, tmp_path, m
 
 def test_impossible_f1_gate_refuses_int8(trained_run, tmp_path):
     with pytest.raises(ExportRefused, match="macro-F1 drops"):
-        export_model(trained_run.run_dir, tmp_path / "int8",
-                     ExportConfig(quantize="int8", policy=GatePolicy(max_f1_drop=-1.0)))
+        export_model(
+            trained_run.run_dir, tmp_path / "int8", ExportConfig(quantize="int8", policy=GatePolicy(max_f1_drop=-1.0))
+        )
     assert list(tmp_path.iterdir()) == []
 
 

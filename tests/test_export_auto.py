@@ -27,8 +27,9 @@ class FakeTimer:
         self.texts = len(texts)
         for folder in folders.values():
             assert (folder / "model.onnx").is_file()  # a built, verified folder
-        return {name: {"latency_p50_ms": self.figures[name][0], "throughput": self.figures[name][1]}
-                for name in folders}
+        return {
+            name: {"latency_p50_ms": self.figures[name][0], "throughput": self.figures[name][1]} for name in folders
+        }
 
 
 # int8-O2 has the best throughput, fp32-O2 the best batch-1 latency.
@@ -150,8 +151,23 @@ def test_cli_export_auto_times_for_real_and_records_it(trained_run, tmp_path):
     from tnews_deploy.cli import main
 
     out = tmp_path / "auto"
-    result = CliRunner().invoke(main, ["export", str(trained_run.run_dir), "--output", str(out), "--quantize", "auto",
-                                       "--prefer", "latency", "--threads", "1", "--max-f1-drop", "1.0"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "export",
+            str(trained_run.run_dir),
+            "--output",
+            str(out),
+            "--quantize",
+            "auto",
+            "--prefer",
+            "latency",
+            "--threads",
+            "1",
+            "--max-f1-drop",
+            "1.0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     auto = json.loads((out / "manifest.json").read_text())["auto"]
     timed = {c["name"]: c["timing"] for c in auto["candidates"]}
@@ -168,7 +184,8 @@ def test_cli_prefer_needs_auto(trained_run, tmp_path):
 
     from tnews_deploy.cli import main
 
-    result = CliRunner().invoke(main, ["export", str(trained_run.run_dir), "--output", str(tmp_path / "x"),
-                                       "--prefer", "latency"])
+    result = CliRunner().invoke(
+        main, ["export", str(trained_run.run_dir), "--output", str(tmp_path / "x"), "--prefer", "latency"]
+    )
     assert result.exit_code == 2 and "--quantize auto" in result.output
     assert not (tmp_path / "x").exists()

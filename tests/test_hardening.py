@@ -37,10 +37,34 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
 
 def test_kill_9_during_grid_then_resume_finishes_only_the_rest(tiny_model, hf_data, tmp_path):
     out = tmp_path / "grid"
-    args = CLI + ["grid", "--model", str(tiny_model), "--data", str(hf_data), "--variants", "full",
-                  "--train-sizes", "60,90,120", "--eval-size", "100", "--selection-size", "60",
-                  "--epochs", "1", "--min-steps", "400", "--batch-size", "8", "--max-length", "32",
-                  "--patience", "0", "--quiet", "--output", str(out)]
+    args = CLI + [
+        "grid",
+        "--model",
+        str(tiny_model),
+        "--data",
+        str(hf_data),
+        "--variants",
+        "full",
+        "--train-sizes",
+        "60,90,120",
+        "--eval-size",
+        "100",
+        "--selection-size",
+        "60",
+        "--epochs",
+        "1",
+        "--min-steps",
+        "400",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "32",
+        "--patience",
+        "0",
+        "--quiet",
+        "--output",
+        str(out),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         # Bounds for a hang, not speed targets: a busy 2-core machine takes minutes for what CI does in seconds.
@@ -68,8 +92,11 @@ def test_kill_9_during_export_leaves_nothing_that_looks_complete(trained_run, tm
     args = CLI + ["export", str(trained_run.run_dir), "--output", str(target)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        _wait_for(lambda: any((tmp_path / "exports").glob(".fp32.partial-*")) if (tmp_path / "exports").is_dir()
-                  else False, 120, "the export to start")
+        _wait_for(
+            lambda: any((tmp_path / "exports").glob(".fp32.partial-*")) if (tmp_path / "exports").is_dir() else False,
+            120,
+            "the export to start",
+        )
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
@@ -114,8 +141,12 @@ def test_cli_file_with_ten_thousand_lines_and_bad_ones(exported, tmp_path):
     source = tmp_path / "in.txt"
     source.write_bytes(b"\n".join(lines) + b"\n")
     out = tmp_path / "out.jsonl"
-    result = subprocess.run(CLI + ["predict", str(exported.output), "--input", str(source), "--output", str(out)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        CLI + ["predict", str(exported.output), "--input", str(source), "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1 and "3 of 10,000 input(s) failed" in result.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 10_000
@@ -132,8 +163,12 @@ def _free_port() -> int:
 def test_serve_command_answers_on_loopback(exported):
     pytest.importorskip("uvicorn")
     port = _free_port()
-    proc = subprocess.Popen(CLI + ["serve", str(exported.output), "--port", str(port), "--log-level", "warning"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        CLI + ["serve", str(exported.output), "--port", str(port), "--log-level", "warning"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -144,12 +179,16 @@ def test_serve_command_answers_on_loopback(exported):
 
     try:
         _wait_for(up, 60, "the service to start")
-        request = urllib.request.Request(base + "/v1/classify", data=json.dumps({"texts": ["今天新闻"]}).encode(),
-                                         headers={"content-type": "application/json"})
+        request = urllib.request.Request(
+            base + "/v1/classify",
+            data=json.dumps({"texts": ["今天新闻"]}).encode(),
+            headers={"content-type": "application/json"},
+        )
         body = json.loads(urllib.request.urlopen(request, timeout=10).read())
         assert body["predictions"][0]["label"].startswith("news_")
-        bad = urllib.request.Request(base + "/v1/classify", data=b'{"texts": [1]}',
-                                     headers={"content-type": "application/json"})
+        bad = urllib.request.Request(
+            base + "/v1/classify", data=b'{"texts": [1]}', headers={"content-type": "application/json"}
+        )
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(bad, timeout=10)
         assert info.value.code == 422
@@ -164,8 +203,14 @@ def test_serve_refuses_a_bad_model_folder_in_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-BATTERY = ["长" * 100_000, "tab\tand\x07bell\x1bescape", "emoji 😀🚀 and English 和中文 mixed", "繁體中文新聞標題",
-           "\u200b\u200d零宽字符", "x"]
+BATTERY = [
+    "长" * 100_000,
+    "tab\tand\x07bell\x1bescape",
+    "emoji 😀🚀 and English 和中文 mixed",
+    "繁體中文新聞標題",
+    "\u200b\u200d零宽字符",
+    "x",
+]
 
 
 def test_bad_input_battery_in_cli_file_mode(exported, tmp_path):
@@ -174,8 +219,12 @@ def test_bad_input_battery_in_cli_file_mode(exported, tmp_path):
     lines += [b"", b"null", b"42", b'["nested"]', b'{"text": {"a": 1}}', b'{"sentence": "   "}', b"\xc3\x28"]
     source = tmp_path / "battery.jsonl"
     source.write_bytes(b"\n".join(lines) + b"\n")
-    result = subprocess.run(CLI + ["predict", str(exported.output), "--input", str(source), "--format", "jsonl"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        CLI + ["predict", str(exported.output), "--input", str(source), "--format", "jsonl"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and "7 of 13 input(s) failed" in result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["line"] for r in rows] == list(range(1, 14))
@@ -202,9 +251,25 @@ def test_short_soak_keeps_memory_bounded(exported, tmp_path):
     """benchmarks/soak.py on the tiny model: batches of 1-256 texts of 1-2,000 characters, RSS sampled."""
     soak = Path(__file__).resolve().parents[1] / "benchmarks" / "soak.py"
     result = subprocess.run(
-        [sys.executable, str(soak), str(exported.output), "--predictions", "6000", "--warmup", "1000",
-         "--memory", "arena,ort-default", "--threads", "1", "--results", str(tmp_path / "soak")],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            str(soak),
+            str(exported.output),
+            "--predictions",
+            "6000",
+            "--warmup",
+            "1000",
+            "--memory",
+            "arena,ort-default",
+            "--threads",
+            "1",
+            "--results",
+            str(tmp_path / "soak"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "soak.json").read_text())
     for name in ("predictor arena", "predictor ort-default"):
@@ -214,6 +279,8 @@ def test_short_soak_keeps_memory_bounded(exported, tmp_path):
     samples = report["curves"]["predictor arena"]
     assert samples[-1][0] == 6000  # every prediction was made
     assert (tmp_path / "soak.png").stat().st_size > 0 and (tmp_path / "soak.md").is_file()
+
+
 @contextmanager
 def _serving(model_dir, tmp_path, *flags: str) -> Iterator[tuple[subprocess.Popen, str, Path]]:
     """`serve` on a free loopback port, its log in a file (a pipe nobody reads could fill up and stall it).
@@ -223,8 +290,12 @@ def _serving(model_dir, tmp_path, *flags: str) -> Iterator[tuple[subprocess.Pope
     port = _free_port()
     log_path = tmp_path / f"serve-{port}.log"
     with log_path.open("w") as log:
-        proc = subprocess.Popen(CLI + ["serve", str(model_dir), "--port", str(port), *flags],
-                                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(
+            CLI + ["serve", str(model_dir), "--port", str(port), *flags],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
         try:
             yield proc, f"http://127.0.0.1:{port}", log_path
         finally:
@@ -242,8 +313,9 @@ def _ready(base: str) -> bool:
 
 def _classify(base: str, texts: list[str]) -> tuple[str, object]:
     """('ok', number of predictions), ('http', status) or ('refused'/'dropped', error) for a connection error."""
-    request = urllib.request.Request(base + "/v1/classify", data=json.dumps({"texts": texts}).encode(),
-                                     headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        base + "/v1/classify", data=json.dumps({"texts": texts}).encode(), headers={"content-type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=300) as response:
             return "ok", len(json.loads(response.read())["predictions"])
@@ -264,8 +336,11 @@ def test_sigterm_lets_accepted_requests_finish_and_exits_0(exported, tmp_path):
     """SIGTERM while slow requests run: each of them gets its 200, later ones are refused, the process exits 0."""
     pytest.importorskip("uvicorn")
     texts = ["今天的新闻是关于北京大学举行毕业典礼的消息" * 3] * 4000  # seconds per request
-    with _serving(exported.output, tmp_path, "--max-batch", "5000", "--threads", "1",
-                  "--graceful-timeout", "120") as (proc, base, log):
+    with _serving(exported.output, tmp_path, "--max-batch", "5000", "--threads", "1", "--graceful-timeout", "120") as (
+        proc,
+        base,
+        log,
+    ):
         _wait_for(lambda: _ready(base), 60, "the service to be ready")
         with ThreadPoolExecutor(max_workers=8) as pool:
             in_flight = [pool.submit(_classify, base, texts) for _ in range(4)]
@@ -284,8 +359,11 @@ def test_sigterm_lets_accepted_requests_finish_and_exits_0(exported, tmp_path):
 
 
 def _metric_values(text: str, prefix: str, *labels: str) -> list[float]:
-    return [float(line.split()[-1]) for line in text.splitlines()
-            if line.startswith(prefix) and all(label in line for label in labels)]
+    return [
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(prefix) and all(label in line for label in labels)
+    ]
 
 
 def test_workers_report_metrics_summed_over_processes_and_stop_on_sigterm(exported, tmp_path):
@@ -297,8 +375,7 @@ def test_workers_report_metrics_summed_over_processes_and_stop_on_sigterm(export
             outcomes = list(pool.map(lambda i: _classify(base, [f"第{i}条新闻"] * (1 + i % 3)), range(24)))
         assert outcomes == [("ok", 1 + i % 3) for i in range(24)]
         text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
-        assert sum(_metric_values(text, "tnews_http_requests_total{", 'endpoint="/v1/classify"',
-                                  'status="200"')) == 24
+        assert sum(_metric_values(text, "tnews_http_requests_total{", 'endpoint="/v1/classify"', 'status="200"')) == 24
         assert _metric_values(text, "tnews_classify_texts_per_request_sum") == [sum(1 + i % 3 for i in range(24))]
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
@@ -306,6 +383,7 @@ def test_workers_report_metrics_summed_over_processes_and_stop_on_sigterm(export
 
 @pytest.mark.parametrize("flag, value", [("--max-queue", "0"), ("--graceful-timeout", "0")])
 def test_serve_refuses_bad_limits_in_one_line(exported, flag, value):
-    result = subprocess.run(CLI + ["serve", str(exported.output), flag, value], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        CLI + ["serve", str(exported.output), flag, value], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2 and flag in result.stderr and "Traceback" not in result.stderr

@@ -56,9 +56,16 @@ def predicted_lines(output: str) -> list[dict]:
 
 def huge_int_jsonl() -> bytes:
     good = sentences(2)
-    return "\n".join([json.dumps({"text": good[0]}, ensure_ascii=False),
-                      '{"idx": ' + HUGE_INT + ', "text": "数字太长的一行"}',
-                      json.dumps({"text": good[1]}, ensure_ascii=False)]).encode() + b"\n"
+    return (
+        "\n".join(
+            [
+                json.dumps({"text": good[0]}, ensure_ascii=False),
+                '{"idx": ' + HUGE_INT + ', "text": "数字太长的一行"}',
+                json.dumps({"text": good[1]}, ensure_ascii=False),
+            ]
+        ).encode()
+        + b"\n"
+    )
 
 
 def test_predict_reports_a_huge_json_integer_as_that_lines_error(model_dir, tmp_path):
@@ -140,8 +147,7 @@ def unigram_tokenizer(max_length: int):
     tokenizer.normalizer = normalizers.NFKC()
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     corpus = sentences(400, 11) + ["the classifier reads news titles", "国足备战世界杯预选赛 football"]
-    tokenizer.train_from_iterator(corpus, UnigramTrainer(vocab_size=1000, unk_token="<unk>",
-                                                         special_tokens=["<unk>"]))
+    tokenizer.train_from_iterator(corpus, UnigramTrainer(vocab_size=1000, unk_token="<unk>", special_tokens=["<unk>"]))
     tokenizer.enable_truncation(max_length=max_length)
     return tokenizer
 
@@ -149,8 +155,22 @@ def unigram_tokenizer(max_length: int):
 def tricky_texts(rng: random.Random, count: int, low: int, high: int) -> list[str]:
     """Random texts mixing the things a cut could break: spaces, punctuation, combining and expanding
     characters (NFKC), zero-width and unknown characters, long runs of one letter."""
-    pieces = list(FILLER[:40]) + [" ", "  ", "，", "!", "e\u0301", "\u0301", "ﬁ", "㍻", "\u200b", "\t", "☃",
-                                  "abc", "x" * 20, "新闻 "]
+    pieces = list(FILLER[:40]) + [
+        " ",
+        "  ",
+        "，",
+        "!",
+        "e\u0301",
+        "\u0301",
+        "ﬁ",
+        "㍻",
+        "\u200b",
+        "\t",
+        "☃",
+        "abc",
+        "x" * 20,
+        "新闻 ",
+    ]
     alphabets = [pieces, list(FILLER[:40]), list(FILLER[:40]) + [" "], ["x", "y"], ["x", "y", " "]]
     texts = []
     for _ in range(count):
@@ -190,7 +210,8 @@ def test_cut_texts_keep_exactly_the_tokens_of_the_whole_texts(model_dir, kind):
         spy = RecordingTokenizer(tokenizer)
         real = ["，".join(sentences(2000, max_length)), " ".join(sentences(2000, max_length + 1))]
         assert [e.ids for e in LongTextEncoder(spy, max_length).encode(real)] == [
-            e.ids for e in tokenizer.encode_batch(real, add_special_tokens=True)]
+            e.ids for e in tokenizer.encode_batch(real, add_special_tokens=True)
+        ]
         assert max(spy.lengths) < min(map(len, real))  # real text: never tokenised whole
 
 
@@ -205,7 +226,7 @@ def test_a_csv_cell_longer_than_the_parsers_block_is_read(tmp_path):
     rows = [(str(i), s) for i, s in enumerate(small, 1)]
     rows.insert(len(rows) - 3, ("long", long_text))
     path = tmp_path / "titles.csv"
-    path.write_text("id,text\n" + "".join(f"{i},\"{t}\"\n" for i, t in rows), encoding="utf-8")
+    path.write_text("id,text\n" + "".join(f'{i},"{t}"\n' for i, t in rows), encoding="utf-8")
 
     read = [table for table in read_chunks(InputFile(path, "csv"), None, 1000)]
     ids = [i for table in read for i in table.column("id").to_pylist()]
@@ -219,7 +240,7 @@ def test_score_scores_a_csv_with_a_long_cell_like_the_predictor(model_dir, predi
     long_text = "，".join(sentences(200_000, 4))  # several MB
     short = sentences(2, 5)
     path = tmp_path / "titles.csv"
-    path.write_text(f"id,text\na,{short[0]}\nb,\"{long_text}\"\nc,{short[1]}\n", encoding="utf-8")
+    path.write_text(f'id,text\na,{short[0]}\nb,"{long_text}"\nc,{short[1]}\n', encoding="utf-8")
     out = tmp_path / "out"
     result = invoke("score", str(model_dir), str(path), "--output", str(out), "--threads", "1")
     assert result.exit_code == 0, result.output
@@ -249,9 +270,11 @@ def test_score_reads_a_csv_saved_by_excel(model_dir, tmp_path, columns):
 @pytest.mark.parametrize("suffix", [".jsonl", ".txt", ".csv"])
 def test_reading_drops_the_byte_order_mark(tmp_path, suffix):
     texts = sentences(3, 8)
-    body = {".jsonl": "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts),
-            ".txt": "".join(t + "\n" for t in texts),
-            ".csv": "text\n" + "".join(t + "\n" for t in texts)}[suffix]
+    body = {
+        ".jsonl": "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts),
+        ".txt": "".join(t + "\n" for t in texts),
+        ".csv": "text\n" + "".join(t + "\n" for t in texts),
+    }[suffix]
     path = tmp_path / f"in{suffix}"
     path.write_text(BOM + body, encoding="utf-8")
     tables = list(read_chunks(InputFile(path, suffix[1:]), None, 100))
@@ -261,8 +284,11 @@ def test_reading_drops_the_byte_order_mark(tmp_path, suffix):
 @pytest.mark.parametrize("suffix", [".jsonl", ".txt"])
 def test_predict_drops_the_byte_order_mark_of_a_file_and_of_stdin(model_dir, tmp_path, suffix):
     texts = sentences(3, 9)
-    body = ("".join(json.dumps({"sentence": t}, ensure_ascii=False) + "\n" for t in texts) if suffix == ".jsonl"
-            else "".join(t + "\n" for t in texts))
+    body = (
+        "".join(json.dumps({"sentence": t}, ensure_ascii=False) + "\n" for t in texts)
+        if suffix == ".jsonl"
+        else "".join(t + "\n" for t in texts)
+    )
     path = tmp_path / f"in{suffix}"
     path.write_text(BOM + body, encoding="utf-8")
     for args, stdin in ((["--input", str(path)], None), ([], (BOM + body).encode())):
@@ -282,31 +308,40 @@ def test_own_data_files_with_a_byte_order_mark_load(tmp_path):
     clue.mkdir()
 
     def json_lines(part):
-        return BOM + "".join(json.dumps({"sentence": t, "label": TNEWS_LABELS[y][0],
-                                         "label_desc": TNEWS_LABELS[y][1]}, ensure_ascii=False) + "\n"
-                             for t, y in part)
+        return BOM + "".join(
+            json.dumps(
+                {"sentence": t, "label": TNEWS_LABELS[y][0], "label_desc": TNEWS_LABELS[y][1]}, ensure_ascii=False
+            )
+            + "\n"
+            for t, y in part
+        )
 
     (clue / "train.json").write_text(json_lines(rows[:60]), encoding="utf-8")
     (clue / "dev.json").write_text(json_lines(rows[60:]), encoding="utf-8")
-    (clue / "labels.json").write_text(BOM + "".join(json.dumps({"label": code, "label_desc": desc}) + "\n"
-                                                    for code, desc in TNEWS_LABELS), encoding="utf-8")
+    (clue / "labels.json").write_text(
+        BOM + "".join(json.dumps({"label": code, "label_desc": desc}) + "\n" for code, desc in TNEWS_LABELS),
+        encoding="utf-8",
+    )
     data = load_data(str(clue))
     assert list(data["train"]["sentence"]) == [t for t, _ in rows[:60]]
     assert data["train"].features["label"].names == [desc for _, desc in TNEWS_LABELS]
 
     (clue / "train.json").unlink()
-    (clue / "train.tsv").write_text(BOM + "".join(f"{t}\t{TNEWS_LABELS[y][1]}\n" for t, y in rows[:60]),
-                                    encoding="utf-8")
+    (clue / "train.tsv").write_text(
+        BOM + "".join(f"{t}\t{TNEWS_LABELS[y][1]}\n" for t, y in rows[:60]), encoding="utf-8"
+    )
     assert list(load_data(str(clue))["train"]["sentence"]) == [t for t, _ in rows[:60]]
 
     own = tmp_path / "own"
     own.mkdir()
     names = [desc for _, desc in TNEWS_LABELS]
-    (own / "train.csv").write_text(BOM + "label,sentence\n" + "".join(f"{names[y]},{t}\n" for t, y in rows),
-                                   encoding="utf-8")
-    (own / "train.jsonl").write_text(BOM + "".join(json.dumps({"sentence": t, "label": names[y]},
-                                                              ensure_ascii=False) + "\n" for t, y in rows),
-                                     encoding="utf-8")
+    (own / "train.csv").write_text(
+        BOM + "label,sentence\n" + "".join(f"{names[y]},{t}\n" for t, y in rows), encoding="utf-8"
+    )
+    (own / "train.jsonl").write_text(
+        BOM + "".join(json.dumps({"sentence": t, "label": names[y]}, ensure_ascii=False) + "\n" for t, y in rows),
+        encoding="utf-8",
+    )
     for name in ("train.csv", "train.jsonl"):
         loaded = load_data(str(own / name))
         assert sorted([*loaded["train"]["sentence"], *loaded["validation"]["sentence"]]) == sorted(t for t, _ in rows)
@@ -321,11 +356,30 @@ def test_the_next_score_removes_a_killed_jobs_staging_folder_but_never_a_running
     small = tmp_path / "small.txt"
     small.write_text("".join(s + "\n" for s in sentences(5, 10)), encoding="utf-8")
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": "1"}
-    job = subprocess.Popen([sys.executable, "-m", "tnews_deploy.cli", "score", str(model_dir), str(source),
-                            "--output", str(out), "--chunk-rows", "64", "--threads", "1"],
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "OMP_NUM_THREADS": "1",
+    }
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tnews_deploy.cli",
+            "score",
+            str(model_dir),
+            str(source),
+            "--output",
+            str(out),
+            "--chunk-rows",
+            "64",
+            "--threads",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while not any(tmp_path.glob(".out.partial-*/part-*.parquet")):  # the job is scoring

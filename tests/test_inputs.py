@@ -77,7 +77,10 @@ def test_format_from_name_and_unsupported_suffix():
 def test_txt_lines_keep_their_numbers_and_errors():
     records = _records("第一\n\n第三\r\n", name="in.txt")
     assert [(r.line, r.text, r.error is not None) for r in records] == [
-        (1, "第一", False), (2, None, True), (3, "第三", False)]
+        (1, "第一", False),
+        (2, None, True),
+        (3, "第三", False),
+    ]
 
 
 @pytest.mark.parametrize("size", [1, 3, 32])

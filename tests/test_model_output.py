@@ -23,14 +23,18 @@ def two_more_outputs(exported, tmp_path_factory):
     model = onnx.load(folder / "model.onnx")
     graph = model.graph
     graph.initializer.append(helper.make_tensor("token_axis", TensorProto.INT64, [1], [1]))
-    graph.node.extend([
-        helper.make_node("Identity", ["input_ids"], ["token_ids"]),
-        helper.make_node("ReduceSum", ["attention_mask", "token_axis"], ["token_count"], keepdims=0),
-    ])
-    graph.output.extend([
-        helper.make_tensor_value_info("token_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
-        helper.make_tensor_value_info("token_count", TensorProto.INT64, ["batch_size"]),
-    ])
+    graph.node.extend(
+        [
+            helper.make_node("Identity", ["input_ids"], ["token_ids"]),
+            helper.make_node("ReduceSum", ["attention_mask", "token_axis"], ["token_count"], keepdims=0),
+        ]
+    )
+    graph.output.extend(
+        [
+            helper.make_tensor_value_info("token_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
+            helper.make_tensor_value_info("token_count", TensorProto.INT64, ["batch_size"]),
+        ]
+    )
     onnx.save(model, folder / "model.onnx")
     return Predictor(folder, threads=1, verify_checksum=False)  # the file changed on purpose
 
@@ -59,8 +63,8 @@ def test_every_output_comes_back_in_input_order_token_axes_padded(two_more_outpu
     token_ids = output.outputs["token_ids"]
     assert token_ids.shape == (len(TEXTS), max(lengths))
     for row, encoding in zip(token_ids, output.encodings):
-        assert row[:len(encoding.ids)].tolist() == encoding.ids
-        assert not row[len(encoding.ids):].any()  # padding beyond the text: zeros
+        assert row[: len(encoding.ids)].tolist() == encoding.ids
+        assert not row[len(encoding.ids) :].any()  # padding beyond the text: zeros
     np.testing.assert_array_equal(output.logits, predictor.logits(TEXTS, batch_size=2))
     assert [p.label for p in predictor.predict(TEXTS)] == [predictor.labels[i] for i in output.logits.argmax(-1)]
 
@@ -70,6 +74,8 @@ def test_a_call_without_texts_gives_every_output_with_no_rows(two_more_outputs):
 
     assert output.encodings == ()
     assert {name: (a.shape, a.dtype) for name, a in output.outputs.items()} == {
-        "logits": ((0, len(two_more_outputs.labels)), np.float32), "token_ids": ((0, 0), np.int64),
-        "token_count": ((0,), np.int64)}
+        "logits": ((0, len(two_more_outputs.labels)), np.float32),
+        "token_ids": ((0, 0), np.int64),
+        "token_count": ((0,), np.int64),
+    }
     assert two_more_outputs.predict_proba([]).shape == (0, len(two_more_outputs.labels))

@@ -86,7 +86,11 @@ def test_wheel_follows_the_wheel_spec_and_carries_the_card(wheel, exported):
         assert "Wheel-Version: 1.0" in wheel_file and "Root-Is-Purelib: true" in wheel_file
         assert "Tag: py3-none-any" in wheel_file
         assert archive.read(f"{dist_info}/entry_points.txt").decode().split() == [
-            "[tnews_deploy.models]", KEY, "=", f"{MODULE}:MODEL_DIR"]
+            "[tnews_deploy.models]",
+            KEY,
+            "=",
+            f"{MODULE}:MODEL_DIR",
+        ]
         metadata = Metadata.from_email(archive.read(f"{dist_info}/METADATA"), validate=True)
     assert (metadata.name, str(metadata.version)) == (NAME, "1.0")
     assert [str(r) for r in metadata.requires_dist] == [f"tnews-deploy>={__version__}"]
@@ -184,27 +188,37 @@ def _fresh_venv(folder: Path) -> Path:
     site-packages. `--system-site-packages` alone reaches the base interpreter's, not this venv's."""
     venv.EnvBuilder(system_site_packages=True, with_pip=False, symlinks=os.name != "nt").create(folder)
     python = folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     ours = [p for p in [*site.getsitepackages(), site.getusersitepackages()] if Path(p).is_dir()]
     (Path(purelib) / "_tnews_deploy_test_parent.pth").write_text(
-        f"import site; list(map(site.addsitedir, {ours!r}))\n", encoding="utf-8")
+        f"import site; list(map(site.addsitedir, {ours!r}))\n", encoding="utf-8"
+    )
     return python
 
 
 def test_wheel_installs_with_pip_predicts_by_name_and_uninstalls(wheel, exported, texts, tmp_path):
     python = _fresh_venv(tmp_path / "venv")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "OMP_NUM_THREADS": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(python), *args], capture_output=True, text=True, env=env, cwd=tmp_path,
-                              timeout=120)
+        return subprocess.run([str(python), *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
 
     installed = run("-m", "pip", "install", "--no-deps", "--no-index", str(wheel))
     assert installed.returncode == 0, installed.stderr
-    code = ("import json, sys; from tnews_deploy import Predictor; p = Predictor(sys.argv[1], threads=1); "
-            "print(json.dumps({'dir': str(p.model_dir), 'probs': p.predict_proba(sys.argv[2:]).tolist()}))")
+    code = (
+        "import json, sys; from tnews_deploy import Predictor; p = Predictor(sys.argv[1], threads=1); "
+        "print(json.dumps({'dir': str(p.model_dir), 'probs': p.predict_proba(sys.argv[2:]).tolist()}))"
+    )
     api = run("-c", code, NAME, *texts)
     assert api.returncode == 0, api.stderr
     answer = json.loads(api.stdout)
@@ -214,8 +228,9 @@ def test_wheel_installs_with_pip_predicts_by_name_and_uninstalls(wheel, exported
 
     predicted = run("-m", "tnews_deploy", "predict", KEY, *texts, "--format", "jsonl", "--threads", "1")
     assert predicted.returncode == 0, predicted.stderr
-    assert [json.loads(line)["label_id"] for line in predicted.stdout.splitlines()] == \
-        [p.label_id for p in reference.predict(texts)]
+    assert [json.loads(line)["label_id"] for line in predicted.stdout.splitlines()] == [
+        p.label_id for p in reference.predict(texts)
+    ]
 
     removed = run("-m", "pip", "uninstall", "-y", NAME)
     assert removed.returncode == 0, removed.stderr
@@ -225,8 +240,10 @@ def test_wheel_installs_with_pip_predicts_by_name_and_uninstalls(wheel, exported
 
 
 def test_packaging_and_name_resolution_load_no_training_library():
-    code = ("import sys, tnews_deploy.model_package, tnews_deploy.models; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'datasets'}))")
+    code = (
+        "import sys, tnews_deploy.model_package, tnews_deploy.models; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'datasets'}))"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -41,8 +41,13 @@ def node_example() -> Path:
         for name in ("package.json", "package-lock.json"):
             shutil.copy2(EXAMPLE / name, folder / name)
         try:
-            result = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=folder,
-                                    capture_output=True, text=True, timeout=900)
+            result = subprocess.run(
+                [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
+                cwd=folder,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
         except subprocess.TimeoutExpired:
             pytest.skip("npm ci timed out (no network?)")
         if result.returncode != 0:
@@ -54,8 +59,13 @@ def node_example() -> Path:
 
 
 def classify(example: Path, model_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["node", str(example / "classify.mjs"), str(model_dir), *args], input=stdin,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["node", str(example / "classify.mjs"), str(model_dir), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def titles(n: int = 200, seed: int = 11) -> list[str]:
@@ -85,8 +95,9 @@ def test_node_gives_predictors_labels_and_probabilities(node_example, exported, 
     predictor = Predictor(folder)
     assert sum(len(e.ids) >= predictor.max_length for e in predictor.encode(texts)) >= 20  # truncation exercised
     # int8 is per-token (batch-invariant), so Node's batches of 32 may differ from the Predictor's.
-    result = classify(node_example, folder, "--probs", "--batch-size", "32", "--engine", engine,
-                      stdin="\n".join(texts) + "\n")
+    result = classify(
+        node_example, folder, "--probs", "--batch-size", "32", "--engine", engine, stdin="\n".join(texts) + "\n"
+    )
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["line"] for r in rows] == list(range(1, len(texts) + 1))
@@ -127,8 +138,9 @@ def test_node_prints_predict_style_records_and_flags_bad_lines(node_example, exp
     for got, want in zip(good, expected_rows):
         assert [p["label"] for p in got["predictions"]] == [p["label"] for p in want["predictions"]]
         assert set(got["predictions"][0]) == {"label", "label_id", "score"}
-        assert np.allclose([p["score"] for p in got["predictions"]], [p["score"] for p in want["predictions"]],
-                           atol=PROB_TOLERANCE)
+        assert np.allclose(
+            [p["score"] for p in got["predictions"]], [p["score"] for p in want["predictions"]], atol=PROB_TOLERANCE
+        )
     # texts as arguments, JSONL on stdin
     args = classify(node_example, exported.output, texts[0])
     jsonl = classify(node_example, exported.output, stdin=json.dumps({"sentence": texts[0]}, ensure_ascii=False))

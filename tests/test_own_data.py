@@ -57,11 +57,40 @@ def tickets_parquet(tmp_path_factory):
 
 def train_on_tickets(runner, tiny_model, tickets_csv, run, min_steps: int) -> None:
     """`train` on the tickets CSV through the CLI, its columns named by the data flags."""
-    result = runner.invoke(main, [
-        "train", "--model", str(tiny_model), "--data", str(tickets_csv), "--text-field", "ticket",
-        "--label-field", "category", "--train-size", "140", "--eval-size", "24", "--selection-size", "12",
-        "--min-steps", str(min_steps), "--lr", "2e-3", "--batch-size", "16", "--max-length", "32",
-        "--patience", "0", "--quiet", "--output", str(run)], catch_exceptions=False)
+    result = runner.invoke(
+        main,
+        [
+            "train",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(tickets_csv),
+            "--text-field",
+            "ticket",
+            "--label-field",
+            "category",
+            "--train-size",
+            "140",
+            "--eval-size",
+            "24",
+            "--selection-size",
+            "12",
+            "--min-steps",
+            str(min_steps),
+            "--lr",
+            "2e-3",
+            "--batch-size",
+            "16",
+            "--max-length",
+            "32",
+            "--patience",
+            "0",
+            "--quiet",
+            "--output",
+            str(run),
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -128,10 +157,16 @@ def test_a_hub_dataset_with_a_config_goes_through_the_same_rules(monkeypatch):
     import datasets
 
     rows = topic_rows(10, seed=3)
-    features = datasets.Features({"sentence": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=list(TOPICS))})
-    hub = datasets.DatasetDict({"train": datasets.Dataset.from_dict(
-        {"sentence": [t for t, _ in rows], "label": [TOPICS.index(c) for _, c in rows]}, features=features)})
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=list(TOPICS))}
+    )
+    hub = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(
+                {"sentence": [t for t, _ in rows], "label": [TOPICS.index(c) for _, c in rows]}, features=features
+            )
+        }
+    )
     asked = []
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no probe of the hub before the (stubbed) load
     monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kw: asked.append(args) or hub)
@@ -144,27 +179,43 @@ def test_a_hub_dataset_with_a_config_goes_through_the_same_rules(monkeypatch):
 # --------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize(("rows", "kwargs", "message"), [
-    ([("今天新闻", "billing"), ("  ", "returns")], {}, r"bad.csv:3: empty text"),
-    ([("今天新闻", "billing"), ("新闻", "")], {}, r"bad.csv:3: empty label"),
-    ([("今天新闻", "billing")], {"text_field": "title"},
-     r"bad.csv: no text column 'title'.*'text', 'label'.*--text-field"),
-    ([("今天新闻", "billing")], {"label_field": "topic"}, r"bad.csv: no label column 'topic'.*--label-field"),
-])
+@pytest.mark.parametrize(
+    ("rows", "kwargs", "message"),
+    [
+        ([("今天新闻", "billing"), ("  ", "returns")], {}, r"bad.csv:3: empty text"),
+        ([("今天新闻", "billing"), ("新闻", "")], {}, r"bad.csv:3: empty label"),
+        (
+            [("今天新闻", "billing")],
+            {"text_field": "title"},
+            r"bad.csv: no text column 'title'.*'text', 'label'.*--text-field",
+        ),
+        ([("今天新闻", "billing")], {"label_field": "topic"}, r"bad.csv: no label column 'topic'.*--label-field"),
+    ],
+)
 def test_bad_rows_name_the_file_and_line(tmp_path, rows, kwargs, message):
     path = write_csv(tmp_path / "bad.csv", rows, header=("text", "label"))
     with pytest.raises(DataError, match=message):
         load_data(own_source(path, **kwargs))
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("bad.csv", 'text,label\n"两行\n的文本",billing\n\n新闻,returns\n"",returns\n', r"bad.csv:6: empty text"),
-    ("bad.jsonl", '{"text": "新闻", "label": "a"}\n\n{"text": "新闻"}\n',
-     r"bad.jsonl:3: no label: 'label' is missing or null"),
-    ("bad.jsonl", '{"text": "新闻", "label": "a"}\n{"label": "b"}\n',
-     r"bad.jsonl:2: no text: 'text' is missing or null"),
-    ("broken.jsonl", '{"text": "新闻", "label": "a"}\n{oops\n', r"broken.jsonl:2: invalid JSON"),
-], ids=["csv-quoted-newline-and-blank-line", "jsonl-blank-line-no-label", "jsonl-no-text", "jsonl-invalid"])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("bad.csv", 'text,label\n"两行\n的文本",billing\n\n新闻,returns\n"",returns\n', r"bad.csv:6: empty text"),
+        (
+            "bad.jsonl",
+            '{"text": "新闻", "label": "a"}\n\n{"text": "新闻"}\n',
+            r"bad.jsonl:3: no label: 'label' is missing or null",
+        ),
+        (
+            "bad.jsonl",
+            '{"text": "新闻", "label": "a"}\n{"label": "b"}\n',
+            r"bad.jsonl:2: no text: 'text' is missing or null",
+        ),
+        ("broken.jsonl", '{"text": "新闻", "label": "a"}\n{oops\n', r"broken.jsonl:2: invalid JSON"),
+    ],
+    ids=["csv-quoted-newline-and-blank-line", "jsonl-blank-line-no-label", "jsonl-no-text", "jsonl-invalid"],
+)
 def test_line_numbers_count_quoted_newlines_and_blank_lines(tmp_path, name, content, message):
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
@@ -186,8 +237,9 @@ def test_a_label_absent_from_the_names_file_is_named_with_its_line(tmp_path):
 def test_a_class_too_small_to_hold_out_is_named_with_its_count(tmp_path):
     rows = topic_rows(10, seed=4)[:25] + [("孤单的一行", "warranty")]
     path = write_csv(tmp_path / "tickets.csv", rows, header=("text", "label"))
-    with pytest.raises(DataError,
-                       match=r"tickets.csv: class 'warranty' has 1 training example\(s\).*at least 3 per class"):
+    with pytest.raises(
+        DataError, match=r"tickets.csv: class 'warranty' has 1 training example\(s\).*at least 3 per class"
+    ):
         load_data(own_source(path))
 
 
@@ -273,8 +325,9 @@ def test_parquet_goes_through_train_export_predict_and_serve(tmp_path, tiny_mode
     from tnews_deploy.predictor import Predictor
     from tnews_deploy.training import train_run
 
-    config = tiny_train_config(tiny_model, tickets_parquet, train_size=100, eval_size=24, selection_size=12,
-                               min_steps=150)
+    config = tiny_train_config(
+        tiny_model, tickets_parquet, train_size=100, eval_size=24, selection_size=12, min_steps=150
+    )
     result = train_run(config, tmp_path / "run", quiet=True)
     assert result.config.data.label_names == tuple(sorted(TOPICS))
     exported = export_model(result.run_dir, tmp_path / "export")
@@ -306,12 +359,27 @@ def test_own_text_files_feed_trim_vocab_and_distill(tmp_path, tiny_model, ticket
     train_on_tickets(runner, tiny_model, tickets_csv, run, min_steps=150)
 
     archive = [text for text, _ in topic_rows(10, seed=8)]
-    archive_csv = write_csv(tmp_path / "archive.csv", [(i, text) for i, text in enumerate(archive)] + [(99, "")],
-                            header=("id", "body"))
+    archive_csv = write_csv(
+        tmp_path / "archive.csv", [(i, text) for i, text in enumerate(archive)] + [(99, "")], header=("id", "body")
+    )
     result = runner.invoke(main, ["trim-vocab", str(run), "--corpus", str(archive_csv), "--output", str(trimmed)])
     assert result.exit_code == 2 and "--corpus-field" in result.output and "id, body" in result.output
-    result = runner.invoke(main, ["trim-vocab", str(run), "--corpus", str(archive_csv), "--corpus-field", "body",
-                                  "--min-agreement", "0.9", "--quiet", "--output", str(trimmed)])
+    result = runner.invoke(
+        main,
+        [
+            "trim-vocab",
+            str(run),
+            "--corpus",
+            str(archive_csv),
+            "--corpus-field",
+            "body",
+            "--min-agreement",
+            "0.9",
+            "--quiet",
+            "--output",
+            str(trimmed),
+        ],
+    )
     assert result.exit_code == 0, result.output
     corpus = json.loads((trimmed / "trim.json").read_text(encoding="utf-8"))["corpus"]
     assert corpus["text_field"] == "body" and corpus["split"] is None
@@ -319,14 +387,32 @@ def test_own_text_files_feed_trim_vocab_and_distill(tmp_path, tiny_model, ticket
 
     archive_parquet = tmp_path / "archive.parquet"
     pq.write_table(pa.table({"body": archive, "category": ["not a label"] * len(archive)}), archive_parquet)
-    result = runner.invoke(main, ["distill", str(trimmed), "--layers", "1", "--unlabeled", str(archive_parquet),
-                                  "--unlabeled-field", "body", "--min-steps", "40", "--evaluations", "2",
-                                  "--quiet", "--output", str(student)])
+    result = runner.invoke(
+        main,
+        [
+            "distill",
+            str(trimmed),
+            "--layers",
+            "1",
+            "--unlabeled",
+            str(archive_parquet),
+            "--unlabeled-field",
+            "body",
+            "--min-steps",
+            "40",
+            "--evaluations",
+            "2",
+            "--quiet",
+            "--output",
+            str(student),
+        ],
+    )
     assert result.exit_code == 0, result.output
     recorded = json.loads((student / "run_config.json").read_text(encoding="utf-8"))
     assert recorded["unlabeled_field"] == "body" and recorded["transfer_size"] > recorded["labeled_in_transfer"]
     assert json.loads((student / "checkpoint" / "config.json").read_text(encoding="utf-8"))["id2label"] == {
-        str(i): name for i, name in enumerate(sorted(TOPICS))}
+        str(i): name for i, name in enumerate(sorted(TOPICS))
+    }
 
 
 def test_benchmark_measures_the_runs_held_out_evaluation_set(tmp_path, tiny_model, tickets_parquet):
@@ -335,12 +421,14 @@ def test_benchmark_measures_the_runs_held_out_evaluation_set(tmp_path, tiny_mode
     from tnews_deploy.export import export_model
     from tnews_deploy.training import train_run
 
-    config = tiny_train_config(tiny_model, tickets_parquet, train_size=100, eval_size=24, selection_size=12,
-                               min_steps=20)
+    config = tiny_train_config(
+        tiny_model, tickets_parquet, train_size=100, eval_size=24, selection_size=12, min_steps=20
+    )
     result = train_run(config, tmp_path / "run", quiet=True)
     export_model(result.run_dir, tmp_path / "export")
-    bench = BenchmarkConfig.quick_config(pytorch=None, onnx=(tmp_path / "export",), output=tmp_path / "bench",
-                                         latency_sentences=2, cold_start=False)
+    bench = BenchmarkConfig.quick_config(
+        pytorch=None, onnx=(tmp_path / "export",), output=tmp_path / "bench", latency_sentences=2, cold_start=False
+    )
     report = run_benchmark(bench)
     assert report["evaluation"]["data"]["label_names"] == sorted(TOPICS)
     assert report["eval_sentences"] == 24
@@ -369,18 +457,34 @@ def test_runs_recorded_before_data_sources_still_export_and_benchmark(trained_ru
 
 
 def test_data_flags_without_data_are_refused_on_export(trained_run, tmp_path):
-    result = CliRunner().invoke(main, ["export", str(trained_run.run_dir), "--text-field", "title",
-                                       "--output", str(tmp_path / "x")])
+    result = CliRunner().invoke(
+        main, ["export", str(trained_run.run_dir), "--text-field", "title", "--output", str(tmp_path / "x")]
+    )
     assert result.exit_code == 2 and "--text-field describe the data given with --data" in result.output
-    result = CliRunner().invoke(main, ["train", "--data", "x.csv", "--validation-fraction", "1.5",
-                                       "--output", str(tmp_path / "y")])
+    result = CliRunner().invoke(
+        main, ["train", "--data", "x.csv", "--validation-fraction", "1.5", "--output", str(tmp_path / "y")]
+    )
     assert result.exit_code == 2 and "--validation-fraction must be between 0 and 1" in result.output
 
 
 def test_data_stats_counts_the_users_classes(tmp_path, tiny_model, tickets_csv):
-    result = CliRunner().invoke(main, ["data-stats", "--model", str(tiny_model), "--data", str(tickets_csv),
-                                       "--text-field", "ticket", "--label-field", "category",
-                                       "--output", str(tmp_path / "stats")], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        [
+            "data-stats",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(tickets_csv),
+            "--text-field",
+            "ticket",
+            "--label-field",
+            "category",
+            "--output",
+            str(tmp_path / "stats"),
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     stats = json.loads((tmp_path / "stats" / "stats.json").read_text(encoding="utf-8"))
     assert stats["class_counts"]["train"] == {topic: 48 for topic in TOPICS}
@@ -396,8 +500,9 @@ def test_export_refuses_data_whose_classes_are_not_the_models(trained_run, ticke
     # A run: the labels must map onto the classes the run recorded.
     result = CliRunner().invoke(main, ["export", str(trained_run.run_dir), *args, "--output", str(tmp_path / "x")])
     assert result.exit_code == 2
-    assert re.search(r"tickets.csv:2: label '(billing|returns|shipping)' is not in the run's recorded classes",
-                     result.output)
+    assert re.search(
+        r"tickets.csv:2: label '(billing|returns|shipping)' is not in the run's recorded classes", result.output
+    )
     # A bare checkpoint (no run config beside it): the class count must be the model's.
     bare = tmp_path / "bare"
     shutil.copytree(trained_run.checkpoint, bare)
@@ -418,11 +523,38 @@ def test_a_labels_json_beside_csv_files_names_their_integer_labels(tmp_path):
 
 
 def test_grid_on_own_data_records_the_source_and_the_class_list(tmp_path, tiny_model, tickets_csv):
-    result = CliRunner().invoke(main, [
-        "grid", "--model", str(tiny_model), "--data", str(tickets_csv), "--text-field", "ticket",
-        "--label-field", "category", "--variants", "freeze-encoder", "--train-sizes", "60", "--eval-size", "24",
-        "--selection-size", "12", "--min-steps", "10", "--batch-size", "16", "--max-length", "32", "--quiet",
-        "--output", str(tmp_path / "grid")], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        [
+            "grid",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(tickets_csv),
+            "--text-field",
+            "ticket",
+            "--label-field",
+            "category",
+            "--variants",
+            "freeze-encoder",
+            "--train-sizes",
+            "60",
+            "--eval-size",
+            "24",
+            "--selection-size",
+            "12",
+            "--min-steps",
+            "10",
+            "--batch-size",
+            "16",
+            "--max-length",
+            "32",
+            "--quiet",
+            "--output",
+            str(tmp_path / "grid"),
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "grid" / "results.json").read_text(encoding="utf-8"))
     # named and hashed, not by this machine's path; how it was read is kept
@@ -438,18 +570,55 @@ def test_the_study_report_of_a_grid_on_own_data_speaks_of_its_classes(tmp_path, 
     rows = [row for row in topic_rows(60, seed=12) if row[1] != "returns"]
     rows += [row for row in topic_rows(24, seed=13) if row[1] == "returns"]  # the rare class
     data = write_csv(tmp_path / "tickets.csv", rows)
-    common = ["--model", str(tiny_model), "--data", str(data), "--text-field", "ticket", "--label-field", "category",
-              "--variants", "full", "--seeds", "42,7", "--validation-fraction", "0.4", "--eval-size", "30",
-              "--selection-size", "12",
-              "--min-steps", "20", "--batch-size", "16", "--max-length", "32", "--quiet"]
+    common = [
+        "--model",
+        str(tiny_model),
+        "--data",
+        str(data),
+        "--text-field",
+        "ticket",
+        "--label-field",
+        "category",
+        "--variants",
+        "full",
+        "--seeds",
+        "42,7",
+        "--validation-fraction",
+        "0.4",
+        "--eval-size",
+        "30",
+        "--selection-size",
+        "12",
+        "--min-steps",
+        "20",
+        "--batch-size",
+        "16",
+        "--max-length",
+        "32",
+        "--quiet",
+    ]
     runner = CliRunner()
-    for args in (["--train-sizes", "30,60", "--output", str(tmp_path / "grid")],
-                 ["--train-sizes", "60", "--class-weight", "balanced", "--output", str(tmp_path / "weighted")]):
+    for args in (
+        ["--train-sizes", "30,60", "--output", str(tmp_path / "grid")],
+        ["--train-sizes", "60", "--class-weight", "balanced", "--output", str(tmp_path / "weighted")],
+    ):
         result = runner.invoke(main, ["grid", *common, *args], catch_exceptions=False)
         assert result.exit_code == 0, result.output
     report = tmp_path / "report.md"
-    result = runner.invoke(main, ["report", str(tmp_path / "grid"), "--extra", str(tmp_path / "weighted"),
-                                  "--draws", "100", "--output", str(report)], catch_exceptions=False)
+    result = runner.invoke(
+        main,
+        [
+            "report",
+            str(tmp_path / "grid"),
+            "--extra",
+            str(tmp_path / "weighted"),
+            "--draws",
+            "100",
+            "--output",
+            str(report),
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     text = report.read_text(encoding="utf-8")
     assert text.startswith("# Study report: 3 classes") and "## The cells" in text and "## Table 2" not in text

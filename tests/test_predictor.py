@@ -182,7 +182,7 @@ def test_missing_tokenizer_and_label_mismatch(exported, tmp_path):
 
 
 def test_concurrent_calls_match_serial(predictor, texts):
-    batches = [texts[i % 7: i % 7 + 1 + (i % 13)] for i in range(60)]
+    batches = [texts[i % 7 : i % 7 + 1 + (i % 13)] for i in range(60)]
     serial = [predictor.predict(b) for b in batches]
     with ThreadPoolExecutor(max_workers=8) as pool:
         for _ in range(8):

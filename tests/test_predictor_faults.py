@@ -71,8 +71,7 @@ FOLDER_CASES = [
     ("config-not-object", "config.json", _text("[1]"), "JSON object"),
     ("id2label-list", "config.json", _labels([f"c{i}" for i in range(15)]), "id2label"),
     ("id2label-gap", "config.json", _labels({str(i): f"c{i}" for i in [*range(14), 15]}), "0..14"),
-    ("id2label-key-not-number", "config.json", _labels({**{str(i): f"c{i}" for i in range(14)}, "x": "c"}),
-     "id2label"),
+    ("id2label-key-not-number", "config.json", _labels({**{str(i): f"c{i}" for i in range(14)}, "x": "c"}), "id2label"),
     ("id2label-label-not-string", "config.json", _labels({str(i): i for i in range(15)}), "string"),
     ("id2label-label-empty", "config.json", _labels({str(i): f"c{i}" if i else " " for i in range(15)}), "string"),
     ("id2label-duplicate", "config.json", _labels({str(i): f"c{min(i, 13)}" for i in range(15)}), "more than once"),
@@ -121,8 +120,14 @@ def test_malformed_file_is_a_model_load_error_naming_it(exported, tmp_path, case
     assert "\n" not in str(info.value)
 
 
-CLI_CASES = ["config-symlink-loop", "manifest-list", "id2label-list", "max-length-text", "max-length-negative",
-             "pad-token-id-text"]
+CLI_CASES = [
+    "config-symlink-loop",
+    "manifest-list",
+    "id2label-list",
+    "max-length-text",
+    "max-length-negative",
+    "pad-token-id-text",
+]
 
 
 @pytest.mark.parametrize("command", ["predict", "serve"])
@@ -183,8 +188,9 @@ def test_edited_config_is_refused(exported, tmp_path):
 def test_shuffled_tokenizer_is_refused_by_the_cli(exported, tmp_path):
     folder = _copy(exported, tmp_path)
     _shuffle_vocabulary(folder / "tokenizer.json")
-    result = subprocess.run(CLI + ["predict", str(folder), "北京大学举行毕业典礼"], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        CLI + ["predict", str(folder), "北京大学举行毕业典礼"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2 and "tokenizer.json: sha256 differs" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -216,4 +222,3 @@ def test_bad_batch_size_in_logits_is_a_value_error(predictor, texts, size):
 def test_bad_batch_size_in_batches_is_a_value_error(predictor, size):
     with pytest.raises(ValueError, match="batch_size"):
         predictor.batches(np.array([3, 1, 2]), size)
-

@@ -62,20 +62,22 @@ def test_unknown_total_says_count_rate_and_time_so_far_and_a_resumed_job_counts_
     resumed = ProgressLog(log, "training", "step", total=1000, start=900, clock=clock)
     clock.advance(3600 + 60)
     assert resumed.update(961)
-    assert messages(caplog, log.name) == ["scoring news.csv (file 1/2): 69,350 rows, 730 rows/s, 1m 35s so far",
-                                          "training: step 961/1,000 (96%), 0.0167 steps/s, ETA 39m 00s"]
+    assert messages(caplog, log.name) == [
+        "scoring news.csv (file 1/2): 69,350 rows, 730 rows/s, 1m 35s so far",
+        "training: step 961/1,000 (96%), 0.0167 steps/s, ETA 39m 00s",
+    ]
     with pytest.raises(ValueError, match="interval_s"):
         ProgressLog(log, "x", "row", interval_s=0)
 
 
-def test_training_without_bars_logs_step_rate_and_eta(tmp_path, tiny_model, hf_data, caplog,
-                                                      every_read_is_31_s_later):
+def test_training_without_bars_logs_step_rate_and_eta(tmp_path, tiny_model, hf_data, caplog, every_read_is_31_s_later):
     from conftest import tiny_train_config
     from tnews_deploy.training import train_run
 
     caplog.set_level(logging.INFO, logger="tnews_deploy")
-    config = tiny_train_config(tiny_model, hf_data, train_size=64, eval_size=32, selection_size=32, min_steps=12,
-                               evaluations=1)
+    config = tiny_train_config(
+        tiny_model, hf_data, train_size=64, eval_size=32, selection_size=32, min_steps=12, evaluations=1
+    )
     train_run(config, tmp_path / "run", quiet=True)  # quiet: the bars are off, as in a log file
     lines = [m for m in messages(caplog, "tnews_deploy.training.progress") if m.startswith("training: step")]
 
@@ -104,11 +106,13 @@ def test_score_logs_rows_and_rate_while_it_runs(exported, tmp_path, caplog, ever
     from tnews_deploy.scoring import ScoreConfig, score
 
     source = tmp_path / "news.jsonl"
-    source.write_text("".join(json.dumps({"text": f"第{i}条新闻"}, ensure_ascii=False) + "\n" for i in range(23)),
-                      encoding="utf-8")
+    source.write_text(
+        "".join(json.dumps({"text": f"第{i}条新闻"}, ensure_ascii=False) + "\n" for i in range(23)), encoding="utf-8"
+    )
     caplog.set_level(logging.INFO, logger="tnews_deploy")
-    summary = score(ScoreConfig(model_dir=exported.output, inputs=(str(source),), output=tmp_path / "out",
-                                chunk_rows=5, threads=1))
+    summary = score(
+        ScoreConfig(model_dir=exported.output, inputs=(str(source),), output=tmp_path / "out", chunk_rows=5, threads=1)
+    )
 
     lines = [m for m in messages(caplog, "tnews_deploy.scoring.local") if m.startswith("scoring news.jsonl")]
     assert summary.rows == 23
@@ -124,8 +128,9 @@ def test_data_stats_logs_sentences_tokenized_and_counts_as_before(tiny_model, ca
 
     sentences = [f"第{i}条新闻" + "很长" * (i % 7) for i in range(50)]
     features = Features({"sentence": Value("string"), "label": ClassLabel(names=["a", "b"])})
-    dsd = DatasetDict(train=Dataset.from_dict({"sentence": sentences, "label": [i % 2 for i in range(50)]},
-                                              features=features))
+    dsd = DatasetDict(
+        train=Dataset.from_dict({"sentence": sentences, "label": [i % 2 for i in range(50)]}, features=features)
+    )
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     caplog.set_level(logging.INFO, logger="tnews_deploy")
     stats = length_stats(dsd, tokenizer, chunk=20)
@@ -139,7 +144,9 @@ def test_the_helper_loads_no_third_party_package():
     import subprocess
     import sys
 
-    code = ("import sys, tnews_deploy.progress_log; print(sorted(m.split('.')[0] for m in sys.modules "
-            "if m.split('.')[0] in {'numpy', 'torch', 'transformers', 'tqdm', 'pyarrow', 'datasets'}))")
+    code = (
+        "import sys, tnews_deploy.progress_log; print(sorted(m.split('.')[0] for m in sys.modules "
+        "if m.split('.')[0] in {'numpy', 'torch', 'transformers', 'tqdm', 'pyarrow', 'datasets'}))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr or result.stdout

@@ -49,14 +49,18 @@ def crafted_pairs(count: int = 20) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def int8_export(trained_run, tmp_path_factory):
-    return export_model(trained_run.run_dir, tmp_path_factory.mktemp("int8") / "int8",
-                        ExportConfig(quantize="int8", policy=LOOSE))
+    return export_model(
+        trained_run.run_dir, tmp_path_factory.mktemp("int8") / "int8", ExportConfig(quantize="int8", policy=LOOSE)
+    )
 
 
 @pytest.fixture(scope="module")
 def int8_dynamic_export(trained_run, tmp_path_factory):
-    return export_model(trained_run.run_dir, tmp_path_factory.mktemp("int8-dynamic") / "int8-dynamic",
-                        ExportConfig(quantize="int8-dynamic", policy=LOOSE))
+    return export_model(
+        trained_run.run_dir,
+        tmp_path_factory.mktemp("int8-dynamic") / "int8-dynamic",
+        ExportConfig(quantize="int8-dynamic", policy=LOOSE),
+    )
 
 
 # --------------------------------------------------------------------------- batch invariance
@@ -78,8 +82,10 @@ def test_legacy_per_tensor_int8_answers_depend_on_the_batch(int8_dynamic_export)
     """The documented caveat of --quantize int8-dynamic: one activation scale per tensor per call, so a
     text's logits move when a long text (and its padding) joins its batch."""
     predictor = Predictor(int8_dynamic_export.output)
-    moved = [np.abs(predictor.logits([short]) - predictor.logits([short, long_], batch_size=2)[0]).max()
-             for short, long_ in crafted_pairs()]
+    moved = [
+        np.abs(predictor.logits([short]) - predictor.logits([short, long_], batch_size=2)[0]).max()
+        for short, long_ in crafted_pairs()
+    ]
     assert max(moved) > 1e-3
     recorded = int8_dynamic_export.manifest["verification"]["batch_invariance"]
     assert recorded["max_abs_logit_diff"] > 0
@@ -112,8 +118,11 @@ def test_per_tensor_weights_are_refused_for_per_token_int8():
 
 def test_legacy_int8_still_works_on_an_o2_graph(trained_run, tmp_path):
     # (per-token int8 + O2: tests/test_export.py::test_int8_and_optimised_exports_pass_with_tolerances)
-    legacy = export_model(trained_run.run_dir, tmp_path / "int8-dynamic-o2",
-                          ExportConfig(quantize="int8-dynamic", optimize="O2", policy=LOOSE))
+    legacy = export_model(
+        trained_run.run_dir,
+        tmp_path / "int8-dynamic-o2",
+        ExportConfig(quantize="int8-dynamic", optimize="O2", policy=LOOSE),
+    )
     assert legacy.manifest["quantization"]["mode"] == "int8-dynamic"
     assert legacy.manifest["optimization"]["level"] == "O2"
 
@@ -123,8 +132,9 @@ def test_legacy_int8_still_works_on_an_o2_graph(trained_run, tmp_path):
 
 def _initializer_fed(model) -> list[str]:
     inits = {i.name for i in model.graph.initializer}
-    return [n.name for n in model.graph.node
-            if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in inits]
+    return [
+        n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in inits
+    ]
 
 
 def test_rewritten_graph_has_no_fp32_weight_matmul_and_stays_close_to_fp32(exported, tmp_path):
@@ -142,8 +152,14 @@ def test_rewritten_graph_has_no_fp32_weight_matmul_and_stays_close_to_fp32(expor
     assert _initializer_fed(after) == []
     assert summary.matmuls == len(weight_matmuls)
     tables = {i.name: i for i in after.graph.initializer}
-    token_tables = [tables[n.input[0]] for n in after.graph.node if n.op_type == "Gather"
-                    and n.input[1] == "input_ids" and n.input[0] in tables and len(tables[n.input[0]].dims) == 2]
+    token_tables = [
+        tables[n.input[0]]
+        for n in after.graph.node
+        if n.op_type == "Gather"
+        and n.input[1] == "input_ids"
+        and n.input[0] in tables
+        and len(tables[n.input[0]].dims) == 2
+    ]
     assert token_tables and all(t.data_type == onnx.TensorProto.INT8 for t in token_tables)  # + 1-D row scales
 
     texts = mixed_texts()
@@ -182,11 +198,21 @@ def _tiny_graph(path):
         helper.make_node("Gemm", ["pooled", "w2", "b2"], ["y"], name="/head/Gemm", transB=1),
     ]
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 8])],
-        [helper.make_tensor_value_info("h", TensorProto.FLOAT, ["batch", "seq", 6]),
-         helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 5])],
-        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(b1, "b1"), numpy_helper.from_array(w2, "w2"),
-         numpy_helper.from_array(b2, "b2"), numpy_helper.from_array(np.array(0, np.int64), "zero")])
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 8])],
+        [
+            helper.make_tensor_value_info("h", TensorProto.FLOAT, ["batch", "seq", 6]),
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 5]),
+        ],
+        [
+            numpy_helper.from_array(w1, "w1"),
+            numpy_helper.from_array(b1, "b1"),
+            numpy_helper.from_array(w2, "w2"),
+            numpy_helper.from_array(b2, "b2"),
+            numpy_helper.from_array(np.array(0, np.int64), "zero"),
+        ],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return w1, b1, w2.T.copy(), b2
 
@@ -234,7 +260,7 @@ def test_per_token_arithmetic_matches_a_numpy_reference(tmp_path, weight_type, k
     assert np.isfinite(h).all() and np.allclose(h[2, 3], b1)
     # each row depends on itself only: the rows computed alone give the same numbers
     for b in range(3):
-        alone_h, _ = session.run(None, {"x": x[b:b + 1, 1:3]})
+        alone_h, _ = session.run(None, {"x": x[b : b + 1, 1:3]})
         np.testing.assert_array_equal(alone_h[0], h[b, 1:3])
 
 
@@ -248,9 +274,12 @@ def _saturating_graph(path, weight_type: str):
     w = np.ones((64, 4), np.float32)
     w[:, 1] = -1.0
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"], name="/dense/MatMul")], "saturating",
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="/dense/MatMul")],
+        "saturating",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", 4])], [numpy_helper.from_array(w, "w")])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", 4])],
+        [numpy_helper.from_array(w, "w")],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path / "fp32.onnx"))
     quantize_per_token(path / "fp32.onnx", path / "int8.onnx", weight_type=weight_type)
     return w
@@ -316,8 +345,9 @@ def test_the_predictor_runs_either_file_in_the_form_this_cpu_computes_exactly(tr
     reference = portable.logits(texts)
     np.testing.assert_allclose(auto.logits(texts), reference, atol=1e-5)
 
-    vnni = export_model(trained_run.run_dir, tmp_path / "vnni",
-                        ExportConfig(quantize="int8", quantize_for="avx512_vnni", policy=LOOSE))
+    vnni = export_model(
+        trained_run.run_dir, tmp_path / "vnni", ExportConfig(quantize="int8", quantize_for="avx512_vnni", policy=LOOSE)
+    )
     assert vnni.manifest["quantization"]["weights"].startswith("int8")
     served = Predictor(vnni.output)
     assert served.kernel_plan.exported == U8S8 and served.kernel_plan.exact

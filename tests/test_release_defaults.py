@@ -27,8 +27,13 @@ def built_wheel(tmp_path_factory) -> Path:
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(ROOT / "tnews_deploy", src / "tnews_deploy", ignore=shutil.ignore_patterns("__pycache__"))
-    out = subprocess.run([sys.executable, "-c", "from setuptools import build_meta as b; print(b.build_wheel('dist'))"],
-                         cwd=src, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", "from setuptools import build_meta as b; print(b.build_wheel('dist'))"],
+        cwd=src,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "deprecated" not in out.stderr.lower(), out.stderr[-3000:]  # e.g. project.license as a table
     return src / "dist" / out.stdout.strip().splitlines()[-1]
@@ -44,7 +49,7 @@ def test_wheel_declares_licence_version_types_and_ranges(built_wheel):
     assert "Apache License" in licence and "Version 2.0, January 2004" in licence
     assert "tnews_deploy/py.typed" in names
     requires = meta.get_all("Requires-Dist")
-    torch = [r.split(";")[0] for r in requires if r.startswith("torch") and "extra == \"train\"" in r]
+    torch = [r.split(";")[0] for r in requires if r.startswith("torch") and 'extra == "train"' in r]
     assert torch and "==" not in torch[0] and "<3" in torch[0], torch  # a range: an installed torch 2.x is kept
     assert not [r for r in requires if "==" in r.split(";")[0]], requires  # no pins in any extra
 
@@ -131,16 +136,24 @@ def test_sizes_given_are_kept_the_other_fits_beside_them_and_impossible_ones_fai
     from tnews_deploy.errors import ConfigError
 
     assert len(news["validation"]) == 800
-    for asked, drawn in [(dict(eval_size=300), (300, 500)),  # the selection slice takes the rest
-                         (dict(selection_size=100), (700, 100)),
-                         (dict(eval_size=300, selection_size=100), (300, 100))]:
+    for asked, drawn in [
+        (dict(eval_size=300), (300, 500)),  # the selection slice takes the rest
+        (dict(selection_size=100), (700, 100)),
+        (dict(eval_size=300, selection_size=100), (300, 100)),
+    ]:
         splits = make_splits(news, SplitConfig(train_sizes=(), **asked))
         assert (len(splits.evaluation), len(splits.selection)) == drawn, asked
-    for asked in [dict(eval_size=2000), dict(eval_size=2000, selection_size=1000),
-                  dict(eval_size=600, selection_size=300)]:
+    for asked in [
+        dict(eval_size=2000),
+        dict(eval_size=2000, selection_size=1000),
+        dict(eval_size=600, selection_size=300),
+    ]:
         sizes = (asked["eval_size"], asked.get("selection_size", 1000))
-        with pytest.raises(ConfigError, match=rf"eval size {sizes[0]} \+ selection size {sizes[1]} exceed the "
-                                              r"800 validation sentences; lower --eval-size or --selection-size"):
+        with pytest.raises(
+            ConfigError,
+            match=rf"eval size {sizes[0]} \+ selection size {sizes[1]} exceed the "
+            r"800 validation sentences; lower --eval-size or --selection-size",
+        ):
             make_splits(news, SplitConfig(train_sizes=(), **asked))
 
 
@@ -150,8 +163,7 @@ def test_the_issues_own_csv_trains_with_no_size_flags(tmp_path, tiny_model, news
     from tnews_deploy.data import evaluation_split
 
     run = tmp_path / "run"
-    command = ["train", "--model", str(tiny_model), "--data", str(news_csv), *NEWS_FLAGS, *QUICK,
-               "--output", str(run)]
+    command = ["train", "--model", str(tiny_model), "--data", str(news_csv), *NEWS_FLAGS, *QUICK, "--output", str(run)]
     first = CliRunner().invoke(main, command)
     assert first.exit_code == 0, first.output
     recorded = json.loads((run / "run_config.json").read_text(encoding="utf-8"))
@@ -172,9 +184,27 @@ def test_the_issues_own_csv_trains_with_no_size_flags(tmp_path, tiny_model, news
 
 def test_a_grid_on_the_own_csv_needs_no_size_flags(tmp_path, tiny_model, news_csv, news):
     out = tmp_path / "grid"
-    result = CliRunner().invoke(main, [
-        "grid", "--model", str(tiny_model), "--data", str(news_csv), "--text-field", "headline", "--label-field",
-        "category", "--variants", "freeze-encoder", "--train-sizes", "200", *QUICK, "--output", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "grid",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(news_csv),
+            "--text-field",
+            "headline",
+            "--label-field",
+            "category",
+            "--variants",
+            "freeze-encoder",
+            "--train-sizes",
+            "200",
+            *QUICK,
+            "--output",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert results["eval_size"] + results["selection_size"] == len(news["validation"])
@@ -192,16 +222,30 @@ def _train_process(tmp_path, env: dict[str, str], *args: str) -> subprocess.Comp
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT"):
         if name not in env:
             environment.pop(name, None)
-    return subprocess.run([sys.executable, "-m", "tnews_deploy", "train", *args], capture_output=True, text=True,
-                          env=environment, cwd=tmp_path, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "tnews_deploy", "train", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        timeout=600,
+    )
 
 
 def test_offline_without_the_sources_fails_naming_both_and_leaves_no_run_folder(tmp_path):
     """HF_HUB_OFFLINE=1 and hub ids that no cache holds: one error line for the model and the data, no
     'training ...' announcement, no run folder (no network is touched: offline, nothing cached)."""
     run = tmp_path / "runs" / "r"
-    done = _train_process(tmp_path, {"HF_HUB_OFFLINE": "1"}, "--model", "no-such-org/no-such-model", "--data",
-                          "no-such-org/no-such-data", "--output", str(run))
+    done = _train_process(
+        tmp_path,
+        {"HF_HUB_OFFLINE": "1"},
+        "--model",
+        "no-such-org/no-such-model",
+        "--data",
+        "no-such-org/no-such-data",
+        "--output",
+        str(run),
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no-such-org/no-such-model" in errors[0] and "no-such-org/no-such-data" in errors[0]
@@ -219,8 +263,16 @@ def test_an_unreachable_hub_gets_one_try_and_the_way_out(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     run = tmp_path / "runs" / "r"
-    done = _train_process(tmp_path, {"HF_ENDPOINT": f"http://127.0.0.1:{port}"}, "--model", "no-such-org/model",
-                          "--data", "no-such-org/data", "--output", str(run))
+    done = _train_process(
+        tmp_path,
+        {"HF_ENDPOINT": f"http://127.0.0.1:{port}"},
+        "--model",
+        "no-such-org/model",
+        "--data",
+        "no-such-org/data",
+        "--output",
+        str(run),
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no-such-org/model" in errors[0] and "no-such-org/data" in errors[0], errors
@@ -229,21 +281,47 @@ def test_an_unreachable_hub_gets_one_try_and_the_way_out(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_local_sources_that_cannot_work_are_named_before_any_announcement_or_folder(tmp_path, tiny_model,
-                                                                                    hf_data, news_csv):
+def test_local_sources_that_cannot_work_are_named_before_any_announcement_or_folder(
+    tmp_path, tiny_model, hf_data, news_csv
+):
     runner = CliRunner()
     run = tmp_path / "runs" / "r"
-    both = runner.invoke(main, ["train", "--model", str(tmp_path / "no-model"), "--data",
-                                str(tmp_path / "no-data"), "--output", str(run)])
+    both = runner.invoke(
+        main,
+        ["train", "--model", str(tmp_path / "no-model"), "--data", str(tmp_path / "no-data"), "--output", str(run)],
+    )
     assert both.exit_code == 2
     assert "no-model: no such model folder" in both.output and "no-data: no such file or folder" in both.output
     model_only = runner.invoke(main, ["train", "--model", str(hf_data), "--data", str(hf_data), "--output", str(run)])
     assert model_only.exit_code == 2 and "not a transformers model folder" in model_only.output
-    too_big = runner.invoke(main, ["train", "--model", str(tiny_model), "--data", str(news_csv), *NEWS_FLAGS,
-                                   "--selection-size", "900", "--output", str(run)])
+    too_big = runner.invoke(
+        main,
+        [
+            "train",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(news_csv),
+            *NEWS_FLAGS,
+            "--selection-size",
+            "900",
+            "--output",
+            str(run),
+        ],
+    )
     assert too_big.exit_code == 2 and "exceed the 800 validation sentences" in too_big.output
-    grid = runner.invoke(main, ["grid", "--model", str(tmp_path / "no-model"), "--data", str(tmp_path / "no-data"),
-                                "--output", str(tmp_path / "runs" / "grid")])
+    grid = runner.invoke(
+        main,
+        [
+            "grid",
+            "--model",
+            str(tmp_path / "no-model"),
+            "--data",
+            str(tmp_path / "no-data"),
+            "--output",
+            str(tmp_path / "runs" / "grid"),
+        ],
+    )
     assert grid.exit_code == 2 and "no-model" in grid.output and "no-data" in grid.output
     for result in (both, model_only, too_big, grid):
         assert not [line for line in result.output.splitlines() if line.startswith("training ")]

@@ -49,8 +49,19 @@ def score_cli(*args: str) -> object:
 def test_all_formats_scored_like_the_predictor_and_bad_rows_reported(model_dir, predictor, inputs, tmp_path):
     folder, expected = inputs
     out = tmp_path / "out"
-    result = score_cli(str(model_dir), str(folder / "a.jsonl"), str(folder / "b.parquet"), str(folder / "c.csv"),
-                       str(folder / "d.txt"), "--output", str(out), "--threads", "1", "--chunk-rows", "16")
+    result = score_cli(
+        str(model_dir),
+        str(folder / "a.jsonl"),
+        str(folder / "b.parquet"),
+        str(folder / "c.csv"),
+        str(folder / "d.txt"),
+        "--output",
+        str(out),
+        "--threads",
+        "1",
+        "--chunk-rows",
+        "16",
+    )
     assert result.exit_code == 1, result.output
     assert f"{bad_rows(expected)} of {len(expected)} row(s) failed" in result.output
     check_scores(read_output(out), expected, predictor)
@@ -75,15 +86,27 @@ def test_rows_keep_their_file_order_whatever_the_chunk_size(model_dir, inputs, t
     for table in tables:
         assert list(zip(table.column("source").to_pylist(), table.column("id").to_pylist())) == in_order
         assert table.column("label").to_pylist() == tables[0].column("label").to_pylist()
-        np.testing.assert_allclose(table.column("score").to_numpy(zero_copy_only=False),
-                                   tables[0].column("score").to_numpy(zero_copy_only=False), atol=1e-5)
+        np.testing.assert_allclose(
+            table.column("score").to_numpy(zero_copy_only=False),
+            tables[0].column("score").to_numpy(zero_copy_only=False),
+            atol=1e-5,
+        )
 
 
 def test_top_k_and_probabilities(model_dir, predictor, inputs, tmp_path):
     folder, expected = inputs
     out = tmp_path / "out"
-    result = score_cli(str(model_dir), str(folder / "*.jsonl"), "--output", str(out), "--top-k", "3",
-                       "--probabilities", "--threads", "1")
+    result = score_cli(
+        str(model_dir),
+        str(folder / "*.jsonl"),
+        "--output",
+        str(out),
+        "--top-k",
+        "3",
+        "--probabilities",
+        "--threads",
+        "1",
+    )
     assert result.exit_code == 1, result.output
     table = read_output(out)
     jsonl = [e for e in expected if e.source.endswith("a.jsonl")]
@@ -133,11 +156,30 @@ def test_a_killed_job_leaves_no_output_that_looks_finished(model_dir, tmp_path):
     source = tmp_path / "many.txt"
     source.write_text("".join(f"第{i}条新闻标题，内容是一些文字\n" for i in range(60_000)), encoding="utf-8")
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": "1"}
-    job = subprocess.Popen([sys.executable, "-m", "tnews_deploy.cli", "score", str(model_dir), str(source),
-                            "--output", str(out), "--chunk-rows", "64", "--threads", "1"],
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "OMP_NUM_THREADS": "1",
+    }
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tnews_deploy.cli",
+            "score",
+            str(model_dir),
+            str(source),
+            "--output",
+            str(out),
+            "--chunk-rows",
+            "64",
+            "--threads",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while not any(tmp_path.glob(".out.partial-*/part-*.parquet")):  # scoring has started
@@ -163,7 +205,11 @@ def test_find_inputs_folders_globs_and_refusals(tmp_path):
     (previous / "e.txt").write_text("x\n")
     found = find_inputs([str(tmp_path), str(tmp_path / "a.txt")])  # the repeat is read once
     assert [(f.path.relative_to(tmp_path).as_posix(), f.fmt) for f in found] == [
-        ("a.txt", "txt"), ("b.jsonl", "jsonl"), ("sub/c.parquet", "parquet"), ("sub/d.CSV", "csv")]
+        ("a.txt", "txt"),
+        ("b.jsonl", "jsonl"),
+        ("sub/c.parquet", "parquet"),
+        ("sub/d.CSV", "csv"),
+    ]
     assert [f.path.name for f in find_inputs([str(tmp_path / "**" / "*.parquet")])] == ["c.parquet"]
     with pytest.raises(DataError, match="no such file"):
         find_inputs([str(tmp_path / "missing.jsonl")])
@@ -177,7 +223,7 @@ def test_read_texts_keeps_usable_texts_in_order_and_names_its_flag(tmp_path, cap
     """The reader of `trim-vocab --corpus` and `distill --unlabeled`: texts only, bad rows skipped with one
     warning, a missing column or a file of nothing usable named with the flag that fixes it."""
     table = tmp_path / "more.csv"
-    table.write_text("id,body,label\n1,国足备战,x\n2,,y\n3,\"股市, 收盘\",z\n", encoding="utf-8")
+    table.write_text('id,body,label\n1,国足备战,x\n2,,y\n3,"股市, 收盘",z\n', encoding="utf-8")
     with caplog.at_level("WARNING"):
         assert read_texts(str(table), "body", "--corpus-field") == ["国足备战", "股市, 收盘"]
     assert "skipped 1 unusable row" in caplog.text and "row 2" in caplog.text
@@ -225,8 +271,10 @@ def test_shards_read_back_as_one_dataset(model_dir, inputs, tmp_path):
 
 
 def test_score_imports_nothing_heavy_until_it_runs():
-    code = ("import sys, tnews_deploy.cli, tnews_deploy.scoring; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'pyarrow', 'onnxruntime', 'ray', 'torch'}))")
+    code = (
+        "import sys, tnews_deploy.cli, tnews_deploy.scoring; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pyarrow', 'onnxruntime', 'ray', 'torch'}))"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr

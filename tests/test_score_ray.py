@@ -35,8 +35,11 @@ def inputs(tmp_path_factory):
 def test_ray_scores_every_format_like_the_predictor(exported, inputs, tmp_path):
     folder, expected = inputs
     out = tmp_path / "out"
-    summary = score_ray(ScoreConfig(exported.output, (str(folder),), out, engine="ray", actors=2,
-                                    threads_per_actor=1, chunk_rows=16, top_k=2))
+    summary = score_ray(
+        ScoreConfig(
+            exported.output, (str(folder),), out, engine="ray", actors=2, threads_per_actor=1, chunk_rows=16, top_k=2
+        )
+    )
     assert (summary.rows, summary.errors) == (len(expected), bad_rows(expected))
     check_scores(read_output(out), expected, Predictor(exported.output, threads=1), top_k=2)
     saved = json.loads((out / "_SUCCESS").read_text())
@@ -47,8 +50,21 @@ def test_ray_scores_every_format_like_the_predictor(exported, inputs, tmp_path):
 def test_ray_through_the_cli_reports_bad_rows(exported, inputs, tmp_path):
     folder, expected = inputs
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["score", str(exported.output), str(folder / "*.txt"), str(folder / "*.csv"),
-                                       "--output", str(out), "--engine", "ray", "--actors", "1"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "score",
+            str(exported.output),
+            str(folder / "*.txt"),
+            str(folder / "*.csv"),
+            "--output",
+            str(out),
+            "--engine",
+            "ray",
+            "--actors",
+            "1",
+        ],
+    )
     assert result.exit_code == 1, result.output
     wanted = [e for e in expected if e.source.endswith((".txt", ".csv"))]
     assert f"{bad_rows(wanted)} of {len(wanted)} row(s) failed" in result.output
@@ -58,8 +74,11 @@ def test_ray_through_the_cli_reports_bad_rows(exported, inputs, tmp_path):
 def test_an_actor_pool_larger_than_the_cluster_is_refused(exported, inputs, tmp_path):
     folder, _ = inputs
     with pytest.raises(ConfigError, match="needs 4 CPUs; the Ray cluster has 2"):
-        score_ray(ScoreConfig(exported.output, (str(folder / "d.txt"),), tmp_path / "out", engine="ray", actors=2,
-                              threads_per_actor=2))
+        score_ray(
+            ScoreConfig(
+                exported.output, (str(folder / "d.txt"),), tmp_path / "out", engine="ray", actors=2, threads_per_actor=2
+            )
+        )
     assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
 
 

@@ -32,15 +32,21 @@ def scorer_nodes() -> set[str]:
     """The nodes that ran the scoring actors (from the GCS actor table; no dashboard needed)."""
     from ray._private import state
 
-    return {actor["Address"]["NodeID"] for actor in state.actors().values()
-            if "RayScorer" in actor.get("ActorClassName", "")}
+    return {
+        actor["Address"]["NodeID"]
+        for actor in state.actors().values()
+        if "RayScorer" in actor.get("ActorClassName", "")
+    }
 
 
 def test_two_node_cluster_scores_every_row_with_actors_on_both_nodes(two_nodes, exported, tmp_path):
     expected = write_inputs(tmp_path / "in", n=30)
     out = tmp_path / "out"
-    summary = score_ray(ScoreConfig(exported.output, (str(tmp_path / "in"),), out, engine="ray", actors=2,
-                                    threads_per_actor=1, chunk_rows=16))
+    summary = score_ray(
+        ScoreConfig(
+            exported.output, (str(tmp_path / "in"),), out, engine="ray", actors=2, threads_per_actor=1, chunk_rows=16
+        )
+    )
     assert (summary.rows, summary.errors) == (len(expected), bad_rows(expected))
     check_scores(read_output(out), expected, Predictor(exported.output, threads=1))
     assert len({node["NodeID"] for node in ray.nodes() if node["Alive"]}) == 2

@@ -49,8 +49,12 @@ def _serving(model_dir: Path, tmp_path: Path, *flags: str) -> Iterator[tuple[sub
     port = _free_port()
     log_path = tmp_path / f"serve-{port}.log"
     with log_path.open("w") as log:
-        proc = subprocess.Popen(CLI + ["serve", str(model_dir), "--port", str(port), *flags],
-                                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(
+            CLI + ["serve", str(model_dir), "--port", str(port), *flags],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
         try:
             yield proc, port, log_path
         finally:
@@ -120,15 +124,20 @@ def test_a_worker_that_cannot_load_its_model_stops_the_service_with_one_clear_li
 
 def test_after_sigterm_new_connections_are_refused_while_a_worker_drains(exported, tmp_path):
     """--workers 2: once SIGTERM is handled the port refuses connections; the accepted request still gets its 200."""
-    with _serving(exported.output, tmp_path, "--workers", "2", "--threads", "1",
-                  "--graceful-timeout", "60") as (proc, port, log):
+    with _serving(exported.output, tmp_path, "--workers", "2", "--threads", "1", "--graceful-timeout", "60") as (
+        proc,
+        port,
+        log,
+    ):
         _wait_for(lambda: _ready(port), 120, "the workers to be ready")
         body = json.dumps({"texts": ["今天的新闻"]}).encode()
         held = socket.create_connection(("127.0.0.1", port), timeout=30)
         try:
             # A request whose body is still to come: its worker keeps draining until the body arrives.
-            held.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-                         b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+            held.sendall(
+                b"POST /v1/classify HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+            )
             assert held.recv(100).startswith(b"HTTP/1.1 100 Continue")  # a worker's app reads the body
             os.kill(proc.pid, signal.SIGTERM)
 

@@ -93,12 +93,15 @@ def test_bad_requests_get_clear_4xx(client, body, status, code, positions):
         assert error["positions"] == positions
 
 
-@pytest.mark.parametrize("method, path, status, code", [
-    ("GET", "/v1/classify", 405, "method_not_allowed"),
-    ("DELETE", "/healthz", 405, "method_not_allowed"),
-    ("GET", "/nope", 404, "not_found"),
-    ("POST", "/v1/classify/extra", 404, "not_found"),
-])
+@pytest.mark.parametrize(
+    "method, path, status, code",
+    [
+        ("GET", "/v1/classify", 405, "method_not_allowed"),
+        ("DELETE", "/healthz", 405, "method_not_allowed"),
+        ("GET", "/nope", 404, "not_found"),
+        ("POST", "/v1/classify/extra", 404, "not_found"),
+    ],
+)
 def test_unknown_paths_and_methods_use_the_error_body(client, method, path, status, code):
     response = client.request(method, path)
     assert response.status_code == status
@@ -115,11 +118,17 @@ def test_model_info_shows_no_filesystem_paths(client, exported):
     assert exported.source.checkpoint.name in text  # the name is kept, the place is not
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(max_batch=0), "--max-batch"), (dict(max_chars=-1), "--max-chars"), (dict(threads=0), "--threads"),
-    (dict(batch_window_ms=-1.0), "--batch-window-ms"), (dict(max_queue=0), "--max-queue"),
-    (dict(graceful_timeout_s=0), "--graceful-timeout"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(max_batch=0), "--max-batch"),
+        (dict(max_chars=-1), "--max-chars"),
+        (dict(threads=0), "--threads"),
+        (dict(batch_window_ms=-1.0), "--batch-window-ms"),
+        (dict(max_queue=0), "--max-queue"),
+        (dict(graceful_timeout_s=0), "--graceful-timeout"),
+    ],
+)
 def test_service_config_validates_itself(tmp_path, kwargs, message):
     from tnews_deploy.errors import ConfigError
 
@@ -247,8 +256,11 @@ def _metrics(client) -> dict:
 
     response = client.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(response.text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
 
 
 def test_metrics_count_requests_latency_texts_queue_and_model(exported):
@@ -260,8 +272,9 @@ def test_metrics_count_requests_latency_texts_queue_and_model(exported):
         metrics = _metrics(c)
 
     def requests(endpoint, method, status):
-        return metrics.get(("tnews_http_requests_total",
-                            (("endpoint", endpoint), ("method", method), ("status", status))), 0)
+        return metrics.get(
+            ("tnews_http_requests_total", (("endpoint", endpoint), ("method", method), ("status", status))), 0
+        )
 
     assert requests("/v1/classify", "POST", "200") == 2 and requests("/v1/classify", "POST", "422") == 1
     assert requests("other", "GET", "404") == 1  # unknown paths share one label
@@ -287,7 +300,10 @@ def test_one_access_log_line_per_request_and_no_texts(exported, caplog):
             c.get("/healthz")
     records = [r for r in caplog.records if r.name == "tnews_deploy.service.access"]
     assert [(r.method, r.path, r.status, r.texts) for r in records] == [
-        ("POST", "/v1/classify", 200, 2), ("POST", "/v1/classify", 400, None), ("GET", "/healthz", 200, None)]
+        ("POST", "/v1/classify", 200, 2),
+        ("POST", "/v1/classify", 400, None),
+        ("GET", "/healthz", 200, None),
+    ]
     assert all(r.duration_ms >= 0 and r.getMessage().endswith("ms") for r in records)
     assert "POST /v1/classify 200 texts=2 " in records[0].getMessage()
     assert not any(secret in r.getMessage() for r in caplog.records)
@@ -306,8 +322,7 @@ def test_overload_gets_an_immediate_503_never_a_500(exported):
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=300) as client:
-                responses = await asyncio.gather(*(client.post("/v1/classify", json={"texts": p})
-                                                   for p in payloads))
+                responses = await asyncio.gather(*(client.post("/v1/classify", json={"texts": p}) for p in payloads))
                 metrics = await client.get("/metrics")
         return responses, metrics.text
 

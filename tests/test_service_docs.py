@@ -67,9 +67,25 @@ def _status(url: str) -> int | None:
 def test_serve_docs_flag_turns_the_page_on(exported):
     pytest.importorskip("uvicorn")
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tnews_deploy.cli", "serve", str(exported.output), "--port",
-                             str(port), "--log-level", "warning", "--threads", "1", "--docs"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tnews_deploy.cli",
+            "serve",
+            str(exported.output),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--threads",
+            "1",
+            "--docs",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

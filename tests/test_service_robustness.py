@@ -38,19 +38,27 @@ def _request_series(client) -> list[dict[str, str]]:
     from prometheus_client.parser import text_string_to_metric_families
 
     text = client.get("/metrics").text
-    return [s.labels for family in text_string_to_metric_families(text) for s in family.samples
-            if s.name == "tnews_http_requests_total"]
+    return [
+        s.labels
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "tnews_http_requests_total"
+    ]
 
 
 HUGE = "9" * 5000  # over Python's 4,300-digit limit for int(str)
 
 
-@pytest.mark.parametrize("body", [
-    '{"texts": ["新闻"], "top_k": ' + HUGE + "}",
-    '{"texts": ["新闻"], "extra": [1, {"n": -' + HUGE + "}]}",
-    '{"texts": [' + HUGE + "]}",
-    HUGE,
-], ids=["top_k", "nested", "in_texts", "bare"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"texts": ["新闻"], "top_k": ' + HUGE + "}",
+        '{"texts": ["新闻"], "extra": [1, {"n": -' + HUGE + "}]}",
+        '{"texts": [' + HUGE + "]}",
+        HUGE,
+    ],
+    ids=["top_k", "nested", "in_texts", "bare"],
+)
 def test_an_integer_of_thousands_of_digits_is_a_400_not_a_500(client, body):
     response = client.post("/v1/classify", content=body.encode(), headers={"content-type": "application/json"})
     assert response.status_code == 400, response.text
@@ -91,8 +99,9 @@ def test_control_characters_in_the_path_are_escaped_in_the_access_log(client, ca
 
 def test_a_trailing_slash_is_404_not_a_redirect(client):
     for method, path in (("POST", "/v1/classify/"), ("GET", "/healthz/"), ("GET", "/v1/model/")):
-        response = client.request(method, path, json={"texts": ["新闻"]}, headers={"host": "evil.example"},
-                                  follow_redirects=False)
+        response = client.request(
+            method, path, json={"texts": ["新闻"]}, headers={"host": "evil.example"}, follow_redirects=False
+        )
         assert response.status_code == 404, (method, path, response.status_code)
         assert "location" not in response.headers
         assert response.json()["error"]["code"] == "not_found"
@@ -162,18 +171,23 @@ def test_a_client_that_leaves_mid_body_counts_as_client_closed_without_a_traceba
     for name in ("uvicorn", "uvicorn.error", "tnews_deploy"):  # caplog listens at the root logger
         monkeypatch.setattr(logging.getLogger(name), "propagate", True)
     before = _classify_counts(app)
-    head = (b"POST /v1/classify HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 100000\r\n\r\n")
+    head = (
+        b"POST /v1/classify HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    )
     with caplog.at_level(logging.INFO):
         for _ in range(3):
             with socket.create_connection((host, port)) as conn:
                 conn.sendall(head + json.dumps({"texts": ["新闻"] * 50})[:300].encode())
-        _wait_for(lambda: _classify_counts(app).get("499", 0) - before.get("499", 0) >= 3,
-                  "three requests counted as client-closed")
+        _wait_for(
+            lambda: _classify_counts(app).get("499", 0) - before.get("499", 0) >= 3,
+            "three requests counted as client-closed",
+        )
         with socket.create_connection((host, port)) as conn:  # the server still answers afterwards
             body = json.dumps({"texts": ["新闻"]}).encode()
-            conn.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-                         b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            conn.sendall(
+                b"POST /v1/classify HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
             assert conn.makefile("rb").readline().startswith(b"HTTP/1.1 200")
     after = _classify_counts(app)
     assert after.get("500", 0) == before.get("500", 0)

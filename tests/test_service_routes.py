@@ -33,8 +33,12 @@ def test_every_endpoint_is_a_route_module_function(app):
 
 def test_a_route_added_in_a_module_reaches_the_service_through_the_dependency(app, exported):
     async def labels_and_limit(service: ServiceDep) -> dict:
-        return {"labels": list(service.predictor.labels), "max_batch": service.config.max_batch,
-                "batching": service.batcher is not None, "same_metrics": service.metrics is app.state.metrics}
+        return {
+            "labels": list(service.predictor.labels),
+            "max_batch": service.config.max_batch,
+            "batching": service.batcher is not None,
+            "same_metrics": service.metrics is app.state.metrics,
+        }
 
     extra = APIRouter()
     extra.add_api_route("/v1/labels", labels_and_limit, methods=["GET"])
@@ -42,6 +46,5 @@ def test_a_route_added_in_a_module_reaches_the_service_through_the_dependency(ap
     with TestClient(app) as client:
         body = client.get("/v1/labels").json()
         assert "service" not in str(client.get("/openapi.json").json()["paths"]["/v1/labels"])  # no parameter
-    assert body == {"labels": list(app.state.predictor.labels), "max_batch": 17, "batching": True,
-                    "same_metrics": True}
+    assert body == {"labels": list(app.state.predictor.labels), "max_batch": 17, "batching": True, "same_metrics": True}
     assert app.state.service.predictor is app.state.predictor

@@ -19,8 +19,12 @@ def test_seeds_draw_distinct_subsets_and_the_same_evaluation_set(hf_data):
     from tnews_deploy.data import SplitConfig, load_tnews, make_splits
 
     dsd = load_tnews(hf_data)
-    draws = {seed: make_splits(dsd, SplitConfig(train_sizes=(100,), eval_size=150, selection_size=90, seed=42,
-                                                train_seed=seed)) for seed in (42, 7, 13)}
+    draws = {
+        seed: make_splits(
+            dsd, SplitConfig(train_sizes=(100,), eval_size=150, selection_size=90, seed=42, train_seed=seed)
+        )
+        for seed in (42, 7, 13)
+    }
     subsets = {seed: tuple(s.train[100]["idx"]) for seed, s in draws.items()}
     assert len(set(subsets.values())) == 3  # each seed its own training subset
     for s in draws.values():
@@ -32,8 +36,7 @@ def test_seeds_draw_distinct_subsets_and_the_same_evaluation_set(hf_data):
 
 
 def test_grid_config_plans_one_run_per_seed(tmp_path):
-    grid = GridConfig(model="m", data="d", output=tmp_path, variants=("full",), train_sizes=(500, "all"),
-                      seeds=(42, 7))
+    grid = GridConfig(model="m", data="d", output=tmp_path, variants=("full",), train_sizes=(500, "all"), seeds=(42, 7))
     assert grid.planned() == [("full", 500, 42), ("full", 500, 7), ("full", "all", 42), ("full", "all", 7)]
     assert [grid.run_name(*p) for p in grid.planned()] == ["full-500", "full-500-seed7", "full-all", "full-all-seed7"]
     assert grid.run_config("full", 500, 7).train_seed == 7 and grid.run_config("full", 500, 7).seed == 42
@@ -73,8 +76,9 @@ def test_bootstrap_matches_a_hand_computation_per_resample():
     indices = np.random.default_rng(11).integers(0, 200, size=(50, 200))
     picks = np.random.default_rng([11, 2]).integers(0, 2, size=(50, 2))
     for b in range(50):
-        per_seed = [f1_score(labels[indices[b]], p[indices[b]], average="macro", zero_division=0)
-                    for p in seeds_predictions]
+        per_seed = [
+            f1_score(labels[indices[b]], p[indices[b]], average="macro", zero_division=0) for p in seeds_predictions
+        ]
         assert cell[b] == pytest.approx(np.mean([per_seed[k] for k in picks[b]]))
     # a cell's samples do not depend on what was scored before it (the grid's results and the report agree)
     other = EvalBootstrap(labels, 5, draws=50, seed=11)
@@ -104,16 +108,29 @@ def test_paired_difference_of_a_cell_with_itself_is_exactly_zero(tmp_path):
     preds = [int(x) for x in np.random.default_rng(2).integers(0, 3, 60)]
     runs = []
     for i, seed in enumerate((1, 2)):
-        metrics = {"macro_f1": 0.3 + i / 10, "micro_f1": 0.4, "accuracy": 0.4, "train_seconds": 10.0 * (i + 1),
-                   "seed": seed, "label_names": ["a", "b", "c"]}
-        runs.append(Run(tmp_path / f"r{seed}", {"variant": "full", "train_size": 50, "train_seed": seed}, metrics,
-                        {"ids": list(range(60)), "labels": [int(x) for x in labels], "predictions": preds}))
+        metrics = {
+            "macro_f1": 0.3 + i / 10,
+            "micro_f1": 0.4,
+            "accuracy": 0.4,
+            "train_seconds": 10.0 * (i + 1),
+            "seed": seed,
+            "label_names": ["a", "b", "c"],
+        }
+        runs.append(
+            Run(
+                tmp_path / f"r{seed}",
+                {"variant": "full", "train_size": 50, "train_seed": seed},
+                metrics,
+                {"ids": list(range(60)), "labels": [int(x) for x in labels], "predictions": preds},
+            )
+        )
     cells = Cells(runs, draws=200)
     (cell,) = list(cells)
     summary = cells.summary(cell)
     assert summary["seeds"] == [1, 2]
     assert summary["macro_f1_mean"] == pytest.approx(0.35) and summary["macro_f1_std"] == pytest.approx(
-        statistics.stdev([0.3, 0.4]), abs=1e-4)
+        statistics.stdev([0.3, 0.4]), abs=1e-4
+    )
     assert summary["train_seconds_mean"] == 15.0
     d = cells.difference(cell, cell)
     assert d.value == 0 and d.low == 0 and d.high == 0 and not d.excludes_zero()
@@ -125,13 +142,29 @@ def test_runs_that_differ_only_in_how_they_ran_share_a_cell(tmp_path):
     from tnews_deploy.training.cells import Cells, Run
 
     base = {"variant": "full", "train_size": 500, "batch_size": 32, "lr": 5e-5}
-    configs = [dict(base),  # recorded before --save-every, --train-vocab and world_size existed
-               {**base, "train_seed": 7, "save_every": 200, "train_vocab": "data", "world_size": 1,
-                "effective_batch_size": 32},
-               {**base, "train_seed": 13, "save_every": 200, "train_vocab": "all", "world_size": 1,
-                "effective_batch_size": 32}]
-    runs = [Run(tmp_path / f"r{i}", c, {"macro_f1": 0.4, "micro_f1": 0.5, "accuracy": 0.5, "seed": seed}, None)
-            for i, (c, seed) in enumerate(zip(configs, (42, 7, 13)))]
+    configs = [
+        dict(base),  # recorded before --save-every, --train-vocab and world_size existed
+        {
+            **base,
+            "train_seed": 7,
+            "save_every": 200,
+            "train_vocab": "data",
+            "world_size": 1,
+            "effective_batch_size": 32,
+        },
+        {
+            **base,
+            "train_seed": 13,
+            "save_every": 200,
+            "train_vocab": "all",
+            "world_size": 1,
+            "effective_batch_size": 32,
+        },
+    ]
+    runs = [
+        Run(tmp_path / f"r{i}", c, {"macro_f1": 0.4, "micro_f1": 0.5, "accuracy": 0.5, "seed": seed}, None)
+        for i, (c, seed) in enumerate(zip(configs, (42, 7, 13)))
+    ]
     assert [sorted(c.seed for c in cell.runs) for cell in Cells(runs, draws=10)] == [[7, 13, 42]]
     other = Run(tmp_path / "r3", {**base, "lr": 1e-4}, {"macro_f1": 0.4, "micro_f1": 0.5, "accuracy": 0.5}, None)
     assert len(list(Cells([*runs, other], draws=10))) == 2  # a setting that changes training does split
@@ -146,22 +179,43 @@ def tiny_study(tmp_path_factory, tiny_model, hf_data):
     from tnews_deploy.training.grid import run_grid
 
     root = tmp_path_factory.mktemp("study")
-    overrides = dict(eval_size=150, selection_size=90, epochs=1.0, min_steps=30, lr=3e-3, batch_size=16,
-                     max_length=32, early_stopping_patience=0)
+    overrides = dict(
+        eval_size=150,
+        selection_size=90,
+        epochs=1.0,
+        min_steps=30,
+        lr=3e-3,
+        batch_size=16,
+        max_length=32,
+        early_stopping_patience=0,
+    )
     base = dict(model=str(tiny_model), data=str(hf_data), seeds=(42, 7))
-    main = GridConfig(**base, output=root / "grid", variants=("full", "freeze-encoder"), train_sizes=(60, 120),
-                      overrides=overrides)
+    main = GridConfig(
+        **base, output=root / "grid", variants=("full", "freeze-encoder"), train_sizes=(60, 120), overrides=overrides
+    )
     results = run_grid(main, quiet=True)
-    paper = GridConfig(**base, output=root / "paper", variants=("freeze-encoder",), train_sizes=(120,),
-                       preset="paper", overrides=dict(eval_size=150, selection_size=90, epochs=2.0, max_length=32))
+    paper = GridConfig(
+        **base,
+        output=root / "paper",
+        variants=("freeze-encoder",),
+        train_sizes=(120,),
+        preset="paper",
+        overrides=dict(eval_size=150, selection_size=90, epochs=2.0, max_length=32),
+    )
     run_grid(paper, quiet=True)
-    weighted = GridConfig(**base, output=root / "weighted", variants=("full",), train_sizes=(120,),
-                          overrides={**overrides, "class_weight": "balanced"})
+    weighted = GridConfig(
+        **base,
+        output=root / "weighted",
+        variants=("full",),
+        train_sizes=(120,),
+        overrides={**overrides, "class_weight": "balanced"},
+    )
     run_grid(weighted, quiet=True)
     from tnews_deploy.training import train_run
 
-    train_run(tiny_train_config(tiny_model, hf_data, train_size="all", min_steps=0, epochs=1.0), root / "all",
-              quiet=True)
+    train_run(
+        tiny_train_config(tiny_model, hf_data, train_size="all", min_steps=0, epochs=1.0), root / "all", quiet=True
+    )
     return root, results
 
 
@@ -177,7 +231,7 @@ def test_report_of_a_partial_grid_says_what_is_missing(tiny_study, tmp_path):
     for unfinished in [*grid.glob("full-120*"), *grid.glob("freeze-encoder-60*")]:
         (unfinished / "metrics.json").unlink()
     text = write_study_report(grid, tmp_path / "report.md", (), draws=100).read_text()
-    section = text[text.index("## 4."):text.index("## 5.")]
+    section = text[text.index("## 4.") : text.index("## 5.")]
     assert "no variant has both yet" in section and "| variant |" not in section
 
 
@@ -195,8 +249,9 @@ def test_grid_with_seeds_keeps_every_run_and_aggregates_cells(tiny_study):
     for run in results["runs"]:
         saved = json.loads((root / "grid" / run["run"] / "predictions.json").read_text())
         assert len(saved["predictions"]) == len(saved["labels"]) == 150
-    ids = {tuple(json.loads((root / "grid" / r["run"] / "predictions.json").read_text())["ids"])
-           for r in results["runs"]}
+    ids = {
+        tuple(json.loads((root / "grid" / r["run"] / "predictions.json").read_text())["ids"]) for r in results["runs"]
+    }
     assert len(ids) == 1  # every seed scored on the same sentences
     md = (root / "grid" / "results.md").read_text()
     assert " ± " in md and "95 % bootstrap interval" in md
@@ -214,32 +269,73 @@ def test_report_builds_from_a_tiny_grid_and_answers_the_five_questions(tiny_stud
 
     root, _ = tiny_study
     out = root / "report" / "report.md"
-    result = CliRunner().invoke(main, ["report", str(root / "grid"), "--output", str(out), "--extra",
-                                       str(root / "paper"), "--extra", str(root / "weighted"), "--extra",
-                                       str(root / "all"), "--draws", "200"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "report",
+            str(root / "grid"),
+            "--output",
+            str(out),
+            "--extra",
+            str(root / "paper"),
+            "--extra",
+            str(root / "weighted"),
+            "--extra",
+            str(root / "all"),
+            "--draws",
+            "200",
+        ],
+    )
     assert result.exit_code == 0, result.output
     text = out.read_text()
-    for heading in ("## Table 2", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## Class weighting",
-                    "## Full training split"):
+    for heading in (
+        "## Table 2",
+        "## 1.",
+        "## 2.",
+        "## 3.",
+        "## 4.",
+        "## 5.",
+        "## Class weighting",
+        "## Full training split",
+    ):
         assert heading in text
     assert "n/r" in text  # the study's micro-F1 is not in the repository: marked, not invented
     assert "`classifier.weight`" in text and "newly initialized" in text  # the captured warning, by name
     assert "Statistically indistinguishable" in text or "No other cell is statistically indistinguishable" in text
     assert "largest |micro-F1 − accuracy|" in text
     assert "preset paper" in text and "class_weight balanced" in text
-    freeze = text[text.index("## 5."):text.index("**The study's frozen result")]
-    steps = [np.mean([json.loads((root / "grid" / f"{v}-120{s}" / "metrics.json").read_text())["steps"]
-                      for s in ("", "-seed7")]) for v in ("full", "freeze-encoder")]
+    freeze = text[text.index("## 5.") : text.index("**The study's frozen result")]
+    steps = [
+        np.mean(
+            [json.loads((root / "grid" / f"{v}-120{s}" / "metrics.json").read_text())["steps"] for s in ("", "-seed7")]
+        )
+        for v in ("full", "freeze-encoder")
+    ]
     row = next(line for line in freeze.splitlines() if line.startswith("| 120 |"))
     assert "steps full / frozen" in freeze and f"| {steps[0]:.0f} / {steps[1]:.0f} |" in row  # the cost that
     # does not depend on what else the machine ran, beside the seconds that do
-    full_data = text[text.index("## Full training split"):].split("\n## ")[0]
+    full_data = text[text.index("## Full training split") :].split("\n## ")[0]
     assert full_data.count("[") >= 2  # intervals of accuracy (the target's metric) and of macro-F1
     assert (root / "report" / "report-learning-curve.png").read_bytes()[:4] == b"\x89PNG"
     assert str(root) not in text
     again = root / "report" / "again.md"
-    CliRunner().invoke(main, ["report", str(root / "grid"), "--output", str(again), "--extra", str(root / "paper"),
-                              "--extra", str(root / "weighted"), "--extra", str(root / "all"), "--draws", "200"])
+    CliRunner().invoke(
+        main,
+        [
+            "report",
+            str(root / "grid"),
+            "--output",
+            str(again),
+            "--extra",
+            str(root / "paper"),
+            "--extra",
+            str(root / "weighted"),
+            "--extra",
+            str(root / "all"),
+            "--draws",
+            "200",
+        ],
+    )
     assert again.read_text().replace("again-learning", "report-learning") == text  # regenerated: the same
 
 
@@ -324,11 +420,16 @@ def test_balanced_weights_and_the_weighted_loss_by_hand(tiny_model):
     assert weights == pytest.approx([6 / (3 * 3), 6 / (3 * 1), 6 / (3 * 2), 1.0])  # n / (k · n_c); absent: 1
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=4)
-    trainer = WeightedLossTrainer(model=model, args=TrainingArguments(output_dir="/nonexistent", use_cpu=True,
-                                                                      report_to=[]), class_weights=weights)
-    batch = {"input_ids": torch.tensor([[2, 10, 11, 3], [2, 12, 3, 0], [2, 13, 14, 3]]),
-             "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 1]]),
-             "labels": torch.tensor([0, 1, 1])}
+    trainer = WeightedLossTrainer(
+        model=model,
+        args=TrainingArguments(output_dir="/nonexistent", use_cpu=True, report_to=[]),
+        class_weights=weights,
+    )
+    batch = {
+        "input_ids": torch.tensor([[2, 10, 11, 3], [2, 12, 3, 0], [2, 13, 14, 3]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 1]]),
+        "labels": torch.tensor([0, 1, 1]),
+    }
     model.eval()
     with torch.no_grad():
         loss = trainer.compute_loss(model, batch)
@@ -377,8 +478,7 @@ def test_an_unfinished_run_of_other_settings_starts_from_scratch(tiny_model, hf_
 
     config = tiny_train_config(tiny_model, hf_data, train_size=120, min_steps=24, evaluations=4, save_every=5)
     train_killed_at(7, config, tmp_path / "run")
-    other = tiny_train_config(tiny_model, hf_data, train_size=120, min_steps=24, evaluations=4, save_every=5,
-                              lr=1e-3)
+    other = tiny_train_config(tiny_model, hf_data, train_size=120, min_steps=24, evaluations=4, save_every=5, lr=1e-3)
     assert train_run(other, tmp_path / "run", quiet=True).metrics["resumed_from_steps"] == []
 
 
@@ -395,4 +495,3 @@ def test_save_every_is_not_a_difference_between_runs(trained_run, tiny_model, hf
     shutil.copytree(trained_run.run_dir, tmp_path / "run")
     again = train_run(tiny_train_config(tiny_model, hf_data, save_every=7), tmp_path / "run", quiet=True)
     assert again.metrics == trained_run.metrics  # reused as finished, not trained again
-

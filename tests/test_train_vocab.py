@@ -34,8 +34,9 @@ def both_ways(big_vocab_model, hf_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("train-vocab")
     runs = {}
     for mode in ("data", "all"):
-        config = tiny_train_config(big_vocab_model, hf_data, train_size=120, min_steps=40, evaluations=4,
-                                   train_vocab=mode)
+        config = tiny_train_config(
+            big_vocab_model, hf_data, train_size=120, min_steps=40, evaluations=4, train_vocab=mode
+        )
         runs[mode] = train_run(config, root / mode, quiet=True)
     return runs
 
@@ -63,8 +64,11 @@ def test_the_checkpoint_has_every_row_as_if_all_had_trained(both_ways, big_vocab
         torch.testing.assert_close(data[name], every[name], rtol=1e-4, atol=1e-5, msg=name)
     # The rows no sentence uses were decayed by AdamW's weight decay alone, not left as they were loaded.
     name = next(n for n in every if n.endswith("word_embeddings.weight"))
-    pretrained = next(t for n, t in load_file(str(big_vocab_model / "model.safetensors")).items()
-                      if n.endswith("word_embeddings.weight"))
+    pretrained = next(
+        t
+        for n, t in load_file(str(big_vocab_model / "model.safetensors")).items()
+        if n.endswith("word_embeddings.weight")
+    )
     last = -1  # an [unused] token of the padded vocabulary
     assert float(every[name][last].norm()) < float(pretrained[last].norm())
     torch.testing.assert_close(data[name][last], every[name][last], rtol=1e-5, atol=1e-7)
@@ -78,16 +82,16 @@ def test_the_checkpoint_config_names_the_whole_vocabulary(both_ways, big_vocab_m
 def test_frozen_embeddings_train_no_rows_to_cut(big_vocab_model, hf_data, tmp_path):
     from tnews_deploy.training import train_run
 
-    config = tiny_train_config(big_vocab_model, hf_data, variant="freeze-embeddings", train_size=60, min_steps=4,
-                               evaluations=2)
+    config = tiny_train_config(
+        big_vocab_model, hf_data, variant="freeze-embeddings", train_size=60, min_steps=4, evaluations=2
+    )
     assert train_run(config, tmp_path / "run", quiet=True).metrics["embedding_rows_trained"] is None
 
 
 def test_train_vocab_is_not_a_difference_between_finished_runs(both_ways, big_vocab_model, hf_data):
     from tnews_deploy.training import train_run
 
-    config = tiny_train_config(big_vocab_model, hf_data, train_size=120, min_steps=40, evaluations=4,
-                               train_vocab="all")
+    config = tiny_train_config(big_vocab_model, hf_data, train_size=120, min_steps=40, evaluations=4, train_vocab="all")
     reused = train_run(config, both_ways["data"].run_dir, quiet=True)  # finished: loaded, not retrained
     assert reused.metrics == both_ways["data"].metrics
 
@@ -98,8 +102,9 @@ def test_a_run_resumes_in_the_mode_it_started_in(big_vocab_model, hf_data, tmp_p
     from tnews_deploy.training import train_run
 
     def settings(mode):
-        return tiny_train_config(big_vocab_model, hf_data, train_size=120, min_steps=24, evaluations=4,
-                                 save_every=5, train_vocab=mode)
+        return tiny_train_config(
+            big_vocab_model, hf_data, train_size=120, min_steps=24, evaluations=4, save_every=5, train_vocab=mode
+        )
 
     train_killed_at(12, settings("all"), tmp_path / "run")
     result = train_run(settings("data"), tmp_path / "run", quiet=True)
@@ -111,8 +116,7 @@ def test_a_run_resumes_in_the_mode_it_started_in(big_vocab_model, hf_data, tmp_p
 def test_a_run_that_cut_the_rows_resumes_cut(big_vocab_model, hf_data, tmp_path):
     from tnews_deploy.training import train_run
 
-    config = tiny_train_config(big_vocab_model, hf_data, train_size=120, min_steps=24, evaluations=4,
-                               save_every=5)
+    config = tiny_train_config(big_vocab_model, hf_data, train_size=120, min_steps=24, evaluations=4, save_every=5)
     train_killed_at(12, config, tmp_path / "run")
     m = train_run(config, tmp_path / "run", quiet=True).metrics
     assert m["resumed_from_steps"] == [10] and m["embedding_rows_trained"] > 0
@@ -123,8 +127,11 @@ def test_ids_outside_the_kept_rows_are_refused():
 
     from tnews_deploy.training.vocab import DataVocabulary
 
-    model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1,
-                                                     num_attention_heads=2, intermediate_size=8, num_labels=3))
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8, num_labels=3
+        )
+    )
     vocabulary = DataVocabulary(model, [0, 3, 7])
     before = model.get_input_embeddings().weight.detach().clone()
     vocabulary.shrink()

@@ -125,15 +125,27 @@ def test_cli_train_on_a_finished_run_of_another_size_exits_2(trained_run):
     from tnews_deploy.cli import main
 
     c = trained_run.config
-    result = CliRunner().invoke(main, [
-        "train", "--model", c.model, "--data", c.data, "--variant", c.variant, "--train-size", "123",
-        "--output", str(trained_run.run_dir)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--model",
+            c.model,
+            "--data",
+            c.data,
+            "--variant",
+            c.variant,
+            "--train-size",
+            "123",
+            "--output",
+            str(trained_run.run_dir),
+        ],
+    )
     assert result.exit_code == 2 and "already holds a finished run" in result.output
     assert "macro-F1" not in result.output
 
 
-def test_run_config_stores_paths_that_resolve_from_anywhere(trained_run, tiny_model, hf_data, tmp_path,
-                                                            monkeypatch):
+def test_run_config_stores_paths_that_resolve_from_anywhere(trained_run, tiny_model, hf_data, tmp_path, monkeypatch):
     import json
     import os
 
@@ -145,9 +157,12 @@ def test_run_config_stores_paths_that_resolve_from_anywhere(trained_run, tiny_mo
     # the same run named with relative paths from another directory is the same run, not another config
     monkeypatch.chdir(hf_data.parent)
     relative = train_run(
-        trained_run.config.__class__(**{**trained_run.config.__dict__, "data": os.path.relpath(hf_data),
-                                        "model": os.path.relpath(tiny_model)}),
-        trained_run.run_dir, quiet=True)
+        trained_run.config.__class__(
+            **{**trained_run.config.__dict__, "data": os.path.relpath(hf_data), "model": os.path.relpath(tiny_model)}
+        ),
+        trained_run.run_dir,
+        quiet=True,
+    )
     assert relative.metrics == trained_run.metrics
 
 
@@ -182,17 +197,34 @@ def test_model_folder_without_weights_is_a_clear_error(tmp_path, tiny_model, hf_
 def test_grid_writes_results_and_resumes(tiny_model, hf_data, tmp_path):
     from tnews_deploy.training.grid import GridConfig, run_grid
 
-    overrides = dict(eval_size=150, selection_size=90, epochs=1.0, min_steps=30, lr=3e-3, batch_size=16,
-                     max_length=32, early_stopping_patience=2)
-    grid = GridConfig(model=str(tiny_model), data=str(hf_data), output=tmp_path / "grid",
-                      variants=("full", "freeze-encoder"), train_sizes=(60, 120), overrides=overrides)
+    overrides = dict(
+        eval_size=150,
+        selection_size=90,
+        epochs=1.0,
+        min_steps=30,
+        lr=3e-3,
+        batch_size=16,
+        max_length=32,
+        early_stopping_patience=2,
+    )
+    grid = GridConfig(
+        model=str(tiny_model),
+        data=str(hf_data),
+        output=tmp_path / "grid",
+        variants=("full", "freeze-encoder"),
+        train_sizes=(60, 120),
+        overrides=overrides,
+    )
     results = run_grid(grid, quiet=True)
     assert results["finished_runs"] == results["planned_runs"] == 4
     assert {(r["variant"], r["train_size"]) for r in results["runs"]} == {
-        ("full", 60), ("full", 120), ("freeze-encoder", 60), ("freeze-encoder", 120)}
+        ("full", 60),
+        ("full", 120),
+        ("freeze-encoder", 60),
+        ("freeze-encoder", 120),
+    }
     for row in results["runs"]:
-        assert set(row) >= {"variant", "train_size", "macro_f1", "micro_f1", "accuracy", "train_seconds",
-                            "checkpoint"}
+        assert set(row) >= {"variant", "train_size", "macro_f1", "micro_f1", "accuracy", "train_seconds", "checkpoint"}
         assert 0 <= row["macro_f1"] <= 1 and (tmp_path / "grid" / row["checkpoint"] / "config.json").is_file()
     assert results["best"]["macro_f1"] == max(r["macro_f1"] for r in results["runs"])
     md = (tmp_path / "grid" / "results.md").read_text()
@@ -208,7 +240,6 @@ def test_grid_writes_results_and_resumes(tiny_model, hf_data, tmp_path):
     assert resumed["finished_runs"] == 4
     assert (half / "metrics.json").is_file()
     assert (tmp_path / "grid" / "full-60" / "metrics.json").stat().st_mtime_ns == untouched
-
 
 
 @pytest.mark.parametrize(
@@ -256,12 +287,27 @@ def test_grid_plot_draws_macro_and_micro_f1_with_error_bars(tmp_path, monkeypatc
         return real_bar(self, x, height, *args, **kwargs)
 
     monkeypatch.setattr(Axes, "bar", spy)
-    cells = [{"variant": v, "train_size": n, "macro_f1_mean": 0.1 + i / 10, "micro_f1_mean": 0.15 + i / 10,
-              "macro_f1_std": 0.01, "micro_f1_std": 0.02, "macro_f1_ci": [0.05 + i / 10, 0.2 + i / 10],
-              "micro_f1_ci": None}
-             for i, (v, n) in enumerate([("full", 60), ("full", 120), ("freeze-encoder", 60), ("freeze-encoder", 120)])]
-    results = {"train_sizes": [60, 120], "variants": ["full", "freeze-encoder"], "cells": cells, "model": "m",
-               "preset": "default", "seeds": [1, 2]}
+    cells = [
+        {
+            "variant": v,
+            "train_size": n,
+            "macro_f1_mean": 0.1 + i / 10,
+            "micro_f1_mean": 0.15 + i / 10,
+            "macro_f1_std": 0.01,
+            "micro_f1_std": 0.02,
+            "macro_f1_ci": [0.05 + i / 10, 0.2 + i / 10],
+            "micro_f1_ci": None,
+        }
+        for i, (v, n) in enumerate([("full", 60), ("full", 120), ("freeze-encoder", 60), ("freeze-encoder", 120)])
+    ]
+    results = {
+        "train_sizes": [60, 120],
+        "variants": ["full", "freeze-encoder"],
+        "cells": cells,
+        "model": "m",
+        "preset": "default",
+        "seeds": [1, 2],
+    }
     assert plot_results(results, tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     solid = sorted(h for heights, hatch, _ in drawn if not hatch for h in heights)
     hatched = sorted(h for heights, hatch, _ in drawn if hatch for h in heights)

@@ -82,14 +82,29 @@ def build_unigram_bert(folder: Path, hidden: int = 32) -> Path:
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.decoder = decoders.Metaspace()
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials + ["<mask>"]])
-    XLMRobertaTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", sep_token="</s>",
-                            cls_token="<s>", unk_token="<unk>", pad_token="<pad>",
-                            mask_token="<mask>").save_pretrained(folder)
+    XLMRobertaTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+    ).save_pretrained(folder)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab) + 3, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=hidden * 2, max_position_embeddings=128, pad_token_id=1)
+    config = BertConfig(
+        vocab_size=len(vocab) + 3,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=128,
+        pad_token_id=1,
+    )
     BertModel(config).save_pretrained(folder)  # 3 spare embedding rows, as e5 has 35
     return folder
 
@@ -108,8 +123,15 @@ def build_wordpiece_bert(folder: Path, hidden: int = 32) -> Path:
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=False).save_pretrained(folder)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=hidden * 2, max_position_embeddings=128, pad_token_id=0)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=128,
+        pad_token_id=0,
+    )
     BertModel(config).save_pretrained(folder)
     return folder
 
@@ -132,8 +154,9 @@ def make_run(tmp_path_factory, trim_data):
     def make(family: str):
         if family not in runs:
             base = BUILDERS[family](tmp_path_factory.mktemp(f"{family}-base"))
-            runs[family] = train_run(tiny_train_config(base, trim_data),
-                                     tmp_path_factory.mktemp(f"{family}-run") / "run", quiet=True)
+            runs[family] = train_run(
+                tiny_train_config(base, trim_data), tmp_path_factory.mktemp(f"{family}-run") / "run", quiet=True
+            )
         return runs[family]
 
     return make
@@ -231,7 +254,8 @@ def test_unchanged_pieces_give_identical_logits(trimmed, trim_data):
 def test_unseen_text_falls_back_to_single_characters(trimmed, trim_data):
     _, run, result = trimmed
     corpus = (trim_data / "train.jsonl").read_text(encoding="utf-8") + (trim_data / "validation.jsonl").read_text(
-        encoding="utf-8")
+        encoding="utf-8"
+    )
     assert UNSEEN not in corpus and "zebra" not in corpus
     old_tok, new_tok = _tokenizer(run.checkpoint), _tokenizer(result.output / "checkpoint")
     for text in (f"的{UNSEEN}人", UNSEEN, "zebra 2049"):
@@ -318,17 +342,20 @@ def test_interrupted_trim_leaves_nothing(unigram_run, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"min_agreement": 1.5}, "--min-agreement"),
-    ({"min_agreement": -0.1}, "--min-agreement"),
-    ({"verify_size": 0}, "--verify-size"),
-    ({"max_length": 4}, "--max-length"),
-    ({"batch_size": 0}, "--batch-size"),
-    ({"corpus": " "}, "--corpus"),
-    ({"corpus_field": "body"}, "--corpus-field"),  # without --corpus
-    ({"corpus": "more.csv", "corpus_field": ""}, "--corpus-field"),
-    ({"unchanged_tolerance": float("nan")}, "unchanged_tolerance"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"min_agreement": 1.5}, "--min-agreement"),
+        ({"min_agreement": -0.1}, "--min-agreement"),
+        ({"verify_size": 0}, "--verify-size"),
+        ({"max_length": 4}, "--max-length"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"corpus": " "}, "--corpus"),
+        ({"corpus_field": "body"}, "--corpus-field"),  # without --corpus
+        ({"corpus": "more.csv", "corpus_field": ""}, "--corpus-field"),
+        ({"unchanged_tolerance": float("nan")}, "unchanged_tolerance"),
+    ],
+)
 def test_trim_config_rejects_bad_values(kwargs, name):
     from tnews_deploy.compress import TrimConfig
 
@@ -345,8 +372,9 @@ def test_corpus_file_and_verify_size(unigram_run, trim_data, tmp_path):
     game_sentence = next(s for s in validation if "game" in s)
     corpus = tmp_path / "titles.txt"
     corpus.write_text("\n".join(["北京 quiz 的人", game_sentence, "", "人的"]) + "\n", encoding="utf-8")
-    result = trim_vocab(run.run_dir, tmp_path / "out", TrimConfig(corpus=str(corpus), verify_size=60,
-                                                                  min_agreement=0.0, progress=False))
+    result = trim_vocab(
+        run.run_dir, tmp_path / "out", TrimConfig(corpus=str(corpus), verify_size=60, min_agreement=0.0, progress=False)
+    )
     vocab = _tokenizer(result.output / "checkpoint").get_vocab()
     assert "▁quiz" in vocab and "▁game" not in vocab and "▁news" not in vocab
     assert result.record["corpus"]["sentences"] == 2  # the empty line is skipped, the validation one excluded
@@ -356,8 +384,17 @@ def test_corpus_file_and_verify_size(unigram_run, trim_data, tmp_path):
 def test_cli_trim_vocab(unigram_run, tmp_path):
     from tnews_deploy.cli import main
 
-    args = ["trim-vocab", str(unigram_run.run_dir), "--output", str(tmp_path / "out"), "--verify-size", "100",
-            "--min-agreement", "0.9", "--quiet"]
+    args = [
+        "trim-vocab",
+        str(unigram_run.run_dir),
+        "--output",
+        str(tmp_path / "out"),
+        "--verify-size",
+        "100",
+        "--min-agreement",
+        "0.9",
+        "--quiet",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "vocabulary" in result.output and "agreement" in result.output

@@ -66,7 +66,10 @@ DATA_SUFFIXES: dict[str, str] = DATA.suffixes  # suffix -> format (`tnews_deploy
 # The reader of each format `--data` takes: `datasets`' loader ("tsv": its CSV loader with a tab separator).
 DATA_LOADERS: dict[str, str] = {"csv": "csv", "tsv": "tsv", "jsonl": "json", "parquet": "parquet"}
 SPLIT_FILE_NAMES: dict[str, tuple[str, ...]] = {
-    "train": ("train",), "validation": ("validation", "dev", "valid", "val"), "test": ("test",)}
+    "train": ("train",),
+    "validation": ("validation", "dev", "valid", "val"),
+    "test": ("test",),
+}
 GLOB_CHARS = "*?["
 
 
@@ -107,8 +110,9 @@ def load_data(source: DataSource | str | Path | dict[str, Any] = HUB_DATASET) ->
     if path.is_dir() and _is_clue_folder(path):
         return _load_clue(path, src)
     if path.is_dir() or path.is_file() or any(ch in src.path for ch in GLOB_CHARS):
-        splits = {split: [_read_file(file, src, split) for file in files]
-                  for split, files in _split_files(src, path).items()}
+        splits = {
+            split: [_read_file(file, src, split) for file in files] for split, files in _split_files(src, path).items()
+        }
         beside = path if path.is_dir() else None
         return _assemble(splits, src, names_beside=beside, tnews_default=path.is_dir() and _has_split_jsonl(path))
     if src.path in (HUB_DATASET, "clue") and src.config in (None, "tnews"):
@@ -128,8 +132,11 @@ def _is_clue_folder(folder: Path) -> bool:
     """The original CLUE layout: dev.json / train.json, or CLUE's header-less train.tsv beside labels.json."""
     if _has_split_jsonl(folder):
         return False
-    return ((folder / "dev.json").is_file() or (folder / "train.json").is_file()
-            or ((folder / "train.tsv").is_file() and (folder / "labels.json").is_file()))
+    return (
+        (folder / "dev.json").is_file()
+        or (folder / "train.json").is_file()
+        or ((folder / "train.tsv").is_file() and (folder / "labels.json").is_file())
+    )
 
 
 def _has_split_jsonl(folder: Path) -> bool:
@@ -137,8 +144,9 @@ def _has_split_jsonl(folder: Path) -> bool:
 
 
 def _looks_like_hub_id(value: str) -> bool:
-    return (bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", value))
-            and Path(value).suffix.lower() not in DATA_SUFFIXES)
+    return (
+        bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", value)) and Path(value).suffix.lower() not in DATA_SUFFIXES
+    )
 
 
 def _split_of(file: Path) -> str | None:
@@ -153,12 +161,15 @@ def _split_files(src: DataSource, path: Path) -> dict[str, list[Path]]:
     """Data files per split: a single file is the training data; a folder or glob splits by file name."""
     if path.is_file():
         if path.suffix.lower() not in DATA_SUFFIXES:
-            raise DataError(f"{path}: not a data file; --data takes {DATA.listed(', ', ' or ')} files "
-                            "(or a folder or glob of them).")
+            raise DataError(
+                f"{path}: not a data file; --data takes {DATA.listed(', ', ' or ')} files "
+                "(or a folder or glob of them)."
+            )
         return {"train": [path]}
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES
-                       and p.name != "labels.json")
+        files = sorted(
+            p for p in path.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES and p.name != "labels.json"
+        )
         if not files:
             found = sorted(p.name for p in path.iterdir())[:10]
             raise DataError(
@@ -194,8 +205,9 @@ def _loader_of(file: Path) -> str:
     fmt = DATA.format_of(file)
     if fmt is None or fmt not in DATA_LOADERS:
         what = f"no reader for {fmt} files" if fmt else f"cannot read a '{file.suffix or 'suffix-less'}' file"
-        raise DataError(f"{file}: {what}; --data takes {DATA.listed(', ', ' or ')} files (or a folder or glob "
-                        "of them).")
+        raise DataError(
+            f"{file}: {what}; --data takes {DATA.listed(', ', ' or ')} files (or a folder or glob of them)."
+        )
     return DATA_LOADERS[fmt]
 
 
@@ -235,12 +247,17 @@ def _read_file(file: Path, src: DataSource, split: str) -> _Rows:
             # written, so that the message names the row that is not an integer.
             labels = _labels_as_written(file, kind, src.label_field, len(labels)) or labels
     elif split != "test":
-        raise DataError(f"{file}: no label column {src.label_field!r}; its columns are {columns}. "
-                        "Pass --label-field.")
+        raise DataError(f"{file}: no label column {src.label_field!r}; its columns are {columns}. Pass --label-field.")
     ids = list(dataset["idx"]) if "idx" in columns and dataset.features["idx"].dtype.startswith("int") else None
-    return _Rows(where=str(file), texts=list(dataset[text_field]), labels=labels,
-                 ids=ids or list(range(len(dataset))), line=_line_numbers(file, kind), text_field=text_field,
-                 label_field=src.label_field)
+    return _Rows(
+        where=str(file),
+        texts=list(dataset[text_field]),
+        labels=labels,
+        ids=ids or list(range(len(dataset))),
+        line=_line_numbers(file, kind),
+        text_field=text_field,
+        label_field=src.label_field,
+    )
 
 
 def _labels_as_written(file: Path, kind: str, label_field: str, rows: int) -> list[Any] | None:
@@ -253,8 +270,11 @@ def _labels_as_written(file: Path, kind: str, label_field: str, rows: int) -> li
             except (json.JSONDecodeError, AttributeError):  # a JSON array or another layout: not JSON lines
                 return None
         elif kind in ("csv", "tsv"):
-            reader = csv.reader(fh, delimiter="\t" if kind == "tsv" else ",",
-                                quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL)
+            reader = csv.reader(
+                fh,
+                delimiter="\t" if kind == "tsv" else ",",
+                quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL,
+            )
             records = [record for record in reader if record]
             if not records or label_field not in records[0]:
                 return None
@@ -296,8 +316,11 @@ def _line_numbers(file: Path, kind: str):
                 if kind == "json":
                     cache.extend(n for n, text in enumerate(fh, 1) if text.strip())
                 else:  # the line each CSV record starts on (quoted fields may span lines), header skipped
-                    reader = csv.reader(fh, delimiter="\t" if kind == "tsv" else ",",
-                                        quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL)
+                    reader = csv.reader(
+                        fh,
+                        delimiter="\t" if kind == "tsv" else ",",
+                        quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL,
+                    )
                     end = 0
                     for record in reader:
                         start, end = end + 1, reader.line_num
@@ -322,13 +345,14 @@ def _hub_dataset(repo: str, config: str | None, what: str, instead: str) -> Data
             return load_dataset(repo, config)
         except Exception as exc:  # network, auth, hub outage: all end the same for the user
             reason, cause = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", exc
-    raise DataError(f"could not load {what} from the Hugging Face hub ({reason}). Without network access, "
-                    f"pass {instead} with --data.") from cause
+    raise DataError(
+        f"could not load {what} from the Hugging Face hub ({reason}). Without network access, "
+        f"pass {instead} with --data."
+    ) from cause
 
 
 def _load_tnews_hub() -> DatasetDict:
-    dsd = _hub_dataset("clue", "tnews", repr(HUB_DATASET),
-                       "a local folder (HF-style JSONL or the original CLUE files)")
+    dsd = _hub_dataset("clue", "tnews", repr(HUB_DATASET), "a local folder (HF-style JSONL or the original CLUE files)")
     return DatasetDict({name: split.cast(tnews_features()) for name, split in dsd.items()})
 
 
@@ -336,8 +360,9 @@ def _load_hub(src: DataSource) -> DatasetDict:
     """Any hub dataset (with `src.config`): its splits through the same label and holdout rules as files."""
     from datasets import ClassLabel as HubClassLabel
 
-    dsd = _hub_dataset(src.path, src.config, repr(src.path) + (f" (config {src.config!r})" if src.config else ""),
-                       "local files")
+    dsd = _hub_dataset(
+        src.path, src.config, repr(src.path) + (f" (config {src.config!r})" if src.config else ""), "local files"
+    )
     aliases = {n: split for split, names in SPLIT_FILE_NAMES.items() for n in names}
     splits: dict[str, list[_Rows]] = {}
     hub_names: list[str] | None = None
@@ -349,19 +374,29 @@ def _load_hub(src: DataSource) -> DatasetDict:
         text_field = src.text_field or next((f for f in DEFAULT_TEXT_FIELDS if f in columns), None)
         where = f"{src.path}[{name}]"
         if text_field not in columns:
-            raise DataError(f"{where}: no text column {src.text_field or 'sentence or text'!r}; its columns are "
-                            f"{columns}. Pass --text-field.")
+            raise DataError(
+                f"{where}: no text column {src.text_field or 'sentence or text'!r}; its columns are "
+                f"{columns}. Pass --text-field."
+            )
         labels = list(dataset[src.label_field]) if src.label_field in columns else None
         if labels is None and split != "test":
-            raise DataError(f"{where}: no label column {src.label_field!r}; its columns are {columns}. "
-                            "Pass --label-field.")
+            raise DataError(
+                f"{where}: no label column {src.label_field!r}; its columns are {columns}. Pass --label-field."
+            )
         feature = dataset.features.get(src.label_field)
         if isinstance(feature, HubClassLabel):
             hub_names = list(feature.names)
-        splits[split] = [_Rows(where=where, texts=list(dataset[text_field]), labels=labels,
-                               ids=list(range(len(dataset))),
-                               line=lambda row, where=where: f"{where} row {row + 1}",
-                               text_field=text_field, label_field=src.label_field)]
+        splits[split] = [
+            _Rows(
+                where=where,
+                texts=list(dataset[text_field]),
+                labels=labels,
+                ids=list(range(len(dataset))),
+                line=lambda row, where=where: f"{where} row {row + 1}",
+                text_field=text_field,
+                label_field=src.label_field,
+            )
+        ]
     if "train" not in splits:
         raise DataError(f"{src.path}: has no train split (it has {', '.join(dsd)}).")
     return _assemble(splits, src, hub_names=hub_names)
@@ -374,10 +409,10 @@ def read_label_names(file: Path) -> tuple[list[str], dict[str, int]]:
         file: one name a line, or CLUE's `labels.json` (JSON lines with `label` codes and `label_desc` names).
     """
     if not file.is_file():
-        raise DataError(f"{file}: no such names file (--labels takes one class name a line, or CLUE's "
-                        "labels.json).")
-    lines = [(n, line.strip()) for n, line in enumerate(file.read_text(encoding="utf-8-sig").splitlines(), 1)
-             if line.strip()]
+        raise DataError(f"{file}: no such names file (--labels takes one class name a line, or CLUE's labels.json).")
+    lines = [
+        (n, line.strip()) for n, line in enumerate(file.read_text(encoding="utf-8-sig").splitlines(), 1) if line.strip()
+    ]
     names: list[str] = []
     codes: dict[str, int] = {}
     if lines and lines[0][1].startswith("{"):
@@ -387,8 +422,9 @@ def read_label_names(file: Path) -> tuple[list[str], dict[str, int]]:
                 codes[str(row["label"])] = len(names)
                 names.append(str(row["label_desc"]))
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise DataError(f"{file}:{line_no}: expected a JSON object with 'label' and 'label_desc' "
-                                "(CLUE's labels.json).") from exc
+                raise DataError(
+                    f"{file}:{line_no}: expected a JSON object with 'label' and 'label_desc' (CLUE's labels.json)."
+                ) from exc
     else:
         names = [line for _, line in lines]
     seen: dict[str, int] = {}
@@ -401,8 +437,14 @@ def read_label_names(file: Path) -> tuple[list[str], dict[str, int]]:
     return names, codes
 
 
-def _assemble(splits: dict[str, list[_Rows]], src: DataSource, *, names_beside: Path | None = None,
-              tnews_default: bool = False, hub_names: list[str] | None = None) -> DatasetDict:
+def _assemble(
+    splits: dict[str, list[_Rows]],
+    src: DataSource,
+    *,
+    names_beside: Path | None = None,
+    tnews_default: bool = False,
+    hub_names: list[str] | None = None,
+) -> DatasetDict:
     """Raw rows -> validated `DatasetDict`: texts checked, labels mapped to ids, validation held out if absent."""
     names: list[str] | None = None
     codes: dict[str, int] = {}
@@ -432,14 +474,19 @@ def _assemble(splits: dict[str, list[_Rows]], src: DataSource, *, names_beside: 
                 names, names_from = list(TNEWS_LABEL_NAMES), "the TNEWS classes"
             else:
                 names, names_from = [str(i) for i in range(top + 1)], "the training data's integer labels"
-                logger.info("integer labels without a names file: the classes are named 0..%d (pass --labels "
-                            "FILE to name them)", top)
+                logger.info(
+                    "integer labels without a names file: the classes are named 0..%d (pass --labels "
+                    "FILE to name them)",
+                    top,
+                )
                 _warn_unused_ids(splits["train"], train_labels, top)
         else:
             names, names_from = sorted(set(train_labels)), "the training data"
         if len(names) < 2:
-            raise DataError(f"{splits['train'][0].where}: the training data has {len(names)} class(es); a "
-                            "classifier needs at least 2.")
+            raise DataError(
+                f"{splits['train'][0].where}: the training data has {len(names)} class(es); a "
+                "classifier needs at least 2."
+            )
     name_to_id = {name: i for i, name in enumerate(names)}
 
     def label_id(rows: _Rows, row: int, value: Any, split: str) -> int:
@@ -457,11 +504,15 @@ def _assemble(splits: dict[str, list[_Rows]], src: DataSource, *, names_beside: 
                 return value
         shown = ", ".join(names[:8]) + (", …" if len(names) > 8 else "")
         if names_from == "the training data":
-            raise DataError(f"{rows.line(row)}: label {value!r} does not occur in the training data "
-                            f"({len(names)} classes: {shown}).")
+            raise DataError(
+                f"{rows.line(row)}: label {value!r} does not occur in the training data "
+                f"({len(names)} classes: {shown})."
+            )
         expected = f"0..{len(names) - 1} or " if kind == "int" else ""
-        raise DataError(f"{rows.line(row)}: label {value!r} is not in {names_from} "
-                        f"(expected {expected}one of {len(names)} classes: {shown}).")
+        raise DataError(
+            f"{rows.line(row)}: label {value!r} is not in {names_from} "
+            f"(expected {expected}one of {len(names)} classes: {shown})."
+        )
 
     built: dict[str, dict[str, list]] = {}
     for split, parts in splits.items():
@@ -476,10 +527,12 @@ def _assemble(splits: dict[str, list[_Rows]], src: DataSource, *, names_beside: 
     if "validation" not in built:
         built["train"], built["validation"] = _hold_out(built["train"], names, src)
     features = tnews_features(names)
-    return DatasetDict({
-        split: Dataset.from_dict({k: v for k, v in columns.items() if k != "where"}, features=features)
-        for split, columns in sorted(built.items(), key=lambda kv: SPLITS.index(kv[0]))
-    })
+    return DatasetDict(
+        {
+            split: Dataset.from_dict({k: v for k, v in columns.items() if k != "where"}, features=features)
+            for split, columns in sorted(built.items(), key=lambda kv: SPLITS.index(kv[0]))
+        }
+    )
 
 
 def _first_row(parts: list[_Rows], wanted: Any) -> tuple[str, Any]:
@@ -515,9 +568,16 @@ def _warn_unused_ids(train: list[_Rows], labels: list[int], top: int) -> None:
     if not unused:
         return
     shown = ", ".join(map(str, unused[:5])) + (", …" if len(unused) > 5 else "")
-    logger.warning("%s: label %d makes the classes 0..%d, but %d of the %d have no training example (%s); a typo? "
-                   "Fix the row, or pass --labels FILE to name the classes.",
-                   _first_row(train, lambda v: v == top)[0], top, top, len(unused), top + 1, shown)
+    logger.warning(
+        "%s: label %d makes the classes 0..%d, but %d of the %d have no training example (%s); a typo? "
+        "Fix the row, or pass --labels FILE to name the classes.",
+        _first_row(train, lambda v: v == top)[0],
+        top,
+        top,
+        len(unused),
+        top + 1,
+        shown,
+    )
 
 
 def _check_texts(rows: _Rows) -> None:
@@ -527,11 +587,14 @@ def _check_texts(rows: _Rows) -> None:
         if isinstance(text, str) and not text.strip():
             raise DataError(f"{rows.line(i)}: empty text in {rows.text_field!r}; every row needs a non-empty text.")
         if isinstance(text, (list, dict)):
-            raise DataError(f"{rows.line(i)}: the text in {rows.text_field!r} is a {type(text).__name__}, "
-                            "not a string.")
+            raise DataError(
+                f"{rows.line(i)}: the text in {rows.text_field!r} is a {type(text).__name__}, not a string."
+            )
         if rows.labels is not None and rows.labels[i] is None:
-            raise DataError(f"{rows.line(i)}: no label: {rows.label_field!r} is missing or null; every training "
-                            "and validation row needs one.")
+            raise DataError(
+                f"{rows.line(i)}: no label: {rows.label_field!r} is missing or null; every training "
+                "and validation row needs one."
+            )
 
 
 def _label_kind(parts: list[_Rows]) -> str:
@@ -539,18 +602,27 @@ def _label_kind(parts: list[_Rows]) -> str:
     kind = None
     for rows in parts:
         for i, value in enumerate(rows.labels or []):
-            this = ("int" if isinstance(value, int) and not isinstance(value, bool)
-                    else "str" if isinstance(value, str) else None)
+            this = (
+                "int"
+                if isinstance(value, int) and not isinstance(value, bool)
+                else "str"
+                if isinstance(value, str)
+                else None
+            )
             if this is None:
-                raise DataError(f"{rows.line(i)}: label {value!r} is neither an integer nor a string; write class "
-                                "ids as integers (3, not 3.0) or class names as strings.")
+                raise DataError(
+                    f"{rows.line(i)}: label {value!r} is neither an integer nor a string; write class "
+                    "ids as integers (3, not 3.0) or class names as strings."
+                )
             if this == "str" and not value.strip():
                 raise DataError(f"{rows.line(i)}: empty label; every training and validation row needs one.")
             if kind is None:
                 kind = this
             elif this != kind:
-                raise DataError(f"{rows.line(i)}: label {value!r} is {'an integer' if this == 'int' else 'a string'} "
-                                f"but earlier labels are {'integers' if kind == 'int' else 'strings'}; use one kind.")
+                raise DataError(
+                    f"{rows.line(i)}: label {value!r} is {'an integer' if this == 'int' else 'a string'} "
+                    f"but earlier labels are {'integers' if kind == 'int' else 'strings'}; use one kind."
+                )
     return kind or "str"
 
 
@@ -578,10 +650,14 @@ def _hold_out(train: dict[str, list], names: list[str], src: DataSource) -> tupl
     held_set = set(held)
     keep = [i for i in range(len(labels)) if i not in held_set]
     held.sort()
-    logger.info("no validation split: held out %s of %s training rows (%g per class, seed %d)",
-                f"{len(held):,}", f"{len(labels):,}", src.validation_fraction, src.validation_seed)
-    return ({k: [v[i] for i in keep] for k, v in train.items()},
-            {k: [v[i] for i in held] for k, v in train.items()})
+    logger.info(
+        "no validation split: held out %s of %s training rows (%g per class, seed %d)",
+        f"{len(held):,}",
+        f"{len(labels):,}",
+        src.validation_fraction,
+        src.validation_seed,
+    )
+    return ({k: [v[i] for i in keep] for k, v in train.items()}, {k: [v[i] for i in held] for k, v in train.items()})
 
 
 def _load_clue(folder: Path, src: DataSource) -> DatasetDict:
@@ -607,9 +683,11 @@ def _load_clue(folder: Path, src: DataSource) -> DatasetDict:
         if "label" not in row and "label_desc" not in row:
             return -1  # the unlabelled test split
         codes = ", ".join(list(code_to_id)[:4]) + (", …" if len(code_to_id) > 4 else "")
-        raise DataError(f"{where}: unknown label {row.get('label', row.get('label_desc'))!r}; expected one of the "
-                        f"{len(names)} classes, by code ({codes or 'none'}) or label_desc ({', '.join(names[:2])}, …). "
-                        "Fix or remove the row.")
+        raise DataError(
+            f"{where}: unknown label {row.get('label', row.get('label_desc'))!r}; expected one of the "
+            f"{len(names)} classes, by code ({codes or 'none'}) or label_desc ({', '.join(names[:2])}, …). "
+            "Fix or remove the row."
+        )
 
     def from_json(file: Path) -> Dataset:
         numbered = _read_jsonl(file)
@@ -689,12 +767,18 @@ def check_label_names(checkpoint: Path, names: list[str], data: Any) -> None:
         return  # the model loader reports a broken checkpoint more clearly
     model_names = [str(id2label[key]) for key in sorted(id2label, key=int)]
     if len(model_names) != len(names):
-        raise DataError(f"{data}: has {len(names)} classes, but the model in {checkpoint} has {len(model_names)} "
-                        f"({', '.join(model_names[:6])}{', …' if len(model_names) > 6 else ''}); pass the data "
-                        "the model was trained on.")
+        raise DataError(
+            f"{data}: has {len(names)} classes, but the model in {checkpoint} has {len(model_names)} "
+            f"({', '.join(model_names[:6])}{', …' if len(model_names) > 6 else ''}); pass the data "
+            "the model was trained on."
+        )
     if model_names != list(names) and not all(n.startswith("LABEL_") for n in model_names):
-        logger.warning("%s: its class names differ from the model's (%s … vs %s …); scoring by id", data,
-                       ", ".join(names[:3]), ", ".join(model_names[:3]))
+        logger.warning(
+            "%s: its class names differ from the model's (%s … vs %s …); scoring by id",
+            data,
+            ", ".join(names[:3]),
+            ", ".join(model_names[:3]),
+        )
 
 
 # ----------------------------------------------------------------------------- subsets
@@ -729,8 +813,9 @@ class SplitConfig:
             raise ConfigError(f"--selection-size must be >= 0 (got {self.selection_size}).")
 
 
-def fit_split_sizes(validation: int, eval_size: int | None = None,
-                    selection_size: int | None = None) -> tuple[int, int]:
+def fit_split_sizes(
+    validation: int, eval_size: int | None = None, selection_size: int | None = None
+) -> tuple[int, int]:
     """The evaluation-set and selection-slice sizes to draw from a validation split of `validation` sentences.
 
     A size given is kept as is (`make_splits` refuses sizes that do not fit). A size not given (None) is its
@@ -779,9 +864,7 @@ def _sample_indices(labels: np.ndarray, size: int, seed: int, stratify: bool) ->
     # sklearn needs two of every class, and at least one per class on each side, to stratify.
     if (counts[counts > 0] < 2).any() or size < classes or len(labels) - size < classes:
         return np.random.default_rng(seed).choice(len(labels), size=size, replace=False)
-    chosen, _ = train_test_split(
-        np.arange(len(labels)), train_size=size, stratify=labels, random_state=seed
-    )
+    chosen, _ = train_test_split(np.arange(len(labels)), train_size=size, stratify=labels, random_state=seed)
     return np.asarray(chosen)
 
 
@@ -804,12 +887,18 @@ def make_splits(dsd: DatasetDict, config: SplitConfig = SplitConfig()) -> TnewsS
             f"{len(validation)} validation sentences; lower --eval-size or --selection-size (data without a "
             "validation split holds out --validation-fraction of train as one)."
         )
-    if ((config.eval_size is None and eval_size != EVAL_SIZE)
-            or (config.selection_size is None and selection_size != SELECTION_SIZE)):
-        logger.info("the validation split has %s sentences, fewer than the default evaluation set (%s) and "
-                    "selection slice (%s): drawing %s and %s (--eval-size, --selection-size set them)",
-                    f"{len(validation):,}", f"{EVAL_SIZE:,}", f"{SELECTION_SIZE:,}", f"{eval_size:,}",
-                    f"{selection_size:,}")
+    if (config.eval_size is None and eval_size != EVAL_SIZE) or (
+        config.selection_size is None and selection_size != SELECTION_SIZE
+    ):
+        logger.info(
+            "the validation split has %s sentences, fewer than the default evaluation set (%s) and "
+            "selection slice (%s): drawing %s and %s (--eval-size, --selection-size set them)",
+            f"{len(validation):,}",
+            f"{EVAL_SIZE:,}",
+            f"{SELECTION_SIZE:,}",
+            f"{eval_size:,}",
+            f"{selection_size:,}",
+        )
     val_labels = np.asarray(validation["label"])
     order = _sample_indices(val_labels, eval_size, config.seed, config.stratify)
     eval_idx = np.sort(order)
@@ -899,8 +988,9 @@ def suggest_max_length(token_lengths: Iterable[int], percentile: float = 99.0, m
     return max(multiple, int(math.ceil(value / multiple) * multiple))
 
 
-def length_stats(dsd: DatasetDict, tokenizer: Any, split: str = "train", percentile: float = 99.0,
-                 chunk: int = 4096) -> LengthStats:
+def length_stats(
+    dsd: DatasetDict, tokenizer: Any, split: str = "train", percentile: float = 99.0, chunk: int = 4096
+) -> LengthStats:
     """Character and token lengths of `split`, plus class counts of every split.
 
     The sentences are tokenised `chunk` at a time, with a progress line every 30 s (`ProgressLog`).
@@ -913,7 +1003,7 @@ def length_stats(dsd: DatasetDict, tokenizer: Any, split: str = "train", percent
     progress = ProgressLog(logger, f"tokenizing {split}", "sentence", total=len(sentences))
     token_lengths: list[int] = []
     for start in range(0, len(sentences), chunk):
-        encoded = tokenizer(sentences[start:start + chunk], add_special_tokens=True, truncation=False)["input_ids"]
+        encoded = tokenizer(sentences[start : start + chunk], add_special_tokens=True, truncation=False)["input_ids"]
         token_lengths.extend(len(ids) for ids in encoded)
         progress.update(len(token_lengths))
     suggested = suggest_max_length(token_lengths, percentile)
@@ -954,7 +1044,9 @@ def plot_length_histograms(stats: LengthStats, path: Path) -> Path:
         ax.set_ylabel("sentences")
         ax.legend()
     axes[1].axvline(
-        stats.suggested_max_length, color="black", linewidth=2,
+        stats.suggested_max_length,
+        color="black",
+        linewidth=2,
         label=f"suggested max_length = {stats.suggested_max_length}",
     )
     axes[1].legend()

@@ -64,27 +64,47 @@ class DataSource:
         if self.label_names is not None:
             object.__setattr__(self, "label_names", tuple(str(n) for n in self.label_names))
         names = self.label_names or ()
-        require([
-            (isinstance(self.path, str) and bool(self.path.strip()),
-             f"--data must name a data source (got {self.path!r})"),
-            (self.config is None or (isinstance(self.config, str) and bool(self.config.strip())),
-             f"--data-config must be a non-empty name (got {self.config!r})"),
-            (self.text_field is None or (isinstance(self.text_field, str) and bool(self.text_field.strip())),
-             f"--text-field must be a non-empty column name (got {self.text_field!r})"),
-            (isinstance(self.label_field, str) and bool(self.label_field.strip()),
-             f"--label-field must be a non-empty column name (got {self.label_field!r})"),
-            (self.text_field != self.label_field,
-             f"--text-field and --label-field name the same column ({self.label_field!r})"),
-            (self.labels is None or (isinstance(self.labels, str) and bool(self.labels.strip())),
-             f"--labels must name a file (got {self.labels!r})"),
-            (is_number(self.validation_fraction) and 0 < self.validation_fraction < 1,
-             f"--validation-fraction must be between 0 and 1, exclusive (got {self.validation_fraction!r})"),
-            (is_int(self.validation_seed) and self.validation_seed >= 0,
-             f"validation_seed must be an integer >= 0 (got {self.validation_seed!r})"),
-            (self.label_names is None or len(names) >= 2,
-             f"label_names must hold at least 2 classes (got {list(names)})"),
-            (len(set(names)) == len(names), f"label_names repeat a name: {list(names)}"),
-        ])
+        require(
+            [
+                (
+                    isinstance(self.path, str) and bool(self.path.strip()),
+                    f"--data must name a data source (got {self.path!r})",
+                ),
+                (
+                    self.config is None or (isinstance(self.config, str) and bool(self.config.strip())),
+                    f"--data-config must be a non-empty name (got {self.config!r})",
+                ),
+                (
+                    self.text_field is None or (isinstance(self.text_field, str) and bool(self.text_field.strip())),
+                    f"--text-field must be a non-empty column name (got {self.text_field!r})",
+                ),
+                (
+                    isinstance(self.label_field, str) and bool(self.label_field.strip()),
+                    f"--label-field must be a non-empty column name (got {self.label_field!r})",
+                ),
+                (
+                    self.text_field != self.label_field,
+                    f"--text-field and --label-field name the same column ({self.label_field!r})",
+                ),
+                (
+                    self.labels is None or (isinstance(self.labels, str) and bool(self.labels.strip())),
+                    f"--labels must name a file (got {self.labels!r})",
+                ),
+                (
+                    is_number(self.validation_fraction) and 0 < self.validation_fraction < 1,
+                    f"--validation-fraction must be between 0 and 1, exclusive (got {self.validation_fraction!r})",
+                ),
+                (
+                    is_int(self.validation_seed) and self.validation_seed >= 0,
+                    f"validation_seed must be an integer >= 0 (got {self.validation_seed!r})",
+                ),
+                (
+                    self.label_names is None or len(names) >= 2,
+                    f"label_names must hold at least 2 classes (got {list(names)})",
+                ),
+                (len(set(names)) == len(names), f"label_names repeat a name: {list(names)}"),
+            ]
+        )
 
     # ------------------------------------------------------------------ reading and writing
 
@@ -122,6 +142,7 @@ class DataSource:
 
         A hub id such as `clue/tnews` stays as it is.
         """
+
         def absolute(value: str | None) -> str | None:
             if value is None:
                 return None
@@ -166,8 +187,11 @@ class DataSource:
     def changed(self) -> dict[str, Any]:
         """The settings that differ from the defaults, other than `path` and `label_names`."""
         default = DataSource()
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ("path", "label_names") and getattr(self, f.name) != getattr(default, f.name)}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("path", "label_names") and getattr(self, f.name) != getattr(default, f.name)
+        }
 
     def describe(self) -> str:
         """One line for logs and reports: the path, then each non-default setting."""

@@ -67,8 +67,14 @@ def _size(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def disk_full_error(exc: BaseException, folder: str | Path, doing: str, *, needed: int | None = None,
-                    advice: str = "free some space there or write to another disk") -> DiskFullError | None:
+def disk_full_error(
+    exc: BaseException,
+    folder: str | Path,
+    doing: str,
+    *,
+    needed: int | None = None,
+    advice: str = "free some space there or write to another disk",
+) -> DiskFullError | None:
     """A one-line `DiskFullError` for `exc` when a full disk (or quota) caused it, else None.
 
     Args:
@@ -92,7 +98,8 @@ def disk_full_error(exc: BaseException, folder: str | Path, doing: str, *, neede
         free = None
     need = f"about {_size(needed)} needed" if needed else None
     space = "; ".join(part for part in (free, need) if part)
-    error = DiskFullError(f"{folder}: the disk is full ({os.strerror(code)}) {doing}"
-                          f"{f' ({space})' if space else ''}; {advice}.")
+    error = DiskFullError(
+        f"{folder}: the disk is full ({os.strerror(code)}) {doing}{f' ({space})' if space else ''}; {advice}."
+    )
     error.errno = code
     return error

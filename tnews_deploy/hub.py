@@ -21,7 +21,8 @@ def offline() -> bool:
     from huggingface_hub import constants
 
     return constants.HF_HUB_OFFLINE or any(
-        (os.environ.get(name) or "").upper() in _TRUE for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+        (os.environ.get(name) or "").upper() in _TRUE for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 @functools.cache
@@ -32,8 +33,10 @@ def _unreachable(endpoint: str) -> str | None:
     try:
         response = get_session().head(endpoint, timeout=PROBE_TIMEOUT_S, allow_redirects=False)
     except Exception as exc:  # DNS, refused, timeout, proxy, TLS: all mean the same here
-        return (f"the Hugging Face hub ({endpoint}) cannot be reached (one try, {PROBE_TIMEOUT_S:g} s timeout): "
-                f"{_root_cause(exc)}")
+        return (
+            f"the Hugging Face hub ({endpoint}) cannot be reached (one try, {PROBE_TIMEOUT_S:g} s timeout): "
+            f"{_root_cause(exc)}"
+        )
     if response.status_code >= 500:
         return f"the Hugging Face hub ({endpoint}) answered HTTP {response.status_code}"
     return None

@@ -93,8 +93,9 @@ def invalid_positions(items: Sequence[Any]) -> InvalidPositions:
 
 
 EMPTY_MESSAGE = "empty or whitespace-only text at position(s) {}; remove or fill them."
-SURROGATE_MESSAGE = ("text with a lone UTF-16 surrogate (not encodable as UTF-8) at position(s) {}; "
-                     "fix the encoding of those texts.")
+SURROGATE_MESSAGE = (
+    "text with a lone UTF-16 surrogate (not encodable as UTF-8) at position(s) {}; fix the encoding of those texts."
+)
 
 
 def validate_texts(texts: Any) -> tuple[list[str], bool]:
@@ -142,11 +143,17 @@ def guess_format(name: str, first_line: bytes | None) -> str:
     suffix = PurePath(name).suffix.lower()
     if name != "-" and suffix:
         scored = TEXTS.format_of(name)  # a table `score` reads
-        table = (f" For .{scored} tables, `tnews-deploy score MODEL_DIR FILE --text-field COLUMN --output DIR` "
-                 "scores them into Parquet." if scored else "")
-        raise DataError(f"{name}: cannot tell how to read a {suffix} file; inputs are .txt (one text a line) "
-                        "or .jsonl (a 'sentence' or 'text' field). Pass --input-format txt or jsonl to read it "
-                        "as one of those." + table)
+        table = (
+            f" For .{scored} tables, `tnews-deploy score MODEL_DIR FILE --text-field COLUMN --output DIR` "
+            "scores them into Parquet."
+            if scored
+            else ""
+        )
+        raise DataError(
+            f"{name}: cannot tell how to read a {suffix} file; inputs are .txt (one text a line) "
+            "or .jsonl (a 'sentence' or 'text' field). Pass --input-format txt or jsonl to read it "
+            "as one of those." + table
+        )
     return "jsonl" if first_line is not None and first_line.lstrip().startswith(b"{") else "txt"
 
 
@@ -172,8 +179,10 @@ def json_object(line: str, where: str, fields: Sequence[str] = TEXT_FIELDS) -> t
     except RecursionError:
         return None, f"{where}: JSON nested too deeply"
     except ValueError:  # an integer over Python's digit limit (sys.get_int_max_str_digits)
-        return None, (f"{where}: a JSON number with more than {sys.get_int_max_str_digits():,} digits; "
-                      "write such a value as a string")
+        return None, (
+            f"{where}: a JSON number with more than {sys.get_int_max_str_digits():,} digits; "
+            "write such a value as a string"
+        )
     if not isinstance(obj, dict):
         return None, f"{where}: expected a JSON object with a {' or '.join(repr(f) for f in fields)}"
     return obj, None

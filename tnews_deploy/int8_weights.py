@@ -90,8 +90,13 @@ def cpu_description() -> dict[str, Any]:
     """What decides the int8 kernels here, for manifests, `/v1/model` and benchmark records."""
     from .machine import cpu_model, kernel_flags
 
-    return {"cpu": cpu_model(), "arch": platform.machine(), "flags": kernel_flags(),
-            "u8s8_exact": u8s8_is_exact(), "int8_kernels": best_kernels()}
+    return {
+        "cpu": cpu_model(),
+        "arch": platform.machine(),
+        "flags": kernel_flags(),
+        "u8s8_exact": u8s8_is_exact(),
+        "int8_kernels": best_kernels(),
+    }
 
 
 @dataclass(frozen=True)
@@ -107,9 +112,11 @@ def read_form(model: Any) -> WeightForm:
     from onnx import TensorProto
 
     inits = {init.name: init for init in model.graph.initializer}
-    forms = [inits[node.input[WEIGHT_INPUTS[node.op_type][0]]].data_type
-             for node in model.graph.node
-             if node.op_type in WEIGHT_INPUTS and len(node.input) > 1 and node.input[1] in inits]
+    forms = [
+        inits[node.input[WEIGHT_INPUTS[node.op_type][0]]].data_type
+        for node in model.graph.node
+        if node.op_type in WEIGHT_INPUTS and len(node.input) > 1 and node.input[1] in inits
+    ]
     if not forms:
         return WeightForm(None, 0)
     return WeightForm(U8S8 if forms[0] == TensorProto.INT8 else U8U8, len(forms))
@@ -195,8 +202,7 @@ class KernelPlan:
         return self.converted > 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"exported": self.exported, "used": self.used, "converted_at_load": self.converted,
-                "exact": self.exact}
+        return {"exported": self.exported, "used": self.used, "converted_at_load": self.converted, "exact": self.exact}
 
 
 def prepare(model_path: Path, manifest: dict[str, Any], kernels: str = "auto") -> tuple[KernelPlan, bytes | None]:
@@ -223,12 +229,22 @@ def prepare(model_path: Path, manifest: dict[str, Any], kernels: str = "auto") -
     want = best_kernels() if kernels == "auto" else kernels
     exact = want == U8U8 or u8s8_is_exact()
     if not exact:
-        logger.warning("%s: running u8 x s8 int8 kernels on a CPU without VNNI (int8_kernels=%r): their 16-bit "
-                       "sums can saturate and answers can differ from the verified ones.", model_path, kernels)
+        logger.warning(
+            "%s: running u8 x s8 int8 kernels on a CPU without VNNI (int8_kernels=%r): their 16-bit "
+            "sums can saturate and answers can differ from the verified ones.",
+            model_path,
+            kernels,
+        )
     converted = convert(model, want) if want != found.form else 0
     if not converted:
         return KernelPlan(found.form, found.form, 0, exact), None
     used = read_form(model).form
-    logger.info("%s: int8 weights %s -> %s in memory (%d tensors) for this CPU (%s)", model_path.name,
-                found.form, used, converted, "VNNI" if u8s8_is_exact() else "no VNNI")
+    logger.info(
+        "%s: int8 weights %s -> %s in memory (%d tensors) for this CPU (%s)",
+        model_path.name,
+        found.form,
+        used,
+        converted,
+        "VNNI" if u8s8_is_exact() else "no VNNI",
+    )
     return KernelPlan(found.form, used, converted, exact), model.SerializeToString()

@@ -66,8 +66,9 @@ class LongTextEncoder:
             texts: the texts, in order.
         """
         cap = self.max_chars
-        encodings = self.tokenizer.encode_batch([t if len(t) <= cap else t[:cap] for t in texts],
-                                                add_special_tokens=True)
+        encodings = self.tokenizer.encode_batch(
+            [t if len(t) <= cap else t[:cap] for t in texts], add_special_tokens=True
+        )
         for i, text in enumerate(texts):
             if len(text) > cap and not (self._words_settle(encodings[i]) or self._lattice_settles(text, encodings[i])):
                 encodings[i] = self.tokenizer.encode(text, add_special_tokens=True)
@@ -88,7 +89,7 @@ class LongTextEncoder:
         if longest is None or cap - longest < 2 or not cut.overflowing:
             return False
         first = cap - longest
-        window = text[first - 1:cap + 1]  # the characters on both sides of every cut
+        window = text[first - 1 : cap + 1]  # the characters on both sides of every cut
         if not self._one_plain_word(window):
             return False
         others = self.tokenizer.encode_batch([text[:c] for c in range(first, cap)], add_special_tokens=True)

@@ -17,8 +17,20 @@ from typing import Any
 CPUINFO = Path("/proc/cpuinfo")
 
 # CPU flags that decide which GEMM kernels run (fp32 AVX/FMA, int8 VNNI, AMX, Arm dot product).
-KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni",
-                "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp")
+KERNEL_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+)
 
 # Distributions whose versions say how a model was trained, exported or run (pip names).
 LIBRARIES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "tokenizers", "numpy")

@@ -104,13 +104,16 @@ class PackageConfig:
                 "and ending with a letter or digit (e.g. tnews-int8)."
             ) from None
         if not self.module[0].isalpha() or keyword.iskeyword(self.module):
-            raise ConfigError(f"--name {self.name!r}: a model package's name must start with a letter (its Python "
-                              f"package is named {self.module}); e.g. tnews-{self.name}.")
+            raise ConfigError(
+                f"--name {self.name!r}: a model package's name must start with a letter (its Python "
+                f"package is named {self.module}); e.g. tnews-{self.name}."
+            )
         try:
             object.__setattr__(self, "version", str(Version(self.version)))
         except InvalidVersion:
-            raise ConfigError(f"--version {self.version!r} is not a valid version (PEP 440): use e.g. 1.0.0, "
-                              "1.0.0rc1 or 2024.6.1.") from None
+            raise ConfigError(
+                f"--version {self.version!r} is not a valid version (PEP 440): use e.g. 1.0.0, 1.0.0rc1 or 2024.6.1."
+            ) from None
 
     @property
     def key(self) -> str:
@@ -177,8 +180,10 @@ def _long_description(model_dir: Path, config: PackageConfig) -> str:
     card = model_dir / CARD_FILE
     if card.is_file():
         return _FRONT_MATTER.sub("", card.read_text(encoding="utf-8"), count=1).lstrip("\n")
-    return (f"# {config.name}\n\nA text classifier exported and verified by tnews-deploy. Installed, load it with "
-            f"`tnews_deploy.Predictor({config.name!r})` or `tnews-deploy predict {config.name} TEXT`.\n")
+    return (
+        f"# {config.name}\n\nA text classifier exported and verified by tnews-deploy. Installed, load it with "
+        f"`tnews_deploy.Predictor({config.name!r})` or `tnews-deploy predict {config.name} TEXT`.\n"
+    )
 
 
 def _summary(manifest: dict[str, Any], labels: int) -> str:
@@ -212,9 +217,11 @@ def _check_module_name(config: PackageConfig) -> None:
     ours = {package.entry_point.module.partition(".")[0] for package in installed_models().values()}
     if config.module not in ours:
         where = spec.origin or (list(spec.submodule_search_locations or []) or ["?"])[0]
-        raise ConfigError(f"--name {config.name}: its Python package would be {config.module}, which is already a "
-                          f"module here ({where}); installing it would overwrite that. Pick another name, e.g. "
-                          f"tnews-{config.key}.")
+        raise ConfigError(
+            f"--name {config.name}: its Python package would be {config.module}, which is already a "
+            f"module here ({where}); installing it would overwrite that. Pick another name, e.g. "
+            f"tnews-{config.key}."
+        )
 
 
 def _verified_folder(model_dir: Path) -> tuple[Path, dict[str, Any], int, dict[Path, str]]:
@@ -225,11 +232,15 @@ def _verified_folder(model_dir: Path) -> tuple[Path, dict[str, Any], int, dict[P
     predictor = Predictor(model_dir, threads=1)
     folder, manifest = predictor.model_dir, predictor.manifest
     if not manifest.get("model"):
-        raise ModelError(f"{folder}: no {MANIFEST_FILE} with the model's sha256, so an installed copy could not be "
-                         "checked. Package a folder written by `tnews-deploy export`.")
+        raise ModelError(
+            f"{folder}: no {MANIFEST_FILE} with the model's sha256, so an installed copy could not be "
+            "checked. Package a folder written by `tnews-deploy export`."
+        )
     if (manifest.get("verification") or {}).get("passed") is not True:
-        raise ModelError(f"{folder / MANIFEST_FILE}: records no passed verification. Package a folder written by "
-                         "`tnews-deploy export` (it writes only models that pass).")
+        raise ModelError(
+            f"{folder / MANIFEST_FILE}: records no passed verification. Package a folder written by "
+            "`tnews-deploy export` (it writes only models that pass)."
+        )
     checksums = _manifest_checksums(folder / MANIFEST_FILE, manifest)
     return folder, manifest, len(predictor.labels), checksums
 
@@ -267,29 +278,46 @@ def build_model_package(config: PackageConfig) -> Path:
     try:
         with zipfile.ZipFile(partial, "w") as archive:
             wheel = _WheelWriter(archive)
-            wheel.add_bytes(f"{config.module}/__init__.py", _INIT_TEMPLATE.format(
-                name=config.name, version=config.version, folder=config.key, group=ENTRY_POINT_GROUP).encode())
+            wheel.add_bytes(
+                f"{config.module}/__init__.py",
+                _INIT_TEMPLATE.format(
+                    name=config.name, version=config.version, folder=config.key, group=ENTRY_POINT_GROUP
+                ).encode(),
+            )
             for path in files:
                 sha256 = wheel.add_file(f"{data_dir}/{path.relative_to(folder).as_posix()}", path)
                 expected = checksums.get(path)
                 if expected is not None and sha256 != expected:
-                    raise ModelError(f"{path}: sha256 differs from the manifest; the file changed while it was "
-                                     "being packaged. Package it again once nothing writes to the folder.")
+                    raise ModelError(
+                        f"{path}: sha256 differs from the manifest; the file changed while it was "
+                        "being packaged. Package it again once nothing writes to the folder."
+                    )
             description = _long_description(folder, config)
-            wheel.add_bytes(f"{dist_info}/METADATA",
-                            _metadata(config, _summary(manifest, labels), description).encode("utf-8"))
-            wheel.add_bytes(f"{dist_info}/WHEEL", (f"Wheel-Version: 1.0\nGenerator: tnews-deploy "
-                                                   f"{RUNTIME_VERSION}\nRoot-Is-Purelib: true\n"
-                                                   "Tag: py3-none-any\n").encode())
-            wheel.add_bytes(f"{dist_info}/entry_points.txt",
-                            f"[{ENTRY_POINT_GROUP}]\n{config.key} = {config.module}:MODEL_DIR\n".encode())
+            wheel.add_bytes(
+                f"{dist_info}/METADATA", _metadata(config, _summary(manifest, labels), description).encode("utf-8")
+            )
+            wheel.add_bytes(
+                f"{dist_info}/WHEEL",
+                (
+                    f"Wheel-Version: 1.0\nGenerator: tnews-deploy "
+                    f"{RUNTIME_VERSION}\nRoot-Is-Purelib: true\n"
+                    "Tag: py3-none-any\n"
+                ).encode(),
+            )
+            wheel.add_bytes(
+                f"{dist_info}/entry_points.txt",
+                f"[{ENTRY_POINT_GROUP}]\n{config.key} = {config.module}:MODEL_DIR\n".encode(),
+            )
             wheel.add_record(f"{dist_info}/RECORD")
         os.replace(partial, target)
     except BaseException as exc:
         partial.unlink(missing_ok=True)
         needed = sum(p.stat().st_size for p in files)
-        full = disk_full_error(exc, config.output, "while writing the wheel", needed=needed) \
-            if isinstance(exc, Exception) else None
+        full = (
+            disk_full_error(exc, config.output, "while writing the wheel", needed=needed)
+            if isinstance(exc, Exception)
+            else None
+        )
         if full is not None:
             raise full from exc
         raise
@@ -297,8 +325,9 @@ def build_model_package(config: PackageConfig) -> Path:
     return target
 
 
-def package_model(model_dir: str | os.PathLike, name: str, version: str, output: str | os.PathLike = "dist",
-                  *, force: bool = False) -> Path:
+def package_model(
+    model_dir: str | os.PathLike, name: str, version: str, output: str | os.PathLike = "dist", *, force: bool = False
+) -> Path:
     """Package an export folder as a wheel; see `PackageConfig` (the arguments) and `build_model_package`."""
     return build_model_package(PackageConfig(Path(model_dir), name, version, Path(output), force))
 

@@ -77,8 +77,12 @@ def installed_models() -> dict[str, ModelPackage]:
         if key is None or key in found:
             continue
         dist = entry.dist
-        found[key] = ModelPackage(name=key, distribution=dist.name if dist else entry.module,
-                                  version=dist.version if dist else "?", entry_point=entry)
+        found[key] = ModelPackage(
+            name=key,
+            distribution=dist.name if dist else entry.module,
+            version=dist.version if dist else "?",
+            entry_point=entry,
+        )
     return found
 
 

@@ -37,9 +37,7 @@ LOGGER_MESSAGES: dict[str, tuple[str, ...]] = {
     "transformers.trainer": ("The tokenizer has new PAD/BOS/EOS tokens",),
 }
 # regexes matched against the start of a `warnings` message
-WARNING_MESSAGES: tuple[str, ...] = (
-    r"torch\.tensor results are registered as constants in the trace",
-)
+WARNING_MESSAGES: tuple[str, ...] = (r"torch\.tensor results are registered as constants in the trace",)
 
 _installed = False
 

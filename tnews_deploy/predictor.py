@@ -62,12 +62,25 @@ _HASH_CHUNK = 1 << 22
 # Files that mark a training-run, checkpoint or grid folder (not an export).
 _TRAINING_MARKERS = ("run_config.json", "checkpoint", "results.json", "model.safetensors", "pytorch_model.bin")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
-               bool: "true/false", type(None): "null"}
+_JSON_TYPES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true/false",
+    type(None): "null",
+}
 _REEXPORT = "Re-export the model, or copy the whole folder again."
 # numpy types of onnxruntime's output types (for the empty outputs of a call without texts).
-_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-               "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+}
 
 
 @dataclass(frozen=True)
@@ -154,7 +167,7 @@ def _positive_int(value: Any) -> bool:
 def _short(value: Any, limit: int = 80) -> str:
     """`repr(value)`, cut to `limit` characters (a message stays one readable line)."""
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_sha256(value: Any) -> bool:
@@ -169,25 +182,34 @@ def _manifest_checksums(manifest_path: Path, manifest: dict[str, Any]) -> dict[P
     model = manifest.get("model")
     if model is not None:
         if not isinstance(model, dict):
-            raise ModelLoadError(f"{manifest_path}: model must be an object (file, sha256, bytes), but is "
-                                 f"{_json_type(model)}. {_REEXPORT}")
+            raise ModelLoadError(
+                f"{manifest_path}: model must be an object (file, sha256, bytes), but is "
+                f"{_json_type(model)}. {_REEXPORT}"
+            )
         if model.get("sha256") is not None:
             if not _is_sha256(model["sha256"]):
-                raise ModelLoadError(f"{manifest_path}: model.sha256 must be 64 lowercase hex digits, got "
-                                     f"{_short(model['sha256'])}. {_REEXPORT}")
+                raise ModelLoadError(
+                    f"{manifest_path}: model.sha256 must be 64 lowercase hex digits, got "
+                    f"{_short(model['sha256'])}. {_REEXPORT}"
+                )
             checksums[folder / MODEL_FILE] = model["sha256"]
     files = manifest.get("files")
     if files is not None:
         if not isinstance(files, dict):
-            raise ModelLoadError(f"{manifest_path}: files must be an object of file name -> {{sha256, bytes}}, but "
-                                 f"is {_json_type(files)}. {_REEXPORT}")
+            raise ModelLoadError(
+                f"{manifest_path}: files must be an object of file name -> {{sha256, bytes}}, but "
+                f"is {_json_type(files)}. {_REEXPORT}"
+            )
         for name, entry in files.items():
             if name in ("", ".", "..") or "/" in name or "\\" in name:
-                raise ModelLoadError(f"{manifest_path}: files lists {_short(name)}, which is not a file name in "
-                                     f"the folder. {_REEXPORT}")
+                raise ModelLoadError(
+                    f"{manifest_path}: files lists {_short(name)}, which is not a file name in the folder. {_REEXPORT}"
+                )
             if not isinstance(entry, dict) or not _is_sha256(entry.get("sha256")):
-                raise ModelLoadError(f"{manifest_path}: files[{name!r}] must be an object with the file's sha256 "
-                                     f"(64 lowercase hex digits), got {_short(entry)}. {_REEXPORT}")
+                raise ModelLoadError(
+                    f"{manifest_path}: files[{name!r}] must be an object with the file's sha256 "
+                    f"(64 lowercase hex digits), got {_short(entry)}. {_REEXPORT}"
+                )
             checksums[folder / name] = entry["sha256"]
     return checksums
 
@@ -225,7 +247,7 @@ def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """
     batch_size = check_batch_size(batch_size)
     order = np.argsort(np.asarray(lengths), kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 class Predictor:
@@ -321,8 +343,9 @@ class Predictor:
         manifest = _read_json(manifest_path, "export manifest")
         max_length = manifest.get("max_length")
         if max_length is not None and not _positive_int(max_length):
-            raise ModelLoadError(f"{manifest_path}: max_length must be an integer >= 1, got {_short(max_length)}. "
-                                 f"{_REEXPORT}")
+            raise ModelLoadError(
+                f"{manifest_path}: max_length must be an integer >= 1, got {_short(max_length)}. {_REEXPORT}"
+            )
         checksums = _manifest_checksums(manifest_path, manifest)
         for path, expected in checksums.items() if verify_checksum else ():
             if _file_sha256(path) != expected:
@@ -343,8 +366,9 @@ class Predictor:
         pad_ok = isinstance(pad, int) and not isinstance(pad, bool) and 0 <= pad and (vocab is None or pad < vocab)
         if pad is not None and not pad_ok:
             allowed = f"0..{vocab - 1} (the model's vocabulary)" if vocab else ">= 0"
-            raise ModelLoadError(f"{path}: pad_token_id must be an integer in {allowed}, got {_short(pad)}. "
-                                 f"{_REEXPORT}")
+            raise ModelLoadError(
+                f"{path}: pad_token_id must be an integer in {allowed}, got {_short(pad)}. {_REEXPORT}"
+            )
         return config
 
     def _load_labels(self, config: dict[str, Any]) -> tuple[str, ...]:
@@ -354,27 +378,35 @@ class Predictor:
         if not id2label:
             raise ModelLoadError(f"{path}: has no id2label; re-export the model.")
         if not isinstance(id2label, dict):
-            raise ModelLoadError(f"{path}: id2label must be an object of label id -> name, but is "
-                                 f"{_json_type(id2label)}. {_REEXPORT}")
+            raise ModelLoadError(
+                f"{path}: id2label must be an object of label id -> name, but is {_json_type(id2label)}. {_REEXPORT}"
+            )
         by_id: dict[int, str] = {}
         for key, label in id2label.items():
             if not (key.isascii() and key.isdigit() and str(int(key)) == key):
-                raise ModelLoadError(f"{path}: id2label has the key {_short(key)}, which is not a label id "
-                                     f"(0, 1, 2, ...). {_REEXPORT}")
+                raise ModelLoadError(
+                    f"{path}: id2label has the key {_short(key)}, which is not a label id (0, 1, 2, ...). {_REEXPORT}"
+                )
             if not isinstance(label, str) or not label.strip():
-                raise ModelLoadError(f"{path}: id2label[{key!r}] must be a label name (a non-empty string), got "
-                                     f"{_short(label)}. {_REEXPORT}")
+                raise ModelLoadError(
+                    f"{path}: id2label[{key!r}] must be a label name (a non-empty string), got "
+                    f"{_short(label)}. {_REEXPORT}"
+                )
             by_id[int(key)] = label
         if sorted(by_id) != list(range(len(by_id))):
             missing = sorted(set(range(len(by_id))) - set(by_id))
-            raise ModelLoadError(f"{path}: id2label must number its {len(by_id)} labels 0..{len(by_id) - 1}, one "
-                                 f"each; {', '.join(map(str, missing[:5]))} missing. {_REEXPORT}")
+            raise ModelLoadError(
+                f"{path}: id2label must number its {len(by_id)} labels 0..{len(by_id) - 1}, one "
+                f"each; {', '.join(map(str, missing[:5]))} missing. {_REEXPORT}"
+            )
         labels = tuple(by_id[i] for i in range(len(by_id)))
         repeated = next((label for i, label in enumerate(labels) if label in labels[:i]), None)
         if repeated is not None:
             ids = [str(i) for i, label in enumerate(labels) if label == repeated]
-            raise ModelLoadError(f"{path}: id2label names {repeated!r} more than once (ids {', '.join(ids)}); each "
-                                 f"label needs its own name. {_REEXPORT}")
+            raise ModelLoadError(
+                f"{path}: id2label names {repeated!r} more than once (ids {', '.join(ids)}); each "
+                f"label needs its own name. {_REEXPORT}"
+            )
         return labels
 
     def _max_length(self, config: dict[str, Any]) -> int:
@@ -471,8 +503,10 @@ class Predictor:
             if types is not None:
                 feeds["token_type_ids"] = types
             parts.append((idx, self.session.run(None, feeds, self._run_options)))
-        outputs = {name: _assemble([(idx, rows[k]) for idx, rows in parts], len(encodings))
-                   for k, name in enumerate(self.output_names)}
+        outputs = {
+            name: _assemble([(idx, rows[k]) for idx, rows in parts], len(encodings))
+            for k, name in enumerate(self.output_names)
+        }
         return ModelOutput(outputs=outputs, encodings=tuple(encodings))
 
     def _empty_output(self) -> ModelOutput:

@@ -56,8 +56,16 @@ class ProgressLog:
         clock: seconds on a monotonic clock; default: `monotonic` (tests pass or patch in a fake one).
     """
 
-    def __init__(self, logger: logging.Logger, what: str, unit: str, total: int | None = None, start: int = 0,
-                 interval_s: float = INTERVAL_S, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        unit: str,
+        total: int | None = None,
+        start: int = 0,
+        interval_s: float = INTERVAL_S,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0 seconds, got {interval_s!r}.")
         self.logger, self.what, self.unit, self.total, self.start = logger, what, unit, total, start

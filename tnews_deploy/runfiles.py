@@ -113,10 +113,8 @@ def source_identity(source: str | Path) -> dict[str, str | None]:
         return {"name": str(source), "sha256": None}
     path = path.resolve()
     name = path.name if path.name.lower() not in GENERIC_FOLDER_NAMES else "/".join(path.parts[-2:])
-    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) if path.is_dir() \
-        else [path]
-    return {"name": name, "sha256": _hash_files(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns)
-                                                      for p in files))}
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) if path.is_dir() else [path]
+    return {"name": name, "sha256": _hash_files(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))}
 
 
 @functools.lru_cache(maxsize=16)

@@ -52,7 +52,14 @@ _EXPORTS = {
     "write_report": "report",
     "run_benchmark": "run",
 }
-__all__ = ["BenchmarkConfig", "ModelShape", "ModelWork", "encoder_flops", "render_markdown", "run_benchmark",
-           "write_report"]
+__all__ = [
+    "BenchmarkConfig",
+    "ModelShape",
+    "ModelWork",
+    "encoder_flops",
+    "render_markdown",
+    "run_benchmark",
+    "write_report",
+]
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -97,14 +97,16 @@ class PyTorchBackend(Backend):
         from ..export.verify import classifier_logits
 
         start = time.perf_counter()
-        result = classifier_logits(self.tokenizer, self.model, texts, self.max_length, batch_size,
-                                   sort_by_length=self.sort)
+        result = classifier_logits(
+            self.tokenizer, self.model, texts, self.max_length, batch_size, sort_by_length=self.sort
+        )
         seconds = time.perf_counter() - start
         return PassResult(result.logits, seconds, result.real_tokens, result.padded_tokens)
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.glob("*.safetensors")) or sum(
-            p.stat().st_size for p in self.path.glob("pytorch_model*.bin"))
+            p.stat().st_size for p in self.path.glob("pytorch_model*.bin")
+        )
 
     def cold_start_code(self) -> str:
         # Plain transformers, as an application without this package would load it.
@@ -175,7 +177,7 @@ class OnnxBackend(Backend):
 
 
 def describe_variant(manifest: dict[str, Any]) -> str:
-    """"fp32", "int8", "int8-dynamic O2" ... from an export manifest: its `quantization.mode` (with the
+    """ "fp32", "int8", "int8-dynamic O2" ... from an export manifest: its `quantization.mode` (with the
     `scheme` when it is not the one that mode writes) and its optimisation level.
 
     Args:
@@ -193,8 +195,9 @@ def describe_variant(manifest: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def load_backends(checkpoint: Path, onnx: Sequence[Path], threads: int, max_length: int,
-                  pytorch_sorted: bool = False) -> list[Backend]:
+def load_backends(
+    checkpoint: Path, onnx: Sequence[Path], threads: int, max_length: int, pytorch_sorted: bool = False
+) -> list[Backend]:
     """PyTorch first (the reference), optionally PyTorch with length bucketing, then each ONNX folder.
 
     Args:

@@ -77,8 +77,10 @@ class BenchmarkConfig:
         for size in self.batch_sizes:
             self._check_int("batch_sizes", size, minimum=1)
         if self.rounds > self.latency_sentences:
-            raise ConfigError(f"{flag('rounds')} ({self.rounds}) must not exceed {flag('latency_sentences')} "
-                              f"({self.latency_sentences}): every round times at least one sentence.")
+            raise ConfigError(
+                f"{flag('rounds')} ({self.rounds}) must not exceed {flag('latency_sentences')} "
+                f"({self.latency_sentences}): every round times at least one sentence."
+            )
 
     @staticmethod
     def _check_int(name: str, value: Any, minimum: int, optional: bool = False) -> None:

@@ -52,8 +52,9 @@ class ModelShape:
 
     def flops(self, token_counts: Sequence[int]) -> int:
         """Useful FLOPs of sentences with these token counts (padding excluded)."""
-        return sum(encoder_flops(int(t), self.hidden, self.layers, self.intermediate, self.num_labels)
-                   for t in token_counts)
+        return sum(
+            encoder_flops(int(t), self.hidden, self.layers, self.intermediate, self.num_labels) for t in token_counts
+        )
 
 
 @dataclass(frozen=True)

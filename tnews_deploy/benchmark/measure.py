@@ -34,8 +34,9 @@ class Timings:
     logits: np.ndarray | None = None  # of the last full pass, for F1 and agreement
 
 
-def latency_schedule(texts: Sequence[str], warmup: int, latency_sentences: int, seed: int
-                     ) -> tuple[list[str], list[str]]:
+def latency_schedule(
+    texts: Sequence[str], warmup: int, latency_sentences: int, seed: int
+) -> tuple[list[str], list[str]]:
     """Warm-up texts and timed texts for batch-1 latency: a seeded shuffle of `texts`, repeated if too short.
 
     Args:
@@ -50,8 +51,14 @@ def latency_schedule(texts: Sequence[str], warmup: int, latency_sentences: int, 
     return schedule[:warmup], schedule[warmup:]
 
 
-def measure_rounds(backends: Sequence[Backend], texts: Sequence[str], batch_sizes: Sequence[int], rounds: int,
-                   warm: Sequence[str], timed: Sequence[str]) -> dict[str, Timings]:
+def measure_rounds(
+    backends: Sequence[Backend],
+    texts: Sequence[str],
+    batch_sizes: Sequence[int],
+    rounds: int,
+    warm: Sequence[str],
+    timed: Sequence[str],
+) -> dict[str, Timings]:
     """Warm every backend up, then `rounds` rounds of batch-1 latency and full-set throughput, alternating.
 
     Args:
@@ -94,8 +101,12 @@ def measure_rounds(backends: Sequence[Backend], texts: Sequence[str], batch_size
                     t.padding_efficiency[str(bs)] = result.real_tokens / result.padded_tokens
                     t.logits = result.logits
             # One line a round, so that a run whose stderr is a file (no bar) still shows how far it is.
-            logger.info("round %d/%d done: %s", round_no, rounds, ", ".join(
-                f"{b.name} p50 {timings[b.name].latency_round_p50[-1]:.1f} ms" for b in backends))
+            logger.info(
+                "round %d/%d done: %s",
+                round_no,
+                rounds,
+                ", ".join(f"{b.name} p50 {timings[b.name].latency_round_p50[-1]:.1f} ms" for b in backends),
+            )
     return timings
 
 
@@ -109,13 +120,15 @@ def cold_start(backend: Backend, texts: Sequence[str]) -> dict[str, float]:
         backend: the backend whose `cold_start_code` runs.
         texts: the texts the child predicts (the first one alone, then all).
     """
-    program = "import time, json, resource\nT0 = time.perf_counter()\n" \
-              f"TEXTS = {json.dumps(list(texts), ensure_ascii=False)}\n" \
-              "FIRST = []\ndef mark_first():\n    FIRST.append(time.perf_counter() - T0)\n" \
-              + backend.cold_start_code() + \
-              "\nHWM = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n" \
-              "rss_kb = int(HWM[0].split()[1]) if HWM else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n" \
-              "print(json.dumps({'first': FIRST[0], 'rss_kb': rss_kb}))\n"
+    program = (
+        "import time, json, resource\nT0 = time.perf_counter()\n"
+        f"TEXTS = {json.dumps(list(texts), ensure_ascii=False)}\n"
+        "FIRST = []\ndef mark_first():\n    FIRST.append(time.perf_counter() - T0)\n"
+        + backend.cold_start_code()
+        + "\nHWM = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
+        "rss_kb = int(HWM[0].split()[1]) if HWM else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(json.dumps({'first': FIRST[0], 'rss_kb': rss_kb}))\n"
+    )
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=600, env=env)
     if result.returncode != 0:

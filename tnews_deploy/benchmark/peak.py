@@ -72,8 +72,9 @@ LIBRARIES: dict[str, Callable[[int, Sequence[int], int, float], dict[str, float]
 }
 
 
-def measure_fp32_peak(threads: int, sizes: Sequence[int] = PEAK_SIZES, repeats: int = 5,
-                      budget_s: float = 0.5) -> dict[str, Any]:
+def measure_fp32_peak(
+    threads: int, sizes: Sequence[int] = PEAK_SIZES, repeats: int = 5, budget_s: float = 0.5
+) -> dict[str, Any]:
     """The best fp32 GEMM rate (GFLOP/s) of numpy and torch over square `sizes` with `threads` threads.
 
     Args:
@@ -100,6 +101,6 @@ def measure_fp32_peak(threads: int, sizes: Sequence[int] = PEAK_SIZES, repeats: 
         "library": library,
         "size": int(size),
         "method": f"best fp32 GEMM of {' and '.join(by_library)} over n = {sizes_text} (n×n @ n×n), "
-                  f"best of {repeats}, {threads} thread(s); reached by {library} at n = {size}",
+        f"best of {repeats}, {threads} thread(s); reached by {library} at n = {size}",
         "gflops_by_size": by_library,
     }

@@ -45,9 +45,11 @@ def _evaluation_line(report: dict[str, Any], folder: Path | None = None) -> str:
         return f"Data `{_data_name(report['data'], folder)}`"
     origins = sorted(set(ev.get("origin", {}).values()))
     subset = f"{ev['sentences']:,} of " if ev["sentences"] < ev["eval_size"] else ""
-    return (f"Evaluation set: {subset}{ev['eval_size']:,} sentences of `{_data_name(ev['data'], folder)}` "
-            f"(seed {ev['seed']}, "
-            f"{'stratified' if ev['stratify'] else 'not stratified'}; settings from {', '.join(origins)})")
+    return (
+        f"Evaluation set: {subset}{ev['eval_size']:,} sentences of `{_data_name(ev['data'], folder)}` "
+        f"(seed {ev['seed']}, "
+        f"{'stratified' if ev['stratify'] else 'not stratified'}; settings from {', '.join(origins)})"
+    )
 
 
 def render_markdown(report: dict[str, Any], folder: Path | None = None) -> str:
@@ -67,8 +69,7 @@ def render_markdown(report: dict[str, Any], folder: Path | None = None) -> str:
         f"# Benchmark: `{_model_name(report['pytorch_checkpoint'])}` on {report['eval_sentences']:,} sentences",
         "",
         f"{m['cpu']} ({m['arch']}), {m['usable_cpus']} usable CPUs, **{m['threads']} threads for every backend**; "
-        f"flags: {', '.join(m['flags']) or 'none'}; "
-        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        f"flags: {', '.join(m['flags']) or 'none'}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
         f"{_evaluation_line(report, folder)}, max_length {report['max_length']}, {report['mean_tokens']} tokens per "
         f"sentence on average, {report['gflop_per_sentence']} GFLOP per sentence (PyTorch's model; each backend's "
         "own model in the GFLOP/sent column); "
@@ -81,15 +82,27 @@ def render_markdown(report: dict[str, Any], folder: Path | None = None) -> str:
     ]
     for r in rows:
         lat, thr = r["latency_ms"], r["throughput"]
-        cells = [r["backend"], r["variant"], f"{r['model_mb']:.0f}", f"{r['macro_f1']:.4f}", f"{r['micro_f1']:.4f}",
-                 f"{r['agreement_with_pytorch']:.2%}", f"{lat['p50']:.2f}", f"{lat['p95']:.2f}", f"{lat['p99']:.2f}",
-                 f"{lat['mean']:.2f}"]
+        cells = [
+            r["backend"],
+            r["variant"],
+            f"{r['model_mb']:.0f}",
+            f"{r['macro_f1']:.4f}",
+            f"{r['micro_f1']:.4f}",
+            f"{r['agreement_with_pytorch']:.2%}",
+            f"{lat['p50']:.2f}",
+            f"{lat['p95']:.2f}",
+            f"{lat['p99']:.2f}",
+            f"{lat['mean']:.2f}",
+        ]
         cells += [f"{thr[bs]['median']:.1f} ({thr[bs]['min']:.1f}–{thr[bs]['max']:.1f})" for bs in sizes]
         cells += [f"{r['speedup'][f'throughput_{bs}']:.2f}" for bs in sizes] + [f"{r['speedup']['latency_p50']:.2f}"]
         # reports written before each backend's own FLOPs were counted used PyTorch's model for all
-        cells += [f"{r['padding_efficiency'][sizes[-1]]:.2f}",
-                  f"{r.get('gflop_per_sentence', report['gflop_per_sentence']):.4g}", f"{r['gflops'][sizes[-1]]:.1f}",
-                  f"{r['share_of_fp32_peak'][sizes[-1]]:.0%}"]
+        cells += [
+            f"{r['padding_efficiency'][sizes[-1]]:.2f}",
+            f"{r.get('gflop_per_sentence', report['gflop_per_sentence']):.4g}",
+            f"{r['gflops'][sizes[-1]]:.1f}",
+            f"{r['share_of_fp32_peak'][sizes[-1]]:.0%}",
+        ]
         cold = r.get("cold_start")
         cells += [f"{cold['seconds']:.2f}", f"{cold['peak_rss_mb']:.0f}"] if cold else ["—", "—"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -120,8 +133,9 @@ def cpu_line(row: dict[str, Any]) -> str:
     else:
         line += "no verification machine recorded (exported before it was)"
     if kernels:
-        converted = (f", converted at load from the file's {kernels['exported']}" if kernels.get("converted_at_load")
-                     else "")
+        converted = (
+            f", converted at load from the file's {kernels['exported']}" if kernels.get("converted_at_load") else ""
+        )
         line += f"; int8 kernels here: {kernels['used']}{converted}"
     return line + "."
 
@@ -155,8 +169,9 @@ def plot_latency(report: dict[str, Any], path: Path) -> None:
     """
     rows = report["backends"]
     x = np.arange(len(rows))
-    with _figure(path, max(6, 1.4 * len(rows)), f"Latency, {report['machine']['threads']} threads",
-                 "ms per sentence (batch 1)") as ax:
+    with _figure(
+        path, max(6, 1.4 * len(rows)), f"Latency, {report['machine']['threads']} threads", "ms per sentence (batch 1)"
+    ) as ax:
         for offset, key, color in ((-0.25, "p50", "#4c72b0"), (0, "p95", "#dd8452"), (0.25, "p99", "#c44e52")):
             bars = ax.bar(x + offset, [r["latency_ms"][key] for r in rows], 0.25, label=key, color=color)
             ax.bar_label(bars, fmt="%.1f", fontsize=7)
@@ -174,12 +189,19 @@ def plot_throughput(report: dict[str, Any], path: Path) -> None:
     sizes = list(rows[0]["throughput"])
     width = 0.8 / len(rows)
     x = np.arange(len(sizes))
-    with _figure(path, max(6, 2 * len(sizes) + len(rows)), f"Throughput, {report['machine']['threads']} threads",
-                 "sentences / s (median, min–max)", legend_size=8) as ax:
+    with _figure(
+        path,
+        max(6, 2 * len(sizes) + len(rows)),
+        f"Throughput, {report['machine']['threads']} threads",
+        "sentences / s (median, min–max)",
+        legend_size=8,
+    ) as ax:
         for i, r in enumerate(rows):
             med = [r["throughput"][bs]["median"] for bs in sizes]
-            err = [[m - r["throughput"][bs]["min"] for bs, m in zip(sizes, med)],
-                   [r["throughput"][bs]["max"] - m for bs, m in zip(sizes, med)]]
+            err = [
+                [m - r["throughput"][bs]["min"] for bs, m in zip(sizes, med)],
+                [r["throughput"][bs]["max"] - m for bs, m in zip(sizes, med)],
+            ]
             bars = ax.bar(x + i * width - 0.4 + width / 2, med, width, yerr=err, capsize=3, label=r["backend"])
             ax.bar_label(bars, fmt="%.0f", fontsize=7)
         ax.set_xticks(x, [f"batch {bs}" for bs in sizes])

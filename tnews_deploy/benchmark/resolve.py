@@ -34,8 +34,11 @@ from .config import BenchmarkConfig, flag
 logger = logging.getLogger(__name__)
 
 EVALUATION_KEYS = ("data", "eval_size", "seed", "stratify")
-EVALUATION_DEFAULTS: dict[str, Any] = {"eval_size": defaults.EVAL_SIZE, "seed": defaults.SEED,
-                                       "stratify": defaults.STRATIFY}  # a training run's
+EVALUATION_DEFAULTS: dict[str, Any] = {
+    "eval_size": defaults.EVAL_SIZE,
+    "seed": defaults.SEED,
+    "stratify": defaults.STRATIFY,
+}  # a training run's
 DEFAULT_MAX_LENGTH = 128
 
 
@@ -88,9 +91,12 @@ def read_manifests(folders: tuple[Path, ...]) -> dict[Path, dict[str, Any]]:
     return manifests
 
 
-def evaluation_settings(config: BenchmarkConfig, manifests: dict[Path, dict[str, Any]],
-                        run_config: dict[str, Any] | None, run_config_name: str = "run_config.json"
-                        ) -> EvaluationSettings:
+def evaluation_settings(
+    config: BenchmarkConfig,
+    manifests: dict[Path, dict[str, Any]],
+    run_config: dict[str, Any] | None,
+    run_config_name: str = "run_config.json",
+) -> EvaluationSettings:
     """Each evaluation-set setting from the first source that records it (see the module docstring).
 
     Args:
@@ -100,7 +106,8 @@ def evaluation_settings(config: BenchmarkConfig, manifests: dict[Path, dict[str,
         run_config_name: how to name the run config in `origin`.
     """
     sources: list[tuple[str, dict[str, Any]]] = [
-        ("flag " + " / ".join(flag(k) for k in EVALUATION_KEYS), {k: getattr(config, k) for k in EVALUATION_KEYS})]
+        ("flag " + " / ".join(flag(k) for k in EVALUATION_KEYS), {k: getattr(config, k) for k in EVALUATION_KEYS})
+    ]
     for folder, manifest in manifests.items():
         verified = (manifest.get("verification") or {}).get("evaluation") or {}
         sources.append((f"{folder.name}/{MANIFEST_FILE} verification", verified))
@@ -117,25 +124,47 @@ def evaluation_settings(config: BenchmarkConfig, manifests: dict[Path, dict[str,
                 values[key], origin[key] = source[key], (flag(key) if name.startswith("flag") else name)
                 break
     if "data" not in values:
-        raise UserError("no --data given, and neither the ONNX manifests nor the PyTorch run record the "
-                        "evaluation data; pass --data.")
+        raise UserError(
+            "no --data given, and neither the ONNX manifests nor the PyTorch run record the "
+            "evaluation data; pass --data."
+        )
     data = DataSource.coerce(values["data"])
-    recorded = next((DataSource.coerce(source["data"]) for _, source in sources[1:]
-                     if source.get("data") and DataSource.coerce(source["data"]).label_names), None)
+    recorded = next(
+        (
+            DataSource.coerce(source["data"])
+            for _, source in sources[1:]
+            if source.get("data") and DataSource.coerce(source["data"]).label_names
+        ),
+        None,
+    )
     if data.label_names is None and recorded is not None:
         data = data.with_label_names(recorded.label_names)  # label ids as the model was trained on them
-    settings = EvaluationSettings(data=data, eval_size=int(values["eval_size"]),
-                                  seed=int(values["seed"]), stratify=bool(values["stratify"]), origin=origin)
+    settings = EvaluationSettings(
+        data=data,
+        eval_size=int(values["eval_size"]),
+        seed=int(values["seed"]),
+        stratify=bool(values["stratify"]),
+        origin=origin,
+    )
     if run_config:
-        differs = [k for k in EVALUATION_KEYS if run_config.get(k) is not None and (
-            not settings.data.same_data(run_config[k]) if k == "data"
-            else str(run_config[k]) != str(getattr(settings, k)))]
+        differs = [
+            k
+            for k in EVALUATION_KEYS
+            if run_config.get(k) is not None
+            and (
+                not settings.data.same_data(run_config[k])
+                if k == "data"
+                else str(run_config[k]) != str(getattr(settings, k))
+            )
+        ]
         if differs:
             logger.warning(
                 "the benchmark's evaluation set differs from the run's in %s (%s vs the run's %s): it may "
                 "contain sentences the run used for model selection, so its F1 is not the run's held-out F1.",
-                ", ".join(differs), ", ".join(f"{k}={getattr(settings, k)}" for k in differs),
-                ", ".join(f"{k}={describe_data(run_config[k]) if k == 'data' else run_config[k]}" for k in differs))
+                ", ".join(differs),
+                ", ".join(f"{k}={getattr(settings, k)}" for k in differs),
+                ", ".join(f"{k}={describe_data(run_config[k]) if k == 'data' else run_config[k]}" for k in differs),
+            )
     return settings
 
 
@@ -175,15 +204,29 @@ def resolve_plan(config: BenchmarkConfig) -> BenchmarkPlan:
             raise UserError("no --pytorch checkpoint given and no ONNX manifest names its source.")
         pytorch_path = Path(sources[0])
     source = resolve_source(pytorch_path)
-    settings = evaluation_settings(config, manifests, source.run_config,
-                                   f"{source.checkpoint.parent.name}/run_config.json")
+    settings = evaluation_settings(
+        config, manifests, source.run_config, f"{source.checkpoint.parent.name}/run_config.json"
+    )
     max_length = config.max_length or next(
         (int(m["max_length"]) for m in manifests.values() if m.get("max_length")),
-        int((source.run_config or {}).get("max_length") or DEFAULT_MAX_LENGTH))
+        int((source.run_config or {}).get("max_length") or DEFAULT_MAX_LENGTH),
+    )
     sentences = f"{config.max_sentences:,} of " if config.max_sentences else ""
-    logger.info("loading the evaluation set (%s%s sentences of %s, seed %s) ...", sentences,
-                f"{settings.eval_size:,}", settings.data.describe(), settings.seed)
+    logger.info(
+        "loading the evaluation set (%s%s sentences of %s, seed %s) ...",
+        sentences,
+        f"{settings.eval_size:,}",
+        settings.data.describe(),
+        settings.seed,
+    )
     texts, labels = load_evaluation(settings, config.max_sentences)
-    return BenchmarkPlan(checkpoint=source.checkpoint, onnx=config.onnx, threads=config.threads or usable_cpus(),
-                         max_length=max_length, evaluation=settings, texts=texts, labels=labels,
-                         run_config=source.run_config)
+    return BenchmarkPlan(
+        checkpoint=source.checkpoint,
+        onnx=config.onnx,
+        threads=config.threads or usable_cpus(),
+        max_length=max_length,
+        evaluation=settings,
+        texts=texts,
+        labels=labels,
+        run_config=source.run_config,
+    )

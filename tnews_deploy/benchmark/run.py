@@ -39,8 +39,9 @@ def run_benchmark(config: BenchmarkConfig, command: str | None = None) -> dict[s
     logger.info("loading backends (threads = %d) ...", plan.threads)
     backends = load_backends(plan.checkpoint, plan.onnx, plan.threads, plan.max_length, config.pytorch_sorted)
     warm, timed = latency_schedule(plan.texts, config.warmup, config.latency_sentences, plan.evaluation.seed)
-    logger.info("measuring %d backend(s) on %s sentences, %d round(s) ...", len(backends), f"{len(plan.texts):,}",
-                config.rounds)
+    logger.info(
+        "measuring %d backend(s) on %s sentences, %d round(s) ...", len(backends), f"{len(plan.texts):,}", config.rounds
+    )
     timings = measure_rounds(backends, plan.texts, config.batch_sizes, config.rounds, warm, timed)
     logger.info("measuring this machine's fp32 GEMM peak ...")
     peak = measure_fp32_peak(plan.threads)

@@ -50,12 +50,21 @@ def model_work(backend: Backend, texts: Sequence[str]) -> ModelWork:
 
 def work_json(work: ModelWork) -> dict[str, Any]:
     """The report's fields for a model's work: its shape, mean tokens and GFLOP per sentence."""
-    return {"model_shape": asdict(work.shape), "mean_tokens": round(float(np.mean(work.token_counts)), 2),
-            "gflop_per_sentence": significant(work.flops_per_sentence / 1e9)}
+    return {
+        "model_shape": asdict(work.shape),
+        "mean_tokens": round(float(np.mean(work.token_counts)), 2),
+        "gflop_per_sentence": significant(work.flops_per_sentence / 1e9),
+    }
 
 
-def backend_row(backend: Backend, timings: Timings, labels: np.ndarray, reference_pred: np.ndarray,
-                work: ModelWork, peak_gflops: float) -> dict[str, Any]:
+def backend_row(
+    backend: Backend,
+    timings: Timings,
+    labels: np.ndarray,
+    reference_pred: np.ndarray,
+    work: ModelWork,
+    peak_gflops: float,
+) -> dict[str, Any]:
     """One backend's line of the report (without speed-ups and cold start).
 
     Args:
@@ -81,9 +90,14 @@ def backend_row(backend: Backend, timings: Timings, labels: np.ndarray, referenc
         **work_json(work),
         **{k: round(v, 4) for k, v in f1_scores(labels, pred).items()},
         "agreement_with_pytorch": round(float(np.mean(pred == reference_pred)), 4),
-        "latency_ms": {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
-                       "p99": float(np.percentile(lat, 99)), "mean": float(lat.mean()),
-                       "samples": int(lat.size), "round_p50": stats(timings.latency_round_p50)},
+        "latency_ms": {
+            "p50": float(np.percentile(lat, 50)),
+            "p95": float(np.percentile(lat, 95)),
+            "p99": float(np.percentile(lat, 99)),
+            "mean": float(lat.mean()),
+            "samples": int(lat.size),
+            "round_p50": stats(timings.latency_round_p50),
+        },
         "throughput": throughput,
         "padding_efficiency": {bs: round(v, 3) for bs, v in timings.padding_efficiency.items()},
         "gflops": {bs: significant(v) for bs, v in gflops.items()},
@@ -93,9 +107,15 @@ def backend_row(backend: Backend, timings: Timings, labels: np.ndarray, referenc
     }
 
 
-def summarise(config: BenchmarkConfig, plan: BenchmarkPlan, backends: Sequence[Backend],
-              timings: dict[str, Timings], peak: dict[str, Any], cold: dict[str, dict[str, Any]],
-              command: str) -> dict[str, Any]:
+def summarise(
+    config: BenchmarkConfig,
+    plan: BenchmarkPlan,
+    backends: Sequence[Backend],
+    timings: dict[str, Timings],
+    peak: dict[str, Any],
+    cold: dict[str, dict[str, Any]],
+    command: str,
+) -> dict[str, Any]:
     """The report: settings, machine, evaluation set, one row per backend (PyTorch first, the reference).
 
     Args:
@@ -109,8 +129,9 @@ def summarise(config: BenchmarkConfig, plan: BenchmarkPlan, backends: Sequence[B
     """
     work = {b.name: model_work(b, plan.texts) for b in backends}
     reference_pred = timings[backends[0].name].logits.argmax(-1)
-    rows = [backend_row(b, timings[b.name], plan.labels, reference_pred, work[b.name], peak["gflops"])
-            for b in backends]
+    rows = [
+        backend_row(b, timings[b.name], plan.labels, reference_pred, work[b.name], peak["gflops"]) for b in backends
+    ]
     for row in rows:
         if row["backend"] in cold:
             row["cold_start"] = cold[row["backend"]]
@@ -118,16 +139,21 @@ def summarise(config: BenchmarkConfig, plan: BenchmarkPlan, backends: Sequence[B
     for row in rows:
         row["speedup"] = {
             "latency_p50": round(base["latency_ms"]["p50"] / row["latency_ms"]["p50"], 2),
-            **{f"throughput_{bs}": round(row["throughput"][bs]["median"] / base["throughput"][bs]["median"], 2)
-               for bs in row["throughput"]},
+            **{
+                f"throughput_{bs}": round(row["throughput"][bs]["median"] / base["throughput"][bs]["median"], 2)
+                for bs in row["throughput"]
+            },
         }
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "machine": {**machine_info(plan.threads), "int8_kernels": best_kernels()},
         "fp32_peak": peak,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
-                     if k not in ("onnx", "pytorch", "output")},
+        "settings": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in asdict(config).items()
+            if k not in ("onnx", "pytorch", "output")
+        },
         "data": plan.evaluation.data.to_json(),
         "evaluation": plan.evaluation_json(),
         "pytorch_checkpoint": str(plan.checkpoint),

@@ -16,8 +16,16 @@ from typing import TYPE_CHECKING
 
 from ..lazy import lazy_exports
 
-__all__ = ["DistillConfig", "DistillResult", "TrimConfig", "TrimRefused", "TrimReport", "TrimResult", "distill_model",
-           "trim_vocab"]
+__all__ = [
+    "DistillConfig",
+    "DistillResult",
+    "TrimConfig",
+    "TrimRefused",
+    "TrimReport",
+    "TrimResult",
+    "distill_model",
+    "trim_vocab",
+]
 _TRIM = ("TrimConfig", "TrimRefused", "TrimReport", "TrimResult", "trim_vocab")
 _DISTILL = ("DistillConfig", "DistillResult", "distill_model")
 

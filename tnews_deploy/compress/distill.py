@@ -76,10 +76,34 @@ LOGITS_CHUNK = 2048  # texts per teacher call between two progress saves
 LAYER_KEY = re.compile(r"^(?P<prefix>.*\.(?:layer|layers)\.)(?P<index>\d+)(?P<rest>\..+)$")
 # Settings that define a run: a folder holding another value of one of them is another run.
 RUN_SETTINGS = (
-    "teacher", "teacher_checkpoint", "layers", "layer_indices", "unlabeled", "unlabeled_field", "temperature", "alpha",
-    "epochs", "min_steps", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay", "evaluations",
-    "early_stopping_patience", "select_best", "eval_batch_size", "save_every", "train_seed", "train_embeddings",
-    "data", "train_size", "eval_size", "selection_size", "seed", "stratify",
+    "teacher",
+    "teacher_checkpoint",
+    "layers",
+    "layer_indices",
+    "unlabeled",
+    "unlabeled_field",
+    "temperature",
+    "alpha",
+    "epochs",
+    "min_steps",
+    "lr",
+    "batch_size",
+    "max_length",
+    "warmup_ratio",
+    "weight_decay",
+    "evaluations",
+    "early_stopping_patience",
+    "select_best",
+    "eval_batch_size",
+    "save_every",
+    "train_seed",
+    "train_embeddings",
+    "data",
+    "train_size",
+    "eval_size",
+    "selection_size",
+    "seed",
+    "stratify",
 )
 
 
@@ -135,36 +159,62 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if self.layer_indices is not None:
             object.__setattr__(self, "layer_indices", tuple(self.layer_indices))
-        require([
-            (bool(str(self.teacher).strip()), "TEACHER must name a checkpoint, run or grid folder"),
-            (is_int(self.layers) and self.layers >= 1, f"--layers must be an integer >= 1 (got {self.layers!r})"),
-            (self.unlabeled_field is None or (self.unlabeled is not None and bool(str(self.unlabeled_field).strip())),
-             "--unlabeled-field names the text column of --unlabeled: pass --unlabeled too, and a non-empty name "
-             f"(got {self.unlabeled_field!r})"),
-            (is_number(self.temperature) and self.temperature > 0,
-             f"--temperature must be a number > 0 (got {self.temperature!r})"),
-            (is_number(self.alpha) and self.alpha >= 0, f"--alpha must be a number >= 0 (got {self.alpha!r})"),
-            (is_number(self.epochs) and self.epochs > 0, f"--epochs must be > 0 (got {self.epochs!r})"),
-            (is_int(self.min_steps) and self.min_steps >= 0, f"--min-steps must be >= 0 (got {self.min_steps!r})"),
-            (is_number(self.lr) and self.lr > 0, f"--lr must be > 0 (got {self.lr!r})"),
-            (is_int(self.batch_size) and self.batch_size >= 1,
-             f"--batch-size must be an integer >= 1 (got {self.batch_size!r})"),
-            (self.max_length is None or (is_int(self.max_length) and self.max_length >= 8),
-             f"--max-length must be an integer >= 8 (got {self.max_length!r})"),
-            (is_number(self.warmup_ratio) and 0 <= self.warmup_ratio < 1,
-             f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio!r})"),
-            (is_number(self.weight_decay) and self.weight_decay >= 0,
-             f"weight_decay must be >= 0 (got {self.weight_decay!r})"),
-            (is_int(self.evaluations) and self.evaluations >= 1,
-             f"--evaluations must be an integer >= 1 (got {self.evaluations!r})"),
-            (is_int(self.early_stopping_patience) and self.early_stopping_patience >= 0,
-             f"--patience must be an integer >= 0 (got {self.early_stopping_patience!r})"),
-            (is_int(self.eval_batch_size) and self.eval_batch_size >= 1,
-             f"eval_batch_size must be an integer >= 1 (got {self.eval_batch_size!r})"),
-            (self.save_every is None or (is_int(self.save_every) and self.save_every >= 1),
-             f"--save-every must be an integer >= 1 (got {self.save_every!r})"),
-            (self.seed is None or (is_int(self.seed) and self.seed >= 0), f"--seed must be >= 0 (got {self.seed!r})"),
-        ])
+        require(
+            [
+                (bool(str(self.teacher).strip()), "TEACHER must name a checkpoint, run or grid folder"),
+                (is_int(self.layers) and self.layers >= 1, f"--layers must be an integer >= 1 (got {self.layers!r})"),
+                (
+                    self.unlabeled_field is None
+                    or (self.unlabeled is not None and bool(str(self.unlabeled_field).strip())),
+                    "--unlabeled-field names the text column of --unlabeled: pass --unlabeled too, and a "
+                    f"non-empty name (got {self.unlabeled_field!r})",
+                ),
+                (
+                    is_number(self.temperature) and self.temperature > 0,
+                    f"--temperature must be a number > 0 (got {self.temperature!r})",
+                ),
+                (is_number(self.alpha) and self.alpha >= 0, f"--alpha must be a number >= 0 (got {self.alpha!r})"),
+                (is_number(self.epochs) and self.epochs > 0, f"--epochs must be > 0 (got {self.epochs!r})"),
+                (is_int(self.min_steps) and self.min_steps >= 0, f"--min-steps must be >= 0 (got {self.min_steps!r})"),
+                (is_number(self.lr) and self.lr > 0, f"--lr must be > 0 (got {self.lr!r})"),
+                (
+                    is_int(self.batch_size) and self.batch_size >= 1,
+                    f"--batch-size must be an integer >= 1 (got {self.batch_size!r})",
+                ),
+                (
+                    self.max_length is None or (is_int(self.max_length) and self.max_length >= 8),
+                    f"--max-length must be an integer >= 8 (got {self.max_length!r})",
+                ),
+                (
+                    is_number(self.warmup_ratio) and 0 <= self.warmup_ratio < 1,
+                    f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio!r})",
+                ),
+                (
+                    is_number(self.weight_decay) and self.weight_decay >= 0,
+                    f"weight_decay must be >= 0 (got {self.weight_decay!r})",
+                ),
+                (
+                    is_int(self.evaluations) and self.evaluations >= 1,
+                    f"--evaluations must be an integer >= 1 (got {self.evaluations!r})",
+                ),
+                (
+                    is_int(self.early_stopping_patience) and self.early_stopping_patience >= 0,
+                    f"--patience must be an integer >= 0 (got {self.early_stopping_patience!r})",
+                ),
+                (
+                    is_int(self.eval_batch_size) and self.eval_batch_size >= 1,
+                    f"eval_batch_size must be an integer >= 1 (got {self.eval_batch_size!r})",
+                ),
+                (
+                    self.save_every is None or (is_int(self.save_every) and self.save_every >= 1),
+                    f"--save-every must be an integer >= 1 (got {self.save_every!r})",
+                ),
+                (
+                    self.seed is None or (is_int(self.seed) and self.seed >= 0),
+                    f"--seed must be >= 0 (got {self.seed!r})",
+                ),
+            ]
+        )
         if self.layer_indices is not None:
             indices = self.layer_indices
             if not all(is_int(i) and i >= 0 for i in indices):
@@ -271,8 +321,10 @@ def build_student(teacher_checkpoint: str | Path, layer_indices: Sequence[int]):
             key = f"{match['prefix']}{new_index[old]}{match['rest']}"
         state[key] = value
     if not matched:
-        raise ConfigError(f"{teacher_checkpoint}: no numbered encoder layers (`...layer.N...`) in its weights; "
-                          "only BERT-like encoders can be distilled by layer copy.")
+        raise ConfigError(
+            f"{teacher_checkpoint}: no numbered encoder layers (`...layer.N...`) in its weights; "
+            "only BERT-like encoders can be distilled by layer copy."
+        )
     student.load_state_dict(state, strict=True)
     return student, teacher
 
@@ -348,8 +400,10 @@ def transfer_key(texts: Sequence[str], teacher_checkpoint: Path, max_length: int
         digest.update(text.encode("utf-8", "surrogatepass") + b"\n")
     weights = next((teacher_checkpoint / w for w in WEIGHT_FILES if (teacher_checkpoint / w).is_file()), None)
     stat = weights.stat() if weights else None
-    digest.update(f"\0{teacher_checkpoint.resolve()}\0{stat.st_size if stat else 0}\0{stat.st_mtime_ns if stat else 0}"
-                  f"\0{max_length}".encode())
+    digest.update(
+        f"\0{teacher_checkpoint.resolve()}\0{stat.st_size if stat else 0}\0{stat.st_mtime_ns if stat else 0}"
+        f"\0{max_length}".encode()
+    )
     return digest.hexdigest()[:16]
 
 
@@ -426,8 +480,10 @@ def teacher_logits(
     started = time.perf_counter()
     export_dir = run_dir / TEACHER_EXPORT_DIR
     manifest = _read_json(export_dir / MANIFEST_FILE) or {}
-    if (manifest.get("source", {}).get("checkpoint") != str(Path(teacher_checkpoint).resolve())
-            or manifest.get("max_length") != max_length):  # none yet, or one of another teacher
+    if (
+        manifest.get("source", {}).get("checkpoint") != str(Path(teacher_checkpoint).resolve())
+        or manifest.get("max_length") != max_length
+    ):  # none yet, or one of another teacher
         shutil.rmtree(export_dir, ignore_errors=True)
         logger.info("exporting the teacher to fp32 ONNX (verified against PyTorch) for its logits ...")
         export_model(teacher_source, export_dir, ExportConfig(max_length=max_length), dataset=dataset)
@@ -446,8 +502,14 @@ def teacher_logits(
             done, out = 0, None
     if not done:
         out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(texts), classes))
-    bar = tqdm(total=len(texts), initial=done, desc="teacher logits", unit="text", disable=True if quiet else None,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=len(texts),
+        initial=done,
+        desc="teacher logits",
+        unit="text",
+        disable=True if quiet else None,
+        dynamic_ncols=True,
+    )
     for start in range(done, len(texts), LOGITS_CHUNK):
         stop = min(start + LOGITS_CHUNK, len(texts))
         out[start:stop] = predictor.logits(list(texts[start:stop]))
@@ -551,12 +613,15 @@ def distill_model(config: DistillConfig, output: str | Path, *, quiet: bool = Fa
     from .. import export  # noqa: F401
     from ..training import selection  # noqa: F401
     from . import distill_trainer  # noqa: F401
+
     if is_finished(run_dir):
         finished = _read_json(run_dir / RUN_CONFIG_FILE) or {}
         differences = _differences(finished, settings)
         if differences:
-            raise ConfigError(f"{run_dir}: already holds a finished distillation with other settings: "
-                              f"{', '.join(differences[:6])}. Choose another --output, or delete that folder.")
+            raise ConfigError(
+                f"{run_dir}: already holds a finished distillation with other settings: "
+                f"{', '.join(differences[:6])}. Choose another --output, or delete that folder."
+            )
         logger.info("%s: finished already; nothing to do", run_dir)
         return DistillResult(run_dir, finished, _read_json(run_dir / METRICS_FILE) or {})
     work_dir = run_dir / WORK_DIR
@@ -581,21 +646,33 @@ def distill_model(config: DistillConfig, output: str | Path, *, quiet: bool = Fa
     from ..data import SplitConfig, load_tnews, make_splits
 
     dataset = load_tnews(settings["data"])
-    splits = make_splits(dataset, SplitConfig(
-        train_sizes=(settings["train_size"],), eval_size=settings["eval_size"],
-        selection_size=settings["selection_size"], seed=settings["seed"], stratify=settings["stratify"],
-        train_seed=settings.get("subset_seed"),
-    ))
+    splits = make_splits(
+        dataset,
+        SplitConfig(
+            train_sizes=(settings["train_size"],),
+            eval_size=settings["eval_size"],
+            selection_size=settings["selection_size"],
+            seed=settings["seed"],
+            stratify=settings["stratify"],
+            train_seed=settings.get("subset_seed"),
+        ),
+    )
     labeled = splits.train[settings["train_size"]]
     held_out = set(splits.evaluation["sentence"]) | set(splits.selection["sentence"])
     unlabeled = read_unlabeled(config.unlabeled, dataset, config.unlabeled_field)
     texts, labels = build_transfer_set(labeled["sentence"], labeled["label"], unlabeled, held_out)
     n_labeled = len(set(labeled["sentence"]))
-    logger.info("transfer set: %d texts = %d of the teacher's labeled subset + %d unlabeled (of %d read; the rest "
-                "are in the evaluation set or selection slice, repeated, or empty)",
-                len(texts), n_labeled, len(texts) - n_labeled, len(unlabeled))
-    logits, logits_info = teacher_logits(config.teacher, teacher.checkpoint, texts, settings["max_length"], run_dir,
-                                         quiet=quiet, dataset=dataset)
+    logger.info(
+        "transfer set: %d texts = %d of the teacher's labeled subset + %d unlabeled (of %d read; the rest "
+        "are in the evaluation set or selection slice, repeated, or empty)",
+        len(texts),
+        n_labeled,
+        len(texts) - n_labeled,
+        len(unlabeled),
+    )
+    logits, logits_info = teacher_logits(
+        config.teacher, teacher.checkpoint, texts, settings["max_length"], run_dir, quiet=quiet, dataset=dataset
+    )
     if logits.shape[1] != len(splits.label_names):
         raise ConfigError(f"the teacher has {logits.shape[1]} classes but the data has {len(splits.label_names)}.")
 
@@ -605,22 +682,36 @@ def distill_model(config: DistillConfig, output: str | Path, *, quiet: bool = Fa
     eval_every = max(1, math.ceil(total_steps / config.evaluations))
     save_every = config.save_every or eval_every
     settings.update(
-        transfer_size=len(texts), labeled_in_transfer=int(sum(label >= 0 for label in labels)),
-        steps_per_epoch=steps_per_epoch, effective_epochs=epochs, total_steps=total_steps,
-        eval_every=eval_every, save_every_steps=save_every, teacher_logits=logits_info["file"],
+        transfer_size=len(texts),
+        labeled_in_transfer=int(sum(label >= 0 for label in labels)),
+        steps_per_epoch=steps_per_epoch,
+        effective_epochs=epochs,
+        total_steps=total_steps,
+        eval_every=eval_every,
+        save_every_steps=save_every,
+        teacher_logits=logits_info["file"],
         teacher_metrics={k: (teacher.run_metrics or {}).get(k) for k in ("macro_f1", "micro_f1", "accuracy")},
     )
     write_json_atomic(run_dir / RUN_CONFIG_FILE, settings)
-    metrics = _train_student(config, settings, teacher.checkpoint, splits, texts, labels, logits, run_dir,
-                             quiet=quiet)
+    metrics = _train_student(config, settings, teacher.checkpoint, splits, texts, labels, logits, run_dir, quiet=quiet)
     metrics["teacher_logits_seconds"] = logits_info["seconds"]
     metrics["teacher_logits_cached"] = logits_info["cached"]
     write_json_atomic(run_dir / METRICS_FILE, metrics)  # last: marks the run finished
     return DistillResult(run_dir, settings, metrics)
 
 
-def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_checkpoint: Path, splits,
-                   texts: list[str], labels: list[int], logits, run_dir: Path, *, quiet: bool) -> dict[str, Any]:
+def _train_student(
+    config: DistillConfig,
+    settings: dict[str, Any],
+    teacher_checkpoint: Path,
+    splits,
+    texts: list[str],
+    labels: list[int],
+    logits,
+    run_dir: Path,
+    *,
+    quiet: bool,
+) -> dict[str, Any]:
     """Build, train, select and score the student; save its checkpoint. Returns the metrics."""
     import numpy as np
     from datasets import Dataset
@@ -645,17 +736,24 @@ def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_chec
     trainable, total = count_parameters(student)
     tokenizer = AutoTokenizer.from_pretrained(teacher_checkpoint)
 
-    transfer = tokenize(Dataset.from_dict({"sentence": texts, "label": labels}), tokenizer, settings["max_length"],
-                        quiet=quiet)
+    transfer = tokenize(
+        Dataset.from_dict({"sentence": texts, "label": labels}), tokenizer, settings["max_length"], quiet=quiet
+    )
     transfer = transfer.add_column(TEACHER_LOGITS, [row.tolist() for row in np.asarray(logits, dtype=np.float32)])
-    selection = (tokenize(splits.selection, tokenizer, settings["max_length"], quiet=quiet)
-                 if len(splits.selection) else None)
+    selection = (
+        tokenize(splits.selection, tokenizer, settings["max_length"], quiet=quiet) if len(splits.selection) else None
+    )
     evaluation = tokenize(splits.evaluation, tokenizer, settings["max_length"], quiet=quiet)
     use_selection = selection is not None and (config.select_best or config.early_stopping_patience > 0)
 
     args = training_arguments(
-        work_dir, config, epochs=settings["effective_epochs"], eval_every=settings["eval_every"],
-        seed=settings["train_seed"], evaluate=use_selection, quiet=quiet,
+        work_dir,
+        config,
+        epochs=settings["effective_epochs"],
+        eval_every=settings["eval_every"],
+        seed=settings["train_seed"],
+        evaluate=use_selection,
+        quiet=quiet,
         save_strategy="steps",
         save_steps=settings["save_every_steps"],
         save_total_limit=1,
@@ -666,8 +764,13 @@ def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_chec
     )
     callbacks = [ElapsedCallback(work_dir / ELAPSED_FILE)]
     if use_selection:
-        callbacks.append(SelectBestCallback(patience=config.early_stopping_patience, keep_best=config.select_best,
-                                            persist_dir=str(work_dir / "best")))
+        callbacks.append(
+            SelectBestCallback(
+                patience=config.early_stopping_patience,
+                keep_best=config.select_best,
+                persist_dir=str(work_dir / "best"),
+            )
+        )
     trainer = DistillationTrainer(
         model=student,
         args=args,
@@ -691,9 +794,19 @@ def _train_student(config: DistillConfig, settings: dict[str, Any], teacher_chec
     selector = next((c for c in trainer.callback_handler.callbacks if isinstance(c, SelectBestCallback)), None)
     elapsed = next(c for c in trainer.callback_handler.callbacks if isinstance(c, ElapsedCallback))
     train_seconds = elapsed.seconds
-    metrics = score_run(trainer, selector, evaluation, selection, splits.label_names, train_output,
-                        train_seconds, trainable, total, predictions_file=run_dir / PREDICTIONS_FILE,
-                        eval_ids=list(splits.evaluation["idx"]))
+    metrics = score_run(
+        trainer,
+        selector,
+        evaluation,
+        selection,
+        splits.label_names,
+        train_output,
+        train_seconds,
+        trainable,
+        total,
+        predictions_file=run_dir / PREDICTIONS_FILE,
+        eval_ids=list(splits.evaluation["idx"]),
+    )
     metrics.update(
         variant=settings["variant"],
         layers=len(settings["layer_indices"]),

@@ -137,8 +137,9 @@ class CompactProgressCallback(ProgressCallback):
         if state.is_world_process_zero:
             from tqdm.auto import tqdm as auto_tqdm
 
-            self.training_bar = auto_tqdm(total=state.max_steps, initial=state.global_step, dynamic_ncols=True,
-                                          desc="training")
+            self.training_bar = auto_tqdm(
+                total=state.max_steps, initial=state.global_step, dynamic_ncols=True, desc="training"
+            )
         self.current_step = state.global_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):

@@ -71,11 +71,27 @@ KEPT_IDS_FILE = "trim_kept_ids.json"
 TRIM_FORMAT_VERSION = 1
 FAMILIES = ("unigram", "wordpiece")
 # Config attributes that hold token ids; they must survive the re-numbering.
-CONFIG_TOKEN_IDS = ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id",
-                    "unk_token_id", "mask_token_id", "decoder_start_token_id")
+CONFIG_TOKEN_IDS = (
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "sep_token_id",
+    "cls_token_id",
+    "unk_token_id",
+    "mask_token_id",
+    "decoder_start_token_id",
+)
 # init kwargs of a transformers tokenizer that point at files or at the old ids.
-_STALE_INIT_KWARGS = ("vocab_file", "tokenizer_file", "merges_file", "name_or_path", "added_tokens_decoder",
-                      "tokenizer_object", "special_tokens_map_file", "auto_map")
+_STALE_INIT_KWARGS = (
+    "vocab_file",
+    "tokenizer_file",
+    "merges_file",
+    "name_or_path",
+    "added_tokens_decoder",
+    "tokenizer_object",
+    "special_tokens_map_file",
+    "auto_map",
+)
 
 
 class TrimRefused(UserError):
@@ -136,8 +152,10 @@ class TrimConfig:
             if value is not None and not isinstance(value, DataSource) and not str(value).strip():
                 raise ConfigError(f"--{name} must not be empty; leave it out to use the run's data.")
         if self.corpus_field is not None and (self.corpus is None or not self.corpus_field.strip()):
-            raise ConfigError("--corpus-field names the text column of --corpus: pass --corpus too, and a "
-                              f"non-empty name (got {self.corpus_field!r}).")
+            raise ConfigError(
+                "--corpus-field names the text column of --corpus: pass --corpus too, and a "
+                f"non-empty name (got {self.corpus_field!r})."
+            )
 
 
 @dataclass
@@ -160,11 +178,13 @@ class TrimReport:
         return asdict(self)
 
     def summary(self) -> str:
-        return (f"{self.texts:,} verification texts: pieces unchanged {self.pieces_unchanged:.2%}, "
-                f"agreement {self.agreement:.2%}, max |Δlogit| {self.max_abs_logit_diff_unchanged:.1e} where "
-                f"pieces are unchanged ({self.max_abs_logit_diff:.2f} overall); texts with unknown tokens "
-                f"{self.texts_with_unk_before} -> {self.texts_with_unk_after}; macro-F1 "
-                f"{self.source['macro_f1']:.4f} -> {self.trimmed['macro_f1']:.4f}")
+        return (
+            f"{self.texts:,} verification texts: pieces unchanged {self.pieces_unchanged:.2%}, "
+            f"agreement {self.agreement:.2%}, max |Δlogit| {self.max_abs_logit_diff_unchanged:.1e} where "
+            f"pieces are unchanged ({self.max_abs_logit_diff:.2f} overall); texts with unknown tokens "
+            f"{self.texts_with_unk_before} -> {self.texts_with_unk_after}; macro-F1 "
+            f"{self.source['macro_f1']:.4f} -> {self.trimmed['macro_f1']:.4f}"
+        )
 
 
 @dataclass
@@ -181,8 +201,14 @@ class TrimResult:
 def _is_cjk(char: str) -> bool:
     """A CJK ideograph (the ranges BERT's tokenizer treats as Chinese characters)."""
     cp = ord(char)
-    return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF
-            or 0x2A700 <= cp <= 0x2CEAF or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
+    return (
+        0x4E00 <= cp <= 0x9FFF
+        or 0x3400 <= cp <= 0x4DBF
+        or 0x20000 <= cp <= 0x2A6DF
+        or 0x2A700 <= cp <= 0x2CEAF
+        or 0xF900 <= cp <= 0xFAFF
+        or 0x2F800 <= cp <= 0x2FA1F
+    )
 
 
 def fallback_char_class(char: str) -> str | None:
@@ -213,8 +239,10 @@ def tokenizer_family(backend: Any) -> str:
         return "unigram"
     if isinstance(backend.model, models.WordPiece):
         return "wordpiece"
-    raise UserError(f"the checkpoint's tokenizer is a {type(backend.model).__name__} model; vocabulary "
-                    "trimming supports Unigram (SentencePiece: XLM-R, e5) and WordPiece (BERT) tokenizers.")
+    raise UserError(
+        f"the checkpoint's tokenizer is a {type(backend.model).__name__} model; vocabulary "
+        "trimming supports Unigram (SentencePiece: XLM-R, e5) and WordPiece (BERT) tokenizers."
+    )
 
 
 def _state(component: Any) -> dict[str, Any]:
@@ -278,7 +306,7 @@ def single_character_ids(backend: Any) -> dict[str, set[int]]:
     for piece, token_id in backend.get_vocab(with_added_tokens=False).items():
         char, continuation = piece, False
         if prefix and piece.startswith(prefix) and len(piece) > len(prefix):
-            char, continuation = piece[len(prefix):], True
+            char, continuation = piece[len(prefix) :], True
         elif mark and len(piece) == 2 and piece.startswith(mark):
             char = piece[1:]
         if mark and piece == mark:  # the Metaspace mark: `▁` + `x` is the fallback of a word-initial `▁x`
@@ -329,17 +357,24 @@ def rebuild_post_processor(post_processor: Any, id_map: dict[int, int]) -> Any:
     kind = state["type"]
     if kind == "TemplateProcessing":
         single, pair = _template_string(state["single"]), _template_string(state["pair"])
-        specials = [{"id": name, "ids": [id_map[i] for i in token["ids"]], "tokens": token["tokens"]}
-                    for name, token in state["special_tokens"].items()]
+        specials = [
+            {"id": name, "ids": [id_map[i] for i in token["ids"]], "tokens": token["tokens"]}
+            for name, token in state["special_tokens"].items()
+        ]
     elif kind in ("BertProcessing", "RobertaProcessing"):
         (cls, cls_id), (sep, sep_id) = state["cls"], state["sep"]
         single = f"{cls}:0 $A:0 {sep}:0"
-        pair = (f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1" if kind == "BertProcessing"
-                else f"{cls}:0 $A:0 {sep}:0 {sep}:0 $B:0 {sep}:0")
+        pair = (
+            f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1"
+            if kind == "BertProcessing"
+            else f"{cls}:0 $A:0 {sep}:0 {sep}:0 $B:0 {sep}:0"
+        )
         specials = [(cls, id_map[int(cls_id)]), (sep, id_map[int(sep_id)])]
     else:
-        raise UserError(f"the tokenizer's post-processor is a {kind}; vocabulary trimming can rebuild "
-                        "TemplateProcessing, BertProcessing and RobertaProcessing only.")
+        raise UserError(
+            f"the tokenizer's post-processor is a {kind}; vocabulary trimming can rebuild "
+            "TemplateProcessing, BertProcessing and RobertaProcessing only."
+        )
     return processors.TemplateProcessing(single=single, pair=pair, special_tokens=specials)
 
 
@@ -357,22 +392,29 @@ def rebuild_tokenizer(backend: Any, keep: Sequence[int]) -> Any:
     model_vocab = backend.get_vocab(with_added_tokens=False)
     model_ids = set(model_vocab.values())
     kept_model = [old for old in keep if old in model_ids]
-    if kept_model != list(keep[:len(kept_model)]):
-        raise UserError("the tokenizer has added tokens numbered between its model's pieces; trimming it would "
-                        "change their order. Not supported.")
+    if kept_model != list(keep[: len(kept_model)]):
+        raise UserError(
+            "the tokenizer has added tokens numbered between its model's pieces; trimming it would "
+            "change their order. Not supported."
+        )
     if family == "unigram":
         state = _state(backend.model)
         pieces = state["vocab"]
         unk_id = state.get("unk_id")
-        model = models.Unigram([(pieces[old][0], float(pieces[old][1])) for old in kept_model],
-                               id_map[unk_id] if unk_id is not None else None,
-                               bool(state.get("byte_fallback", False)))
+        model = models.Unigram(
+            [(pieces[old][0], float(pieces[old][1])) for old in kept_model],
+            id_map[unk_id] if unk_id is not None else None,
+            bool(state.get("byte_fallback", False)),
+        )
     else:
         by_id = {i: piece for piece, i in model_vocab.items()}
         old = backend.model
-        model = models.WordPiece({by_id[i]: id_map[i] for i in kept_model}, unk_token=old.unk_token,
-                                 max_input_chars_per_word=old.max_input_chars_per_word,
-                                 continuing_subword_prefix=old.continuing_subword_prefix)
+        model = models.WordPiece(
+            {by_id[i]: id_map[i] for i in kept_model},
+            unk_token=old.unk_token,
+            max_input_chars_per_word=old.max_input_chars_per_word,
+            continuing_subword_prefix=old.continuing_subword_prefix,
+        )
     tokenizer = Tokenizer(model)
     tokenizer.normalizer = backend.normalizer
     tokenizer.pre_tokenizer = backend.pre_tokenizer
@@ -381,12 +423,16 @@ def rebuild_tokenizer(backend: Any, keep: Sequence[int]) -> Any:
     for old_id, token in sorted(backend.get_added_tokens_decoder().items()):
         (tokenizer.add_special_tokens if token.special else tokenizer.add_tokens)([token])
         if tokenizer.token_to_id(token.content) != id_map[old_id]:
-            raise UserError(f"added token {token.content!r} would not keep its place after trimming; "
-                            "this tokenizer layout is not supported.")
+            raise UserError(
+                f"added token {token.content!r} would not keep its place after trimming; "
+                "this tokenizer layout is not supported."
+            )
     for old_id, new_id in id_map.items():  # the re-numbering is what the model's rows assume
         if tokenizer.id_to_token(new_id) != backend.id_to_token(old_id):
-            raise RuntimeError(f"rebuilt tokenizer puts {tokenizer.id_to_token(new_id)!r} at {new_id}, "
-                               f"expected {backend.id_to_token(old_id)!r}")
+            raise RuntimeError(
+                f"rebuilt tokenizer puts {tokenizer.id_to_token(new_id)!r} at {new_id}, "
+                f"expected {backend.id_to_token(old_id)!r}"
+            )
     return tokenizer
 
 
@@ -399,8 +445,9 @@ def wrap_tokenizer(source_tokenizer: Any, tokenizer: Any) -> Any:
 # --------------------------------------------------------------------------- choosing tokens
 
 
-def corpus_texts(corpus: str | DataSource, held_out: set[str], text_field: str | None = None,
-                 dataset: Any = None) -> tuple[list[str], dict[str, Any]]:
+def corpus_texts(
+    corpus: str | DataSource, held_out: set[str], text_field: str | None = None, dataset: Any = None
+) -> tuple[list[str], dict[str, Any]]:
     """The texts whose tokens are kept, without any held-out (validation) sentence.
 
     Args:
@@ -424,8 +471,12 @@ def corpus_texts(corpus: str | DataSource, held_out: set[str], text_field: str |
         if "validation" in dataset:
             held_out = held_out | set(dataset["validation"]["sentence"])
     kept = [t for t in texts if t not in held_out]
-    info = {"source": str(corpus), "split": split, "sentences": len(kept),
-            "excluded_as_validation_sentences": len(texts) - len(kept)}
+    info = {
+        "source": str(corpus),
+        "split": split,
+        "sentences": len(kept),
+        "excluded_as_validation_sentences": len(texts) - len(kept),
+    }
     if text_field is not None:
         info["text_field"] = text_field
     if not kept:
@@ -464,8 +515,12 @@ def choose_tokens(
     encodings = backend.encode_batch(list(texts), add_special_tokens=False)
     corpus = {i for enc in encodings for i in enc.ids}
     by_class = single_character_ids(backend)
-    reasons = {"special": special, "corpus": corpus, "single_characters": set().union(*by_class.values()),
-               "byte_fallback": _byte_fallback_ids(backend, unigram_state)}
+    reasons = {
+        "special": special,
+        "corpus": corpus,
+        "single_characters": set().union(*by_class.values()),
+        "byte_fallback": _byte_fallback_ids(backend, unigram_state),
+    }
     return reasons, by_class
 
 
@@ -483,12 +538,15 @@ def trim_embeddings(model: Any, keep: Sequence[int]) -> None:
 
     old = model.get_input_embeddings()
     if max(keep) >= old.num_embeddings:
-        raise UserError(f"the tokenizer has token id {max(keep)} but the model only {old.num_embeddings} "
-                        "embedding rows: tokenizer and model do not belong together.")
+        raise UserError(
+            f"the tokenizer has token id {max(keep)} but the model only {old.num_embeddings} "
+            "embedding rows: tokenizer and model do not belong together."
+        )
     id_map = {o: n for n, o in enumerate(keep)}
     pad = getattr(model.config, "pad_token_id", None)
-    new = torch.nn.Embedding(len(keep), old.embedding_dim, padding_idx=id_map.get(pad),
-                             dtype=old.weight.dtype, device=old.weight.device)
+    new = torch.nn.Embedding(
+        len(keep), old.embedding_dim, padding_idx=id_map.get(pad), dtype=old.weight.dtype, device=old.weight.device
+    )
     with torch.no_grad():
         new.weight.copy_(old.weight[torch.as_tensor(list(keep), dtype=torch.long)])
     model.set_input_embeddings(new)
@@ -511,7 +569,8 @@ def check_special_ids(source_tokenizer: Any, source_checkpoint: Path, tokenizer:
         old_config, old_tok = getattr(before, attr, None), getattr(source_tokenizer, attr, None)
         new_config, new_tok = getattr(after, attr, None), getattr(tokenizer, attr, None)
         same_token = new_tok is not None and (
-            tokenizer.convert_ids_to_tokens(new_tok) == source_tokenizer.convert_ids_to_tokens(old_tok))
+            tokenizer.convert_ids_to_tokens(new_tok) == source_tokenizer.convert_ids_to_tokens(old_tok)
+        )
         if old_tok is not None and not same_token:
             raise RuntimeError(f"tokenizer {attr} lost its token in trimming ({old_tok} -> {new_tok})")
         if old_config is not None and old_config == old_tok and new_config != new_tok:
@@ -532,8 +591,12 @@ def _pieces_by_id(backend: Any) -> list[str | None]:
 
 
 def compare_trimmed(
-    texts: Sequence[str], labels: np.ndarray, old_backend: Any, new_backend: Any,
-    reference: np.ndarray, candidate: np.ndarray,
+    texts: Sequence[str],
+    labels: np.ndarray,
+    old_backend: Any,
+    new_backend: Any,
+    reference: np.ndarray,
+    candidate: np.ndarray,
 ) -> TrimReport:
     """Pieces, predictions and logits of the trimmed model against the untrimmed one.
 
@@ -549,8 +612,13 @@ def compare_trimmed(
     # Pieces as the vocabulary names them: a Unigram encoding shows an unknown character as itself, not as
     # `<unk>`, so `Encoding.tokens` would hide a piece that trimming turned into the unknown token.
     old_pieces, new_pieces = _pieces_by_id(old_backend), _pieces_by_id(new_backend)
-    unchanged = np.array([[old_pieces[i] for i in a.ids] == [new_pieces[i] for i in b.ids]
-                          for a, b in zip(old_encodings, new_encodings)], dtype=bool)
+    unchanged = np.array(
+        [
+            [old_pieces[i] for i in a.ids] == [new_pieces[i] for i in b.ids]
+            for a, b in zip(old_encodings, new_encodings)
+        ],
+        dtype=bool,
+    )
     old_unk, new_unk = _unk_id(old_backend), _unk_id(new_backend)
     diff = np.abs(reference - candidate).max(axis=-1) if len(texts) else np.zeros(0)
     return TrimReport(
@@ -570,11 +638,15 @@ def apply_gate(report: TrimReport, config: TrimConfig) -> TrimReport:
     """Set `passed` and `reasons`: agreement and unchanged-text logits against the config's limits."""
     reasons = []
     if report.agreement < config.min_agreement:
-        reasons.append(f"prediction agreement with the untrimmed model {report.agreement:.2%} is below "
-                       f"--min-agreement {config.min_agreement:.1%} (keep more tokens: a larger --corpus)")
+        reasons.append(
+            f"prediction agreement with the untrimmed model {report.agreement:.2%} is below "
+            f"--min-agreement {config.min_agreement:.1%} (keep more tokens: a larger --corpus)"
+        )
     if report.max_abs_logit_diff_unchanged > config.unchanged_tolerance:
-        reasons.append(f"texts whose pieces did not change moved a logit by {report.max_abs_logit_diff_unchanged:.2e}"
-                       f" (> {config.unchanged_tolerance:g}): the embedding rows do not match the tokens")
+        reasons.append(
+            f"texts whose pieces did not change moved a logit by {report.max_abs_logit_diff_unchanged:.2e}"
+            f" (> {config.unchanged_tolerance:g}): the embedding rows do not match the tokens"
+        )
     report.passed = not reasons
     report.reasons = reasons
     return report
@@ -590,8 +662,7 @@ def _verification_texts(
     validation = dataset["validation"]
     if size is not None and size > len(validation):
         raise ConfigError(f"--verify-size {size} is larger than the {len(validation):,} validation texts of {data}.")
-    chosen = validation if size is None or size == len(validation) else evaluation_split(
-        dataset, size, seed, stratify)
+    chosen = validation if size is None or size == len(validation) else evaluation_split(dataset, size, seed, stratify)
     return list(chosen["sentence"]), np.asarray(chosen["label"]), set(validation["sentence"])
 
 
@@ -607,8 +678,12 @@ def _versions() -> dict[str, str]:
     import torch
     import transformers
 
-    return {"tnews_deploy": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "tokenizers": tokenizers.__version__}
+    return {
+        "tnews_deploy": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+    }
 
 
 def trim_vocab(source: str | Path, output: str | Path, config: TrimConfig = TrimConfig()) -> TrimResult:
@@ -637,8 +712,10 @@ def trim_vocab(source: str | Path, output: str | Path, config: TrimConfig = Trim
     recorded = DataSource.coerce(run["data"]) if run.get("data") else None
     data = DataSource.coerce(config.data) if config.data else recorded
     if data is None:
-        raise UserError(f"{resolved.checkpoint}: no training-run config beside it says which data it was trained "
-                        "on; pass --data (and --corpus if the tokens should come from other texts).")
+        raise UserError(
+            f"{resolved.checkpoint}: no training-run config beside it says which data it was trained "
+            "on; pass --data (and --corpus if the tokens should come from other texts)."
+        )
     if data.label_names is None and recorded is not None and recorded.label_names:
         data = data.with_label_names(recorded.label_names)  # label ids as the model was trained on them
     corpus_source = config.corpus or recorded or data
@@ -651,13 +728,15 @@ def trim_vocab(source: str | Path, output: str | Path, config: TrimConfig = Trim
     verify_texts, verify_labels, validation = _verification_texts(dataset, data, config.verify_size, seed, stratify)
     eval_texts, eval_labels, eval_origin = evaluation_set(resolved, ExportConfig(data=config.data), dataset)
     # Every validation sentence is held out: the run's evaluation and selection sets come from there.
-    corpus, corpus_info = corpus_texts(corpus_source, validation | set(eval_texts), config.corpus_field,
-                                       dataset if corpus_source == data else None)
+    corpus, corpus_info = corpus_texts(
+        corpus_source, validation | set(eval_texts), config.corpus_field, dataset if corpus_source == data else None
+    )
 
     source_tokenizer = AutoTokenizer.from_pretrained(resolved.checkpoint)
     if not source_tokenizer.is_fast:
-        raise UserError(f"{resolved.checkpoint}: its tokenizer has no fast (Rust) version; "
-                        "trimming needs tokenizer.json.")
+        raise UserError(
+            f"{resolved.checkpoint}: its tokenizer has no fast (Rust) version; trimming needs tokenizer.json."
+        )
     backend = source_tokenizer.backend_tokenizer
     family = tokenizer_family(backend)
     model = AutoModelForSequenceClassification.from_pretrained(resolved.checkpoint).eval()
@@ -667,9 +746,14 @@ def trim_vocab(source: str | Path, output: str | Path, config: TrimConfig = Trim
     rows_before = model.get_input_embeddings().num_embeddings
     params_before = sum(p.numel() for p in model.parameters())
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    logger.info("keeping %s of %s tokens (%s used by the corpus, %s single characters, %s special)",
-                f"{len(keep):,}", f"{backend.get_vocab_size():,}", f"{len(reasons['corpus']):,}",
-                f"{len(reasons['single_characters']):,}", f"{len(reasons['special']):,}")
+    logger.info(
+        "keeping %s of %s tokens (%s used by the corpus, %s single characters, %s special)",
+        f"{len(keep):,}",
+        f"{backend.get_vocab_size():,}",
+        f"{len(reasons['corpus']):,}",
+        f"{len(reasons['single_characters']):,}",
+        f"{len(reasons['special']):,}",
+    )
 
     output.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(output)
@@ -691,28 +775,44 @@ def trim_vocab(source: str | Path, output: str | Path, config: TrimConfig = Trim
         verify_set = set(verify_texts)
         extra = [t for t in dict.fromkeys(eval_texts) if t not in verify_set]  # when --verify-size is smaller
         texts = verify_texts + extra
-        logger.info("verifying on %s validation texts (untrimmed vs trimmed, max_length %d) ...",
-                    f"{len(verify_texts):,}", max_length)
-        reference = pytorch_logits(resolved.checkpoint, texts, max_length, config.batch_size,
-                                   progress="untrimmed" if config.progress else None)
-        candidate = pytorch_logits(checkpoint, texts, max_length, config.batch_size,
-                                   progress="trimmed" if config.progress else None)
+        logger.info(
+            "verifying on %s validation texts (untrimmed vs trimmed, max_length %d) ...",
+            f"{len(verify_texts):,}",
+            max_length,
+        )
+        reference = pytorch_logits(
+            resolved.checkpoint, texts, max_length, config.batch_size, progress="untrimmed" if config.progress else None
+        )
+        candidate = pytorch_logits(
+            checkpoint, texts, max_length, config.batch_size, progress="trimmed" if config.progress else None
+        )
         n = len(verify_texts)
-        report = apply_gate(compare_trimmed(verify_texts, verify_labels, backend, saved_tokenizer.backend_tokenizer,
-                                            reference[:n], candidate[:n]), config)
+        report = apply_gate(
+            compare_trimmed(
+                verify_texts, verify_labels, backend, saved_tokenizer.backend_tokenizer, reference[:n], candidate[:n]
+            ),
+            config,
+        )
         logger.info(report.summary())
         if not report.passed:
-            raise TrimRefused("vocabulary trimming refused: " + "; ".join(report.reasons) + ". Nothing was written.",
-                              report)
+            raise TrimRefused(
+                "vocabulary trimming refused: " + "; ".join(report.reasons) + ". Nothing was written.", report
+            )
 
         row_of = {t: i for i, t in enumerate(texts)}
         eval_rows = [row_of[t] for t in eval_texts]
         trimmed_metrics = classification_metrics(eval_labels, candidate[eval_rows].argmax(-1), names)
         source_metrics = classification_metrics(eval_labels, reference[eval_rows].argmax(-1), names)
-        metrics = {**(resolved.run_metrics or {}), **trimmed_metrics, "eval_size": len(eval_texts),
-                   "total_parameters": params_after,
-                   "trimmed_from": {"checkpoint": str(resolved.checkpoint.resolve()),
-                                    **{k: source_metrics[k] for k in ("macro_f1", "micro_f1", "accuracy")}}}
+        metrics = {
+            **(resolved.run_metrics or {}),
+            **trimmed_metrics,
+            "eval_size": len(eval_texts),
+            "total_parameters": params_after,
+            "trimmed_from": {
+                "checkpoint": str(resolved.checkpoint.resolve()),
+                **{k: source_metrics[k] for k in ("macro_f1", "micro_f1", "accuracy")},
+            },
+        }
 
         source_bytes = _size_of(resolved.checkpoint)
         trimmed_bytes = _size_of(checkpoint)
@@ -720,20 +820,34 @@ def trim_vocab(source: str | Path, output: str | Path, config: TrimConfig = Trim
             "format_version": TRIM_FORMAT_VERSION,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "source": resolved.to_json(),
-            "tokenizer": {"family": family, "class": type(source_tokenizer).__name__,
-                          "vocab_before": backend.get_vocab_size(), "vocab_after": len(keep)},
+            "tokenizer": {
+                "family": family,
+                "class": type(source_tokenizer).__name__,
+                "vocab_before": backend.get_vocab_size(),
+                "vocab_after": len(keep),
+            },
             "embedding_rows": {"before": rows_before, "after": len(keep)},
             "parameters": {"before": params_before, "after": params_after},
             "checkpoint_bytes": {"before": source_bytes, "after": trimmed_bytes},
-            "kept": {**{reason: len(ids) for reason, ids in reasons.items()}, "total": len(keep),
-                     "single_characters_by_class": {k: len(v) for k, v in char_classes.items()}},
+            "kept": {
+                **{reason: len(ids) for reason, ids in reasons.items()},
+                "total": len(keep),
+                "single_characters_by_class": {k: len(v) for k, v in char_classes.items()},
+            },
             "corpus": {**corpus_info, "distinct_tokens": len(reasons["corpus"])},
-            "verification": {**report.to_json(), "data": data.to_json(), "split": "validation", "seed": seed,
-                             "max_length": max_length,
-                             "policy": {"min_agreement": config.min_agreement,
-                                        "unchanged_tolerance": config.unchanged_tolerance}},
-            "evaluation": {**eval_origin, "source": {k: source_metrics[k] for k in ("macro_f1", "micro_f1")},
-                           "trimmed": {k: trimmed_metrics[k] for k in ("macro_f1", "micro_f1")}},
+            "verification": {
+                **report.to_json(),
+                "data": data.to_json(),
+                "split": "validation",
+                "seed": seed,
+                "max_length": max_length,
+                "policy": {"min_agreement": config.min_agreement, "unchanged_tolerance": config.unchanged_tolerance},
+            },
+            "evaluation": {
+                **eval_origin,
+                "source": {k: source_metrics[k] for k in ("macro_f1", "micro_f1")},
+                "trimmed": {k: trimmed_metrics[k] for k in ("macro_f1", "micro_f1")},
+            },
             "kept_ids_file": KEPT_IDS_FILE,
             "seconds": round(time.perf_counter() - started, 1),
             "versions": _versions(),
@@ -747,6 +861,12 @@ def trim_vocab(source: str | Path, output: str | Path, config: TrimConfig = Trim
     except BaseException:  # refused, failed or interrupted: leave nothing behind
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    logger.info("accepted: %s (vocabulary %s -> %s, checkpoint %.1f -> %.1f MB)", output,
-                f"{backend.get_vocab_size():,}", f"{len(keep):,}", source_bytes / 1e6, trimmed_bytes / 1e6)
+    logger.info(
+        "accepted: %s (vocabulary %s -> %s, checkpoint %.1f -> %.1f MB)",
+        output,
+        f"{backend.get_vocab_size():,}",
+        f"{len(keep):,}",
+        source_bytes / 1e6,
+        trimmed_bytes / 1e6,
+    )
     return TrimResult(output=output, source=resolved, record=record, report=report)

@@ -94,8 +94,9 @@ Timer = Callable[[Mapping[str, Path], Sequence[str], TimingSettings], Mapping[st
 REQUIRED_TIMINGS = ("latency_p50_ms", "throughput")
 
 
-def time_candidates(folders: Mapping[str, Path], texts: Sequence[str],
-                    settings: TimingSettings) -> dict[str, dict[str, Any]]:
+def time_candidates(
+    folders: Mapping[str, Path], texts: Sequence[str], settings: TimingSettings
+) -> dict[str, dict[str, Any]]:
     """Time each folder through the runtime `Predictor`, in alternating rounds (the benchmark's `measure_rounds`).
 
     Args:
@@ -116,10 +117,12 @@ def time_candidates(folders: Mapping[str, Path], texts: Sequence[str],
     results = {}
     for name, t in timings.items():
         rounds = t.throughput[str(settings.batch_size)]
-        results[name] = {"latency_p50_ms": round(statistics.median(t.latency_ms), 4),
-                         "throughput": round(statistics.median(rounds), 2),
-                         "latency_round_p50_ms": [round(v, 4) for v in t.latency_round_p50],
-                         "throughput_rounds": [round(v, 2) for v in rounds]}
+        results[name] = {
+            "latency_p50_ms": round(statistics.median(t.latency_ms), 4),
+            "throughput": round(statistics.median(rounds), 2),
+            "latency_round_p50_ms": [round(v, 4) for v in t.latency_round_p50],
+            "throughput_rounds": [round(v, 2) for v in rounds],
+        }
     return results
 
 
@@ -187,8 +190,9 @@ def export_auto(
         for cand in candidates:
             logger.info("candidate %s (--optimize %s --quantize %s) ...", cand.name, cand.optimize, cand.quantize)
             try:
-                result = export_model(source, work / cand.name, cand.config(config), dataset=dataset,
-                                      fp32_onnx=fp32_onnx)
+                result = export_model(
+                    source, work / cand.name, cand.config(config), dataset=dataset, fp32_onnx=fp32_onnx
+                )
             except ExportRefused as refused:
                 logger.info("candidate %s refused: %s", cand.name, "; ".join(refused.report.reasons))
                 records.append(_record(cand, refused.report.to_json(), None))
@@ -197,11 +201,19 @@ def export_auto(
             records.append(_record(cand, result.report.to_json(), result.manifest))
         if not built:
             reasons = "; ".join(f"{r['name']}: {', '.join(r['reasons'])}" for r in records)
-            raise ExportRefused(f"export refused: no candidate passed the gate ({reasons}). Nothing was written.",
-                                _refused_report(records))
+            raise ExportRefused(
+                f"export refused: no candidate passed the gate ({reasons}). Nothing was written.",
+                _refused_report(records),
+            )
 
-        logger.info("timing %d candidate(s) through the Predictor: %d thread(s), %d alternating round(s), "
-                    "%s evaluation texts ...", len(built), settings.threads, settings.rounds, f"{len(texts):,}")
+        logger.info(
+            "timing %d candidate(s) through the Predictor: %d thread(s), %d alternating round(s), "
+            "%s evaluation texts ...",
+            len(built),
+            settings.threads,
+            settings.rounds,
+            f"{len(texts):,}",
+        )
         timings = timer({name: r.output for name, r in built.items()}, texts, settings)
         for record in records:
             if record["name"] in built:
@@ -209,15 +221,25 @@ def export_auto(
         chosen = choose(records, config.prefer)
         winner = built[chosen]
 
-        manifest = {**winner.manifest, "auto": {
-            "chosen": chosen, "prefer": config.prefer, "machine": cpu_description(),
-            "timing": {**asdict(settings), "texts": len(texts), "evaluation": origin,
-                       "through": "tnews_deploy.Predictor (int8 weights in this CPU's exact and fastest form)",
-                       "order": "alternating rounds over the candidates (A B C D A B C D ...)"},
-            "candidates": records,
-        }}
-        (winner.output / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
-                                                   encoding="utf-8")
+        manifest = {
+            **winner.manifest,
+            "auto": {
+                "chosen": chosen,
+                "prefer": config.prefer,
+                "machine": cpu_description(),
+                "timing": {
+                    **asdict(settings),
+                    "texts": len(texts),
+                    "evaluation": origin,
+                    "through": "tnews_deploy.Predictor (int8 weights in this CPU's exact and fastest form)",
+                    "order": "alternating rounds over the candidates (A B C D A B C D ...)",
+                },
+                "candidates": records,
+            },
+        }
+        (winner.output / MANIFEST_FILE).write_text(
+            json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         write_card(winner.output, manifest, name=output.name)
         logger.info("candidates (prefer %s):\n%s", config.prefer, selection_table(manifest["auto"]))
         _move_into_place(winner.output, output)
@@ -236,14 +258,30 @@ def export_auto(
 def _record(cand: Candidate, gate: dict[str, Any], manifest: dict[str, Any] | None) -> dict[str, Any]:
     """What the `auto` record keeps of one candidate (timing filled in once timed)."""
     verification = (manifest or {}).get("verification") or {}
-    return {"name": cand.name, "optimize": cand.optimize, "quantize": cand.quantize,
-            "passed": bool(gate.get("passed")), "reasons": list(gate.get("reasons") or []),
-            "gate": {k: gate.get(k) for k in ("exact", "sentences", "agreement", "macro_f1_drop", "max_abs_logit_diff",
-                                              "mean_abs_logit_diff", "pytorch", "onnx")},
-            "batch_invariance": verification.get("batch_invariance"),
-            "int8_kernels": verification.get("int8_kernels"),
-            "bytes": ((manifest or {}).get("model") or {}).get("bytes"),
-            "timing": None}
+    return {
+        "name": cand.name,
+        "optimize": cand.optimize,
+        "quantize": cand.quantize,
+        "passed": bool(gate.get("passed")),
+        "reasons": list(gate.get("reasons") or []),
+        "gate": {
+            k: gate.get(k)
+            for k in (
+                "exact",
+                "sentences",
+                "agreement",
+                "macro_f1_drop",
+                "max_abs_logit_diff",
+                "mean_abs_logit_diff",
+                "pytorch",
+                "onnx",
+            )
+        },
+        "batch_invariance": verification.get("batch_invariance"),
+        "int8_kernels": verification.get("int8_kernels"),
+        "bytes": ((manifest or {}).get("model") or {}).get("bytes"),
+        "timing": None,
+    }
 
 
 def _checked_timing(name: str, timings: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -258,7 +296,14 @@ def _refused_report(records: Sequence[dict[str, Any]]) -> Any:
     from .verify import ParityReport
 
     gate = records[-1]["gate"]
-    return ParityReport(sentences=gate["sentences"], pytorch=gate["pytorch"], onnx=gate["onnx"],
-                        agreement=gate["agreement"], max_abs_logit_diff=gate["max_abs_logit_diff"],
-                        mean_abs_logit_diff=gate["mean_abs_logit_diff"], exact=gate["exact"], passed=False,
-                        reasons=records[-1]["reasons"])
+    return ParityReport(
+        sentences=gate["sentences"],
+        pytorch=gate["pytorch"],
+        onnx=gate["onnx"],
+        agreement=gate["agreement"],
+        max_abs_logit_diff=gate["max_abs_logit_diff"],
+        mean_abs_logit_diff=gate["mean_abs_logit_diff"],
+        exact=gate["exact"],
+        passed=False,
+        reasons=records[-1]["reasons"],
+    )

@@ -109,17 +109,25 @@ def benchmark_figures(results: dict[str, Any], folder: Path, backend: str | None
             chosen = [b for b in onnx if Path(b.get("path", "")).name == folder.name]
     if len(chosen) != 1:
         names = ", ".join(f"{b.get('backend')} ({b.get('path')})" for b in onnx) or "none"
-        raise UserError(f"the benchmark results name {'no' if not chosen else 'several'} ONNX backend(s) for "
-                        f"{folder}; pass --backend NAME (ONNX backends there: {names}).")
-    return {"backend": chosen[0], "machine": results.get("machine", {}), "created": results.get("created"),
-            "max_length": results.get("max_length"), "eval_sentences": results.get("eval_sentences")}
+        raise UserError(
+            f"the benchmark results name {'no' if not chosen else 'several'} ONNX backend(s) for "
+            f"{folder}; pass --backend NAME (ONNX backends there: {names})."
+        )
+    return {
+        "backend": chosen[0],
+        "machine": results.get("machine", {}),
+        "created": results.get("created"),
+        "max_length": results.get("max_length"),
+        "eval_sentences": results.get("eval_sentences"),
+    }
 
 
 # --------------------------------------------------------------------------- rendering
 
 
-def render_card(manifest: dict[str, Any], name: str, benchmark: dict[str, Any] | None = None,
-                base_model: str | None = None) -> str:
+def render_card(
+    manifest: dict[str, Any], name: str, benchmark: dict[str, Any] | None = None, base_model: str | None = None
+) -> str:
     """The card's Markdown.
 
     Args:
@@ -150,10 +158,19 @@ def render_card(manifest: dict[str, Any], name: str, benchmark: dict[str, Any] |
     return "\n".join(s.rstrip("\n") + "\n" for s in sections)
 
 
-def _front_matter(name: str, base: str | None, dataset: str | None, onnx: dict[str, Any],
-                  labels: list[str]) -> str:
-    lines = ["---", "language:", "- zh", "pipeline_tag: text-classification", "library_name: transformers.js",
-             "tags:", "- onnx", "- optimum", "- text-classification", "- tnews-deploy"]
+def _front_matter(name: str, base: str | None, dataset: str | None, onnx: dict[str, Any], labels: list[str]) -> str:
+    lines = [
+        "---",
+        "language:",
+        "- zh",
+        "pipeline_tag: text-classification",
+        "library_name: transformers.js",
+        "tags:",
+        "- onnx",
+        "- optimum",
+        "- text-classification",
+        "- tnews-deploy",
+    ]
     if base:
         lines.append(f"base_model: {_yaml(base)}")
     if dataset:
@@ -161,12 +178,19 @@ def _front_matter(name: str, base: str | None, dataset: str | None, onnx: dict[s
     lines += ["metrics:", "- f1", "- accuracy"]
     if onnx:
         task = "- task:\n      type: text-classification\n      name: Text classification"
-        data = (f"    dataset:\n      name: {_yaml(dataset or 'evaluation set')}\n"
-                f"      type: {_yaml(dataset or 'local')}\n      split: validation")
+        data = (
+            f"    dataset:\n      name: {_yaml(dataset or 'evaluation set')}\n"
+            f"      type: {_yaml(dataset or 'local')}\n      split: validation"
+        )
         metrics = "\n".join(
             f"    - type: {kind}\n      value: {_yaml(round(onnx[key], 4))}\n      name: {_yaml(title)}"
-            for key, kind, title in (("macro_f1", "f1", "macro-F1 (ONNX)"), ("micro_f1", "f1", "micro-F1 (ONNX)"),
-                                     ("accuracy", "accuracy", "accuracy (ONNX)")) if onnx.get(key) is not None)
+            for key, kind, title in (
+                ("macro_f1", "f1", "macro-F1 (ONNX)"),
+                ("micro_f1", "f1", "micro-F1 (ONNX)"),
+                ("accuracy", "accuracy", "accuracy (ONNX)"),
+            )
+            if onnx.get(key) is not None
+        )
         lines += ["model-index:", f"- name: {_yaml(name)}", "  results:", "  " + task, data, "    metrics:", metrics]
     lines.append("---")
     return "\n".join(lines) + "\n"
@@ -177,11 +201,13 @@ def _summary(manifest: dict[str, Any], name: str, run: dict[str, Any], labels: l
     what = (f"`{_short(model)}` fine-tuned" if model else "A fine-tuned encoder") + " as a classifier of Chinese news "
     what += f"titles into {len(labels)} classes"
     versions = manifest.get("versions") or {}
-    return (f"# {name}\n\n{what}, exported to ONNX ({_precision(manifest)}, opset {manifest.get('opset')}) and "
-            f"verified against PyTorch by tnews-deploy {versions.get('tnews_deploy', '')}. The folder runs without "
-            "PyTorch: with `tnews_deploy.Predictor` (onnxruntime + tokenizers), Optimum's "
-            "`ORTModelForSequenceClassification`, transformers.js (Node.js, browsers) or any onnxruntime binding.\n\n"
-            f"This card was generated from `manifest.json` on export ({manifest.get('created', 'unknown date')}).\n")
+    return (
+        f"# {name}\n\n{what}, exported to ONNX ({_precision(manifest)}, opset {manifest.get('opset')}) and "
+        f"verified against PyTorch by tnews-deploy {versions.get('tnews_deploy', '')}. The folder runs without "
+        "PyTorch: with `tnews_deploy.Predictor` (onnxruntime + tokenizers), Optimum's "
+        "`ORTModelForSequenceClassification`, transformers.js (Node.js, browsers) or any onnxruntime binding.\n\n"
+        f"This card was generated from `manifest.json` on export ({manifest.get('created', 'unknown date')}).\n"
+    )
 
 
 def _labels_section(labels: list[str]) -> str:
@@ -191,19 +217,28 @@ def _labels_section(labels: list[str]) -> str:
 
 def _training_section(source: dict[str, Any], run: dict[str, Any]) -> str:
     if not run:
-        return ("## Training run\n\nExported from a checkpoint without a training-run config beside it "
-                f"({source.get('kind', 'checkpoint')}); its training settings are not recorded.\n")
-    fields = [("base model", _short(run["model"]) if run.get("model") else None),
-              ("data", _short(_data_name(run["data"])) if run.get("data") else None),
-              ("variant", run.get("variant")), ("training sentences", run.get("train_size")),
-              ("preset", run.get("preset")), ("learning rate", run.get("lr")), ("seed", run.get("seed")),
-              ("max_length", run.get("max_length"))]
+        return (
+            "## Training run\n\nExported from a checkpoint without a training-run config beside it "
+            f"({source.get('kind', 'checkpoint')}); its training settings are not recorded.\n"
+        )
+    fields = [
+        ("base model", _short(run["model"]) if run.get("model") else None),
+        ("data", _short(_data_name(run["data"])) if run.get("data") else None),
+        ("variant", run.get("variant")),
+        ("training sentences", run.get("train_size")),
+        ("preset", run.get("preset")),
+        ("learning rate", run.get("lr")),
+        ("seed", run.get("seed")),
+        ("max_length", run.get("max_length")),
+    ]
     rows = "\n".join(f"| {k} | {v} |" for k, v in fields if v is not None)
     text = f"## Training run\n\n| setting | value |\n|---|---|\n{rows}\n"
     metrics = source.get("run_metrics") or {}
     if metrics:
-        text += (f"\nThe run's own evaluation (PyTorch): macro-F1 {_f(metrics.get('macro_f1'))}, micro-F1 "
-                 f"{_f(metrics.get('micro_f1'))}, accuracy {_f(metrics.get('accuracy'))}.\n")
+        text += (
+            f"\nThe run's own evaluation (PyTorch): macro-F1 {_f(metrics.get('macro_f1'))}, micro-F1 "
+            f"{_f(metrics.get('micro_f1'))}, accuracy {_f(metrics.get('accuracy'))}.\n"
+        )
     if source.get("kind") == "grid" and source.get("grid_best"):
         text += "\nChosen as the best run of a grid by macro-F1.\n"
     return text
@@ -213,28 +248,41 @@ def _verification_section(ver: dict[str, Any], onnx: dict[str, Any], torch: dict
     if not ver:
         return "## Verification\n\nThe manifest records no verification.\n"
     evaluation = ver.get("evaluation") or {}
-    where = (f"{ver.get('sentences', '?'):,} evaluation sentences" if isinstance(ver.get("sentences"), int)
-             else "the evaluation sentences")
+    where = (
+        f"{ver.get('sentences', '?'):,} evaluation sentences"
+        if isinstance(ver.get("sentences"), int)
+        else "the evaluation sentences"
+    )
     if evaluation:
-        where += (f" of `{_short(_data_name(evaluation.get('data')))}` (seed {evaluation.get('seed')}"
-                  + (", the run's own evaluation set" if evaluation.get("same_as_training_run") else "") + ")")
-    text = (f"## Verification\n\nThe export was run on {where} through PyTorch and through the runtime `Predictor` "
-            "before the folder was written:\n\n"
-            "| | macro-F1 | micro-F1 | accuracy |\n|---|---|---|---|\n"
-            f"| PyTorch | {_f(torch.get('macro_f1'))} | {_f(torch.get('micro_f1'))} | {_f(torch.get('accuracy'))} |\n"
-            f"| ONNX | {_f(onnx.get('macro_f1'))} | {_f(onnx.get('micro_f1'))} | {_f(onnx.get('accuracy'))} |\n\n"
-            f"Prediction agreement with PyTorch: {_f(ver.get('agreement'), '.2%')}; max |Δlogit| "
-            f"{_f(ver.get('max_abs_logit_diff'), '.2e')}, mean |Δlogit| {_f(ver.get('mean_abs_logit_diff'), '.2e')}.")
+        where += (
+            f" of `{_short(_data_name(evaluation.get('data')))}` (seed {evaluation.get('seed')}"
+            + (", the run's own evaluation set" if evaluation.get("same_as_training_run") else "")
+            + ")"
+        )
+    text = (
+        f"## Verification\n\nThe export was run on {where} through PyTorch and through the runtime `Predictor` "
+        "before the folder was written:\n\n"
+        "| | macro-F1 | micro-F1 | accuracy |\n|---|---|---|---|\n"
+        f"| PyTorch | {_f(torch.get('macro_f1'))} | {_f(torch.get('micro_f1'))} | {_f(torch.get('accuracy'))} |\n"
+        f"| ONNX | {_f(onnx.get('macro_f1'))} | {_f(onnx.get('micro_f1'))} | {_f(onnx.get('accuracy'))} |\n\n"
+        f"Prediction agreement with PyTorch: {_f(ver.get('agreement'), '.2%')}; max |Δlogit| "
+        f"{_f(ver.get('max_abs_logit_diff'), '.2e')}, mean |Δlogit| {_f(ver.get('mean_abs_logit_diff'), '.2e')}."
+    )
     policy = ver.get("policy") or {}
     if policy:
-        rule = ("agreement ≥ " + _f(policy.get("min_agreement"), ".1%") if ver.get("exact")
-                else f"macro-F1 drop ≤ {policy.get('max_f1_drop')}")
+        rule = (
+            "agreement ≥ " + _f(policy.get("min_agreement"), ".1%")
+            if ver.get("exact")
+            else f"macro-F1 drop ≤ {policy.get('max_f1_drop')}"
+        )
         text += f" Gate ({'exact' if ver.get('exact') else 'approximate'} export): {rule}, passed."
     inv = ver.get("batch_invariance")
     if inv:
-        text += (f"\n\nBatch invariance: {inv['sentences']:,} sentences predicted one at a time and in batches of "
-                 f"{max(inv.get('batch_sizes', [32]))}: {inv['label_changes']} label change(s), max |Δp| "
-                 f"{inv['max_abs_prob_diff']:.2e}.")
+        text += (
+            f"\n\nBatch invariance: {inv['sentences']:,} sentences predicted one at a time and in batches of "
+            f"{max(inv.get('batch_sizes', [32]))}: {inv['label_changes']} label change(s), max |Δp| "
+            f"{inv['max_abs_prob_diff']:.2e}."
+        )
     text += _cpu_paragraph(ver)
     return text + "\n"
 
@@ -244,18 +292,24 @@ def _cpu_paragraph(ver: dict[str, Any]) -> str:
     machine, kernels = ver.get("machine"), ver.get("int8_kernels")
     if not machine:
         return ""
-    text = (f"\n\nVerified on {machine.get('cpu')} ({machine.get('arch')}; flags: "
-            f"{', '.join(machine.get('flags') or []) or 'none'}).")
+    text = (
+        f"\n\nVerified on {machine.get('cpu')} ({machine.get('arch')}; flags: "
+        f"{', '.join(machine.get('flags') or []) or 'none'})."
+    )
     if kernels:
         used = kernels.get("verified_with")
-        text += (f" int8 weights in the file: {kernels.get('file')}; run there as {used}. `Predictor` runs them in "
-                 "the form exact and fastest on the CPU serving it (u8s8 with VNNI or on ARM64, else u8u8); the "
-                 "integer products are the same.")
+        text += (
+            f" int8 weights in the file: {kernels.get('file')}; run there as {used}. `Predictor` runs them in "
+            "the form exact and fastest on the CPU serving it (u8s8 with VNNI or on ARM64, else u8u8); the "
+            "integer products are the same."
+        )
         for form in ("u8u8", "u8s8"):
             check = kernels.get(form) if form != used else None
             if check:
-                text += (f" The same {check['sentences']:,} sentences in the {form} form: {check['label_changes']} "
-                         f"label change(s), max |Δlogit| {check['max_abs_logit_diff']:.2e}.")
+                text += (
+                    f" The same {check['sentences']:,} sentences in the {form} form: {check['label_changes']} "
+                    f"label change(s), max |Δlogit| {check['max_abs_logit_diff']:.2e}."
+                )
     return text
 
 
@@ -266,80 +320,110 @@ def selection_table(auto: dict[str, Any]) -> str:
         auto: the manifest's `auto` record (`tnews_deploy.export.auto`).
     """
     size = auto.get("timing", {}).get("batch_size", 32)
-    rows = [f"| candidate | gate | agreement | ONNX macro-F1 | macro-F1 drop | batch-1 p50 (ms) | "
-            f"titles/s, batch {size} | model.onnx (MB) |", "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        f"| candidate | gate | agreement | ONNX macro-F1 | macro-F1 drop | batch-1 p50 (ms) | "
+        f"titles/s, batch {size} | model.onnx (MB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for c in auto.get("candidates", []):
         gate, timing = c.get("gate") or {}, c.get("timing") or {}
         verdict = "passed" if c.get("passed") else "refused: " + "; ".join(c.get("reasons") or [])
         name = f"**{c['name']}** (chosen)" if c["name"] == auto.get("chosen") else c["name"]
         size_mb = _f(c["bytes"] / 1e6, ".1f") if c.get("bytes") else "–"
-        rows.append(f"| {name} | {verdict} | {_f(gate.get('agreement'), '.2%')} | "
-                    f"{_f((gate.get('onnx') or {}).get('macro_f1'))} | {_f(gate.get('macro_f1_drop'))} | "
-                    f"{_f(timing.get('latency_p50_ms'), '.2f')} | {_f(timing.get('throughput'), '.0f')} | {size_mb} |")
+        rows.append(
+            f"| {name} | {verdict} | {_f(gate.get('agreement'), '.2%')} | "
+            f"{_f((gate.get('onnx') or {}).get('macro_f1'))} | {_f(gate.get('macro_f1_drop'))} | "
+            f"{_f(timing.get('latency_p50_ms'), '.2f')} | {_f(timing.get('throughput'), '.0f')} | {size_mb} |"
+        )
     return "\n".join(rows)
 
 
 def _selection_section(auto: dict[str, Any]) -> str:
     timing, machine = auto.get("timing") or {}, auto.get("machine") or {}
-    measure = ("titles per second at batch " + str(timing.get("batch_size")) if auto.get("prefer") == "throughput"
-               else "batch-1 p50 latency")
-    return ("## Variant chosen on this machine\n\n"
-            f"Exported with `--quantize auto`: each candidate was built, verified with the same gate, and the ones "
-            f"that passed were timed through `Predictor` on {machine.get('cpu')} ({machine.get('arch')}; flags: "
-            f"{', '.join(machine.get('flags') or []) or 'none'}) with {timing.get('threads')} thread(s), in "
-            f"{timing.get('rounds')} alternating rounds on {timing.get('texts')} evaluation titles (batch-1: "
-            f"median of {timing.get('latency_calls')} calls; throughput: median of the rounds, length-bucketed). "
-            f"Kept: the best by {measure} (`--prefer {auto.get('prefer')}`). Another CPU may rank them "
-            "differently.\n\n" + selection_table(auto) + "\n")
+    measure = (
+        "titles per second at batch " + str(timing.get("batch_size"))
+        if auto.get("prefer") == "throughput"
+        else "batch-1 p50 latency"
+    )
+    return (
+        "## Variant chosen on this machine\n\n"
+        f"Exported with `--quantize auto`: each candidate was built, verified with the same gate, and the ones "
+        f"that passed were timed through `Predictor` on {machine.get('cpu')} ({machine.get('arch')}; flags: "
+        f"{', '.join(machine.get('flags') or []) or 'none'}) with {timing.get('threads')} thread(s), in "
+        f"{timing.get('rounds')} alternating rounds on {timing.get('texts')} evaluation titles (batch-1: "
+        f"median of {timing.get('latency_calls')} calls; throughput: median of the rounds, length-bucketed). "
+        f"Kept: the best by {measure} (`--prefer {auto.get('prefer')}`). Another CPU may rank them "
+        "differently.\n\n" + selection_table(auto) + "\n"
+    )
 
 
 def _size_section(manifest: dict[str, Any], benchmark: dict[str, Any] | None) -> str:
     model = manifest.get("model") or {}
-    text = (f"## Size and speed\n\n`model.onnx`: {model.get('bytes', 0) / 1e6:.1f} MB, sha256 `{model.get('sha256')}` "
-            "(checked by `Predictor` and the Node.js example before loading).")
+    text = (
+        f"## Size and speed\n\n`model.onnx`: {model.get('bytes', 0) / 1e6:.1f} MB, sha256 `{model.get('sha256')}` "
+        "(checked by `Predictor` and the Node.js example before loading)."
+    )
     quant = manifest.get("quantization")
     if quant:
-        text += (f" Quantisation: {quant.get('mode')}, {quant.get('scheme', 'per-tensor-dynamic')}; activations "
-                 f"{quant.get('activations')}; weights {quant.get('weights')}; kernels for {quant.get('target')}.")
+        text += (
+            f" Quantisation: {quant.get('mode')}, {quant.get('scheme', 'per-tensor-dynamic')}; activations "
+            f"{quant.get('activations')}; weights {quant.get('weights')}; kernels for {quant.get('target')}."
+        )
     if not benchmark:
-        text += ("\n\nNo benchmark was recorded with this card; `tnews-deploy benchmark --onnx DIR --output OUT`, "
-                 "then `tnews-deploy card DIR --benchmark OUT/results.json`, adds one.")
+        text += (
+            "\n\nNo benchmark was recorded with this card; `tnews-deploy benchmark --onnx DIR --output OUT`, "
+            "then `tnews-deploy card DIR --benchmark OUT/results.json`, adds one."
+        )
         return text + "\n"
     b, m = benchmark["backend"], benchmark["machine"]
     lat, tput = b.get("latency_ms") or {}, b.get("throughput") or {}
-    rows = [f"| latency, 1 title (p50 / p95 / p99) | {_f(lat.get('p50'), '.1f')} / {_f(lat.get('p95'), '.1f')} / "
-            f"{_f(lat.get('p99'), '.1f')} ms |"]
+    rows = [
+        f"| latency, 1 title (p50 / p95 / p99) | {_f(lat.get('p50'), '.1f')} / {_f(lat.get('p95'), '.1f')} / "
+        f"{_f(lat.get('p99'), '.1f')} ms |"
+    ]
     rows += [f"| throughput, batches of {size} | {_f(t.get('median'), '.0f')} titles/s |" for size, t in tput.items()]
     cold = b.get("cold_start") or {}
     if cold:
-        rows.append(f"| cold start (import, load, first prediction) | {_f(cold.get('seconds'), '.2f')} s, peak RSS "
-                    f"{_f(cold.get('peak_rss_mb'), '.0f')} MB |")
-    text += (f"\n\nMeasured by `tnews-deploy benchmark` ({benchmark.get('created')}) on {m.get('cpu')} "
-             f"({m.get('usable_cpus')} usable CPUs, {m.get('threads')} threads), onnxruntime "
-             f"{(m.get('versions') or {}).get('onnxruntime')}, on {benchmark.get('eval_sentences')} evaluation "
-             f"sentences (backend `{b.get('backend')}`):\n\n| | |\n|---|---|\n" + "\n".join(rows))
+        rows.append(
+            f"| cold start (import, load, first prediction) | {_f(cold.get('seconds'), '.2f')} s, peak RSS "
+            f"{_f(cold.get('peak_rss_mb'), '.0f')} MB |"
+        )
+    text += (
+        f"\n\nMeasured by `tnews-deploy benchmark` ({benchmark.get('created')}) on {m.get('cpu')} "
+        f"({m.get('usable_cpus')} usable CPUs, {m.get('threads')} threads), onnxruntime "
+        f"{(m.get('versions') or {}).get('onnxruntime')}, on {benchmark.get('eval_sentences')} evaluation "
+        f"sentences (backend `{b.get('backend')}`):\n\n| | |\n|---|---|\n" + "\n".join(rows)
+    )
     return text + "\n"
 
 
 def _limitations_section(manifest: dict[str, Any], ver: dict[str, Any], max_length: Any) -> str:
-    items = [f"Texts are cut to {max_length} tokens, special tokens included: the end of a longer text is not seen. "
-             "The model was trained and verified on news titles; other text (article bodies, comments, other "
-             "domains) is untested."]
+    items = [
+        f"Texts are cut to {max_length} tokens, special tokens included: the end of a longer text is not seen. "
+        "The model was trained and verified on news titles; other text (article bodies, comments, other "
+        "domains) is untested."
+    ]
     onnx = ver.get("onnx") or {}
     if onnx.get("accuracy") is not None:
-        items.append(f"Accuracy on the evaluation set is {onnx['accuracy']:.1%}: roughly "
-                     f"{1 - onnx['accuracy']:.0%} of titles get a wrong label; use the scores (or `top_k`) where "
-                     "that matters.")
+        items.append(
+            f"Accuracy on the evaluation set is {onnx['accuracy']:.1%}: roughly "
+            f"{1 - onnx['accuracy']:.0%} of titles get a wrong label; use the scores (or `top_k`) where "
+            "that matters."
+        )
     quant = manifest.get("quantization") or {}
     if quant.get("mode") == "int8":
-        items.append("int8 (per-token symmetric): approximate: it agrees with PyTorch on "
-                     f"{_f(ver.get('agreement'), '.1%')} of the evaluation titles. It is batch-invariant: a text gets "
-                     "the same answer alone or in any batch. It uses the `com.microsoft` contrib op "
-                     "`MatMulIntegerToFloat`, which onnxruntime's CPU builds (Python, onnxruntime-node, C/C++, C#, "
-                     "Java) include; other runtimes may lack it.")
+        items.append(
+            "int8 (per-token symmetric): approximate: it agrees with PyTorch on "
+            f"{_f(ver.get('agreement'), '.1%')} of the evaluation titles. It is batch-invariant: a text gets "
+            "the same answer alone or in any batch. It uses the `com.microsoft` contrib op "
+            "`MatMulIntegerToFloat`, which onnxruntime's CPU builds (Python, onnxruntime-node, C/C++, C#, "
+            "Java) include; other runtimes may lack it."
+        )
     elif quant.get("mode") == "int8-dynamic":
-        items.append("int8-dynamic (one activation scale per tensor per call): a text's answer depends on the other "
-                     "texts in its batch (with micro-batching, on other users' requests). Prefer `--quantize int8`.")
+        items.append(
+            "int8-dynamic (one activation scale per tensor per call): a text's answer depends on the other "
+            "texts in its batch (with micro-batching, on other users' requests). Prefer `--quantize int8`."
+        )
     elif manifest.get("optimization") and manifest["optimization"].get("level") == "O3":
         items.append("O3 approximates GELU: close to PyTorch, not exact.")
     return "## Limitations\n\n" + "\n".join(f"- {item}" for item in items) + "\n"
@@ -415,8 +499,14 @@ curl -s localhost:8000/v1/classify -H 'content-type: application/json' \\
 # --------------------------------------------------------------------------- writing
 
 
-def write_card(folder: str | Path, manifest: dict[str, Any] | None = None, benchmark: str | Path | None = None,
-               backend: str | None = None, base_model: str | None = None, name: str | None = None) -> Path:
+def write_card(
+    folder: str | Path,
+    manifest: dict[str, Any] | None = None,
+    benchmark: str | Path | None = None,
+    backend: str | None = None,
+    base_model: str | None = None,
+    name: str | None = None,
+) -> Path:
     """Write (or rewrite) `README.md` in an export folder from its manifest.
 
     Args:
@@ -437,8 +527,10 @@ def write_card(folder: str | Path, manifest: dict[str, Any] | None = None, bench
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder (an export folder written by `tnews-deploy export`).")
     if manifest is None:
-        manifest = _read_json(folder / "manifest.json", "the card is generated from an export's manifest "
-                              "(export the model with `tnews-deploy export`)")
+        manifest = _read_json(
+            folder / "manifest.json",
+            "the card is generated from an export's manifest (export the model with `tnews-deploy export`)",
+        )
     figures = None
     if benchmark is not None:
         results = _read_json(Path(benchmark), "a results.json written by `tnews-deploy benchmark`")

@@ -115,15 +115,20 @@ class ExportConfig:
             raise ConfigError(f"--max-length must be at least 8 (got {self.max_length}).")
         if self.prefer not in PREFERENCES:
             raise ConfigError(f"--prefer must be one of {', '.join(PREFERENCES)}, got {self.prefer!r}.")
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
-                                         or self.threads < 1):
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
             raise ConfigError(f"--threads must be an integer ≥ 1 (got {self.threads!r}).")
         if self.quantize == "auto" and self.optimize != "none":
-            raise ConfigError(f"--quantize auto chooses the graph optimisation itself (none or O2); leave out "
-                              f"--optimize (got {self.optimize}).")
+            raise ConfigError(
+                f"--quantize auto chooses the graph optimisation itself (none or O2); leave out "
+                f"--optimize (got {self.optimize})."
+            )
         if self.quantize == "int8" and not self.per_channel:
-            raise ConfigError("--per-tensor applies to --quantize int8-dynamic only; --quantize int8 always uses "
-                            "per-channel weight scales (and per-token activation scales).")
+            raise ConfigError(
+                "--per-tensor applies to --quantize int8-dynamic only; --quantize int8 always uses "
+                "per-channel weight scales (and per-token activation scales)."
+            )
 
 
 @dataclass
@@ -137,8 +142,9 @@ class ExportResult:
 # --------------------------------------------------------------------------- data
 
 
-def evaluation_set(source: ExportSource, config: ExportConfig,
-                   dataset: Any = None) -> tuple[list[str], np.ndarray, dict[str, Any]]:
+def evaluation_set(
+    source: ExportSource, config: ExportConfig, dataset: Any = None
+) -> tuple[list[str], np.ndarray, dict[str, Any]]:
     """The evaluation sentences and labels the export is verified on, and where they came from.
 
     Args:
@@ -155,8 +161,12 @@ def evaluation_set(source: ExportSource, config: ExportConfig,
     dataset = dataset if dataset is not None else load_verification_data(source, config)
     check_label_names(source.checkpoint, list(dataset["validation"].features["label"].names), data)
     evaluation = evaluation_split(dataset, eval_size, seed, stratify)
-    origin = {"data": data.to_json(), "eval_size": len(evaluation), "seed": seed,
-              "same_as_training_run": config.data is None and config.eval_size is None and bool(run)}
+    origin = {
+        "data": data.to_json(),
+        "eval_size": len(evaluation),
+        "seed": seed,
+        "same_as_training_run": config.data is None and config.eval_size is None and bool(run),
+    }
     return list(evaluation["sentence"]), np.asarray(evaluation["label"]), origin
 
 
@@ -171,8 +181,9 @@ def verification_data(source: ExportSource, config: ExportConfig) -> DataSource:
     recorded = DataSource.coerce(run["data"]) if run.get("data") else None
     data = config.data or recorded
     if data is None:
-        raise UserError(f"{source.checkpoint}: no training-run config beside it says which data it was "
-                        "evaluated on; pass --data.")
+        raise UserError(
+            f"{source.checkpoint}: no training-run config beside it says which data it was evaluated on; pass --data."
+        )
     if data.label_names is None and recorded is not None and recorded.label_names:
         data = data.with_label_names(recorded.label_names)  # label ids as the model was trained on them
     return data
@@ -192,8 +203,9 @@ def load_verification_data(source: ExportSource, config: ExportConfig) -> Any:
         return load_tnews(data)
     except UserError as exc:
         if config.data is None:
-            raise UserError(f"the run was evaluated on {str(data)!r}, which cannot be loaded here ({exc}); "
-                            "pass --data.") from exc
+            raise UserError(
+                f"the run was evaluated on {str(data)!r}, which cannot be loaded here ({exc}); pass --data."
+            ) from exc
         raise
 
 
@@ -251,8 +263,9 @@ def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig) -> dict[str
     if config.quantize == "int8":
         target = config.quantize_for or DEFAULT_QUANTIZE_TARGET
         weight_type = "int8" if target in S8_TARGETS else "uint8"
-        logger.info("quantising to int8 (per-token symmetric activations, per-channel %s weights, %s) ...",
-                    weight_type, target)
+        logger.info(
+            "quantising to int8 (per-token symmetric activations, per-channel %s weights, %s) ...", weight_type, target
+        )
         (work / "int8").mkdir()
         quantized = work / "int8" / MODEL_FILE
         summary = quantize_per_token(current, quantized, weight_type=weight_type)
@@ -260,16 +273,23 @@ def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig) -> dict[str
         if steps["optimization"]:
             steps["optimization"]["order"] = "before quantisation"
         steps["quantization"] = {
-            "mode": "int8", "scheme": PER_TOKEN_SCHEME, "batch_invariant": True, "target": target,
+            "mode": "int8",
+            "scheme": PER_TOKEN_SCHEME,
+            "batch_invariant": True,
+            "target": target,
             "activations": "uint8 per token: symmetric scale max|x|/127 per row, zero point 128",
-            "weights": f"{weight_type} per output channel, symmetric", **summary.to_json(),
+            "weights": f"{weight_type} per output channel, symmetric",
+            **summary.to_json(),
             "exact_on": exact_on(weight_type),
         }
     elif config.quantize == "int8-dynamic":
         target = config.quantize_for or DEFAULT_QUANTIZE_TARGET
         target = "avx2" if target == "portable" else target  # Optimum's config with uint8 weights
-        logger.info("quantising to int8-dynamic (per-tensor activations, %s%s) ...", target,
-                    ", per-channel weights" if config.per_channel else "")
+        logger.info(
+            "quantising to int8-dynamic (per-tensor activations, %s%s) ...",
+            target,
+            ", per-channel weights" if config.per_channel else "",
+        )
         if steps["optimization"]:
             # The fused graph's contrib ops (Attention, SkipLayerNormalization ...) carry no type
             # information, and the quantizer stops on them ("Unable to find data type for
@@ -281,11 +301,17 @@ def build_onnx(checkpoint: Path, folder: Path, config: ExportConfig) -> dict[str
         quantizer = ORTQuantizer.from_pretrained(current.parent, file_name=current.name)
         quantizer.quantize(quantization_config=qconfig, save_dir=work / "int8")
         current = work / "int8" / f"{current.stem}_quantized.onnx"
-        steps["quantization"] = {"mode": "int8-dynamic", "scheme": QUANTIZE_SCHEMES["int8-dynamic"],
-                                 "batch_invariant": False,
-                                 "dynamic": True, "target": target, "per_channel": config.per_channel,
-                                 "weights": str(qconfig.weights_dtype), "activations": str(qconfig.activations_dtype),
-                                 "exact_on": exact_on("int8" if target in S8_TARGETS + ("avx512",) else "uint8")}
+        steps["quantization"] = {
+            "mode": "int8-dynamic",
+            "scheme": QUANTIZE_SCHEMES["int8-dynamic"],
+            "batch_invariant": False,
+            "dynamic": True,
+            "target": target,
+            "per_channel": config.per_channel,
+            "weights": str(qconfig.weights_dtype),
+            "activations": str(qconfig.activations_dtype),
+            "exact_on": exact_on("int8" if target in S8_TARGETS + ("avx512",) else "uint8"),
+        }
     else:
         steps["quantization"] = None
 
@@ -316,10 +342,18 @@ def kernel_parity(folder: Path, predictor: Predictor, texts: list[str], logits: 
     logger.info("int8 kernels: the evaluation set again in the %s form ...", other)
     alt = Predictor(folder, verify_checksum=False, threads=predictor.threads, int8_kernels=other)
     alt_logits = alt.logits(texts, batch_size=INVARIANCE_BATCH_SIZE)
-    record[other] = {"label_changes": int(np.sum(alt_logits.argmax(-1) != logits.argmax(-1))),
-                     "max_abs_logit_diff": float(np.abs(alt_logits - logits).max()), "sentences": len(texts)}
-    logger.info("int8 kernels %s vs %s: %d label change(s), max |Δlogit| %.2e", plan.used, other,
-                record[other]["label_changes"], record[other]["max_abs_logit_diff"])
+    record[other] = {
+        "label_changes": int(np.sum(alt_logits.argmax(-1) != logits.argmax(-1))),
+        "max_abs_logit_diff": float(np.abs(alt_logits - logits).max()),
+        "sentences": len(texts),
+    }
+    logger.info(
+        "int8 kernels %s vs %s: %d label change(s), max |Δlogit| %.2e",
+        plan.used,
+        other,
+        record[other]["label_changes"],
+        record[other]["max_abs_logit_diff"],
+    )
     return record
 
 
@@ -327,8 +361,7 @@ def exact_on(weight_type: str) -> str:
     """Which CPUs compute an int8 export's weight form exactly as written (for the manifest and the card)."""
     if weight_type == "uint8":
         return "every CPU (u8 x u8)"
-    return ("CPUs with AVX512-VNNI or AVX-VNNI, and ARM64 (u8 x s8); the runtime converts to u8 x u8 at load "
-            "elsewhere")
+    return "CPUs with AVX512-VNNI or AVX-VNNI, and ARM64 (u8 x s8); the runtime converts to u8 x u8 at load elsewhere"
 
 
 def _typed_copy(model_path: Path, folder: Path) -> Path:
@@ -411,12 +444,18 @@ def export_model(
         logger.info("%s", report.summary())
         if not report.passed:
             raise ExportRefused("export refused: " + "; ".join(report.reasons) + ". Nothing was written.", report)
-        logger.info("batch invariance: %s sentences one at a time vs batches of %d ...",
-                    f"{min(BATCH_INVARIANCE_SENTENCES, len(texts)):,}", INVARIANCE_BATCH_SIZE)
-        invariance = batch_invariance(predictor, texts, candidate, BATCH_INVARIANCE_SENTENCES,
-                                      INVARIANCE_BATCH_SIZE)
-        logger.info("batch invariance: %d label change(s), max |Δp| %.2e on %s sentences",
-                    invariance["label_changes"], invariance["max_abs_prob_diff"], f"{invariance['sentences']:,}")
+        logger.info(
+            "batch invariance: %s sentences one at a time vs batches of %d ...",
+            f"{min(BATCH_INVARIANCE_SENTENCES, len(texts)):,}",
+            INVARIANCE_BATCH_SIZE,
+        )
+        invariance = batch_invariance(predictor, texts, candidate, BATCH_INVARIANCE_SENTENCES, INVARIANCE_BATCH_SIZE)
+        logger.info(
+            "batch invariance: %d label change(s), max |Δp| %.2e on %s sentences",
+            invariance["label_changes"],
+            invariance["max_abs_prob_diff"],
+            f"{invariance['sentences']:,}",
+        )
         kernels = kernel_parity(staging, predictor, texts, candidate)
 
         model_path = staging / MODEL_FILE
@@ -431,13 +470,20 @@ def export_model(
             "quantization": steps["quantization"],
             "max_length": max_length,
             "labels": json.loads((staging / MODEL_CONFIG_FILE).read_text(encoding="utf-8")).get("id2label"),
-            "verification": {**report.to_json(), "evaluation": origin, "policy": asdict(config.policy),
-                             "batch_invariance": invariance, "machine": cpu_description(), "int8_kernels": kernels},
+            "verification": {
+                **report.to_json(),
+                "evaluation": origin,
+                "policy": asdict(config.policy),
+                "batch_invariance": invariance,
+                "machine": cpu_description(),
+                "int8_kernels": kernels,
+            },
             "export_seconds": round(time.perf_counter() - started, 1),
             "versions": library_versions(),
         }
-        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
-                                             encoding="utf-8")
+        (staging / MANIFEST_FILE).write_text(
+            json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         cap_tokenizer_length(staging, max_length)
         write_card(staging, manifest, name=output.name)
         _move_into_place(staging, output)
@@ -454,8 +500,10 @@ def export_model(
 def file_checksums(folder: Path) -> dict[str, dict[str, Any]]:
     """sha256 and size of each file the runtime reads besides model.onnx (`CHECKSUMMED_FILES`), for the manifest's
     `files`: `Predictor` refuses a folder where one of them changed after export."""
-    return {name: {"sha256": sha256_of(folder / name), "bytes": (folder / name).stat().st_size}
-            for name in CHECKSUMMED_FILES}
+    return {
+        name: {"sha256": sha256_of(folder / name), "bytes": (folder / name).stat().st_size}
+        for name in CHECKSUMMED_FILES
+    }
 
 
 def _disk_full(exc: BaseException, output: Path, checkpoint: Path, config: ExportConfig) -> UserError | None:
@@ -467,14 +515,27 @@ def _disk_full(exc: BaseException, output: Path, checkpoint: Path, config: Expor
     failed = getattr(exc, "filename", None) or getattr(exc.__cause__ or exc.__context__, "filename", None)
     temp = Path(tempfile.gettempdir()).resolve()
     if failed and temp in Path(failed).resolve().parents and temp not in output.resolve().parents:
-        return disk_full_error(exc, temp, "while Optimum exported the model to ONNX",
-                               advice="set TMPDIR to a folder on a disk with room, or free some space there")
+        return disk_full_error(
+            exc,
+            temp,
+            "while Optimum exported the model to ONNX",
+            advice="set TMPDIR to a folder on a disk with room, or free some space there",
+        )
     # The staging folder holds the fp32 graph and, at most, an optimised, a typed and a quantised copy.
     weights = sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin") for f in Path(checkpoint).glob(pattern))
-    copies = (1 + (config.optimize != "none") + (config.optimize != "none" and config.quantize == "int8-dynamic")
-              + 0.3 * (config.quantize != "none"))
-    return disk_full_error(exc, output.parent, "while writing the export", needed=int(weights * copies * 1.1),
-                           advice="free some space there, or choose an --output on another disk")
+    copies = (
+        1
+        + (config.optimize != "none")
+        + (config.optimize != "none" and config.quantize == "int8-dynamic")
+        + 0.3 * (config.quantize != "none")
+    )
+    return disk_full_error(
+        exc,
+        output.parent,
+        "while writing the export",
+        needed=int(weights * copies * 1.1),
+        advice="free some space there, or choose an --output on another disk",
+    )
 
 
 def cap_tokenizer_length(folder: Path, max_length: int) -> None:

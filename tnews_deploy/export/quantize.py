@@ -108,8 +108,9 @@ def quantize_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Rewriter:
-    def __init__(self, model: Any, weight_type: str, fuse_shared: bool, exclude: set[str],
-                 quantize_embeddings: bool) -> None:
+    def __init__(
+        self, model: Any, weight_type: str, fuse_shared: bool, exclude: set[str], quantize_embeddings: bool
+    ) -> None:
         from onnx import numpy_helper
 
         self.onnx_model = model
@@ -222,8 +223,12 @@ class _Rewriter:
         a_zp = self.const(base + "/x_zero_point", np.array(128, np.uint8))
         if self.weight_type == "uint8":
             inputs_b = [self.const(base + "/W_zero_point", np.array(128, np.uint8))]
-        n_mm, (y,) = self.node("MatMulIntegerToFloat", [xq, b_name, a_scale, b_scale, a_zp, *inputs_b],
-                               base + "/MatMulIntegerToFloat", domain=MS_DOMAIN)
+        n_mm, (y,) = self.node(
+            "MatMulIntegerToFloat",
+            [xq, b_name, a_scale, b_scale, a_zp, *inputs_b],
+            base + "/MatMulIntegerToFloat",
+            domain=MS_DOMAIN,
+        )
         n_mul, (out,) = self.node("Mul", [y, scale], base + "/row_scale")
         return [n_mm, n_mul], out
 
@@ -232,7 +237,8 @@ class _Rewriter:
         groups: dict[str, list[_Target]] = defaultdict(list)
         for idx, node in enumerate(self.graph.node):
             excluded = node.name in self.exclude or any(
-                node.name.startswith(p) for p in self.exclude if p.endswith("/"))
+                node.name.startswith(p) for p in self.exclude if p.endswith("/")
+            )
             if node.op_type in ("MatMul", "Gemm"):
                 found = self.weight_of(node)
                 if found is None:
@@ -425,15 +431,18 @@ def quantize_per_token(
     model = onnx.load(str(model_input))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 15:
-        raise ValueError(f"{model_input}: opset {opset}; the per-token rewrite needs opset 15 or later "
-                         "(Shape with start/end). Export with a newer opset.")
+        raise ValueError(
+            f"{model_input}: opset {opset}; the per-token rewrite needs opset 15 or later "
+            "(Shape with start/end). Export with a newer opset."
+        )
     rewriter = _Rewriter(model, weight_type, fuse_shared, set(exclude), quantize_embeddings)
     rewriter.run()
     try:
         onnx.save(model, str(model_output))
     except OSError as exc:
-        full = disk_full_error(exc, Path(model_output).parent, "while writing the quantised model",
-                               needed=model.ByteSize())
+        full = disk_full_error(
+            exc, Path(model_output).parent, "while writing the quantised model", needed=model.ByteSize()
+        )
         if full is None:
             raise
         Path(model_output).unlink(missing_ok=True)  # no partial model left behind

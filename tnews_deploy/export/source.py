@@ -28,15 +28,16 @@ class ExportSource:
             b = self.grid_best
             size = f"{b['train_size']:,}" if isinstance(b["train_size"], int) else b["train_size"]
             seed = f", seed {b['seed']}" if "seed" in b else ""
-            return (f"best grid run {b['variant']} × {size}{seed} "
-                    f"(macro-F1 {b['macro_f1']:.4f}): {self.checkpoint}")
+            return f"best grid run {b['variant']} × {size}{seed} (macro-F1 {b['macro_f1']:.4f}): {self.checkpoint}"
         return f"{self.kind} {self.checkpoint}"
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": self.kind, "checkpoint": str(self.checkpoint.resolve())}
         if self.run_config:
-            data["run"] = {k: self.run_config.get(k) for k in
-                           ("model", "data", "variant", "train_size", "preset", "seed", "lr", "max_length")}
+            data["run"] = {
+                k: self.run_config.get(k)
+                for k in ("model", "data", "variant", "train_size", "preset", "seed", "lr", "max_length")
+            }
         if self.run_metrics:
             data["run_metrics"] = {k: self.run_metrics.get(k) for k in ("macro_f1", "micro_f1", "accuracy")}
         if self.grid_best:
@@ -61,17 +62,18 @@ def resolve_source(source: str | Path) -> ExportSource:
                 f"{checkpoint}: the grid's best run has no checkpoint with weights here "
                 "(was the grid copied without its weights?)."
             )
-        return ExportSource(checkpoint, "grid", read_json(run_dir / RUN_CONFIG_FILE), read_json(run_dir / METRICS_FILE),
-                            best)
+        return ExportSource(
+            checkpoint, "grid", read_json(run_dir / RUN_CONFIG_FILE), read_json(run_dir / METRICS_FILE), best
+        )
     if is_checkpoint(path / CHECKPOINT_DIR):
         if not (path / METRICS_FILE).is_file():
             raise UserError(f"{path}: the run is not finished (no {METRICS_FILE}); finish it before exporting.")
-        return ExportSource(path / CHECKPOINT_DIR, "run", read_json(path / RUN_CONFIG_FILE),
-                            read_json(path / METRICS_FILE))
+        return ExportSource(
+            path / CHECKPOINT_DIR, "run", read_json(path / RUN_CONFIG_FILE), read_json(path / METRICS_FILE)
+        )
     if is_checkpoint(path):
         parent = path.parent
-        return ExportSource(path, "checkpoint", read_json(parent / RUN_CONFIG_FILE),
-                            read_json(parent / METRICS_FILE))
+        return ExportSource(path, "checkpoint", read_json(parent / RUN_CONFIG_FILE), read_json(parent / METRICS_FILE))
     raise UserError(
         f"{path}: neither a checkpoint (config.json + model weights), a training-run folder "
         f"(with {CHECKPOINT_DIR}/) nor a grid folder (with {GRID_RESULTS_JSON})."

@@ -32,12 +32,18 @@ class GatePolicy:
     max_f1_drop: float = 0.01
 
     def __post_init__(self) -> None:
-        require([
-            (is_number(self.min_agreement) and 0 <= self.min_agreement <= 1,
-             f"--min-agreement must be between 0 and 1 (got {self.min_agreement!r})"),
-            (is_number(self.max_f1_drop) and -1 <= self.max_f1_drop <= 1,
-             f"--max-f1-drop must be between -1 and 1 (got {self.max_f1_drop!r})"),
-        ])
+        require(
+            [
+                (
+                    is_number(self.min_agreement) and 0 <= self.min_agreement <= 1,
+                    f"--min-agreement must be between 0 and 1 (got {self.min_agreement!r})",
+                ),
+                (
+                    is_number(self.max_f1_drop) and -1 <= self.max_f1_drop <= 1,
+                    f"--max-f1-drop must be between -1 and 1 (got {self.max_f1_drop!r})",
+                ),
+            ]
+        )
 
 
 @dataclass
@@ -88,11 +94,19 @@ def load_pytorch_classifier(checkpoint: Path) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     return AutoTokenizer.from_pretrained(checkpoint), AutoModelForSequenceClassification.from_pretrained(
-        checkpoint).eval()
+        checkpoint
+    ).eval()
 
 
-def classifier_logits(tokenizer: Any, model: Any, texts: Sequence[str], max_length: int, batch_size: int = 64,
-                      sort_by_length: bool = True, progress: str | None = None) -> TorchPass:
+def classifier_logits(
+    tokenizer: Any,
+    model: Any,
+    texts: Sequence[str],
+    max_length: int,
+    batch_size: int = 64,
+    sort_by_length: bool = True,
+    progress: str | None = None,
+) -> TorchPass:
     """Logits of `texts` through a loaded PyTorch classifier, each batch padded to its own longest text.
 
     The one PyTorch inference path: export verification and the benchmark's
@@ -119,19 +133,22 @@ def classifier_logits(tokenizer: Any, model: Any, texts: Sequence[str], max_leng
     out = np.empty((len(texts), model.config.num_labels), dtype=np.float32)
     real = padded = 0
     with torch.inference_mode():
-        for start in tqdm(range(0, len(texts), batch_size), desc=progress, unit="batch",
-                          disable=True if progress is None else None):  # None: only on a terminal
-            idx = order[start:start + batch_size]
-            batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length,
-                              padding=True, return_tensors="pt")
+        for start in tqdm(
+            range(0, len(texts), batch_size), desc=progress, unit="batch", disable=True if progress is None else None
+        ):  # None: only on a terminal
+            idx = order[start : start + batch_size]
+            batch = tokenizer(
+                [texts[i] for i in idx], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+            )
             out[idx] = model(**batch).logits.float().numpy()
             real += int(batch["attention_mask"].sum())
             padded += int(batch["input_ids"].numel())
     return TorchPass(out, real, padded)
 
 
-def pytorch_logits(checkpoint: Path, texts: Sequence[str], max_length: int, batch_size: int = 64,
-                   progress: str | None = None) -> np.ndarray:
+def pytorch_logits(
+    checkpoint: Path, texts: Sequence[str], max_length: int, batch_size: int = 64, progress: str | None = None
+) -> np.ndarray:
     """Logits of the PyTorch checkpoint in eval mode (batches sorted by length).
 
     Args:
@@ -162,8 +179,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def batch_invariance(predictor: Any, texts: Sequence[str], batched: np.ndarray, limit: int,
-                     batch_size: int = 32) -> dict[str, Any]:
+def batch_invariance(
+    predictor: Any, texts: Sequence[str], batched: np.ndarray, limit: int, batch_size: int = 32
+) -> dict[str, Any]:
     """Whether a text's answer depends on the texts it is batched with.
 
     Args:

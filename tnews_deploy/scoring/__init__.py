@@ -21,5 +21,6 @@ if TYPE_CHECKING:
     from .local import score, score_local
     from .ray_engine import score_ray
 
-__getattr__ = lazy_exports(__name__, {"ScoreSummary": "io", "score": "local", "score_local": "local",
-                                      "score_ray": "ray_engine"})
+__getattr__ = lazy_exports(
+    __name__, {"ScoreSummary": "io", "score": "local", "score_local": "local", "score_ray": "ray_engine"}
+)

@@ -53,16 +53,28 @@ class ScoreConfig:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
         object.__setattr__(self, "output", Path(self.output))
         object.__setattr__(self, "inputs", tuple(str(i) for i in self.inputs))
-        require([
-            (bool(self.inputs), f"no INPUT given: pass files, folders or globs of {TEXTS.listed()}"),
-            (self.engine in ENGINES, f"--engine must be one of {', '.join(ENGINES)} (got {self.engine!r})"),
-            (is_int(self.top_k) and self.top_k >= 1, f"--top-k must be >= 1 (got {self.top_k!r})"),
-            (self.threads is None or (is_int(self.threads) and self.threads >= 1),
-             f"--threads must be >= 1 (got {self.threads!r})"),
-            (is_int(self.batch_size) and self.batch_size >= 1, f"--batch-size must be >= 1 (got {self.batch_size!r})"),
-            (is_int(self.chunk_rows) and self.chunk_rows >= 1, f"--chunk-rows must be >= 1 (got {self.chunk_rows!r})"),
-            (is_int(self.actors) and self.actors >= 1, f"--actors must be >= 1 (got {self.actors!r})"),
-            (is_int(self.threads_per_actor) and self.threads_per_actor >= 1,
-             f"--threads-per-actor must be >= 1 (got {self.threads_per_actor!r})"),
-            (self.text_field is None or bool(self.text_field.strip()), "--text-field must not be empty"),
-        ])
+        require(
+            [
+                (bool(self.inputs), f"no INPUT given: pass files, folders or globs of {TEXTS.listed()}"),
+                (self.engine in ENGINES, f"--engine must be one of {', '.join(ENGINES)} (got {self.engine!r})"),
+                (is_int(self.top_k) and self.top_k >= 1, f"--top-k must be >= 1 (got {self.top_k!r})"),
+                (
+                    self.threads is None or (is_int(self.threads) and self.threads >= 1),
+                    f"--threads must be >= 1 (got {self.threads!r})",
+                ),
+                (
+                    is_int(self.batch_size) and self.batch_size >= 1,
+                    f"--batch-size must be >= 1 (got {self.batch_size!r})",
+                ),
+                (
+                    is_int(self.chunk_rows) and self.chunk_rows >= 1,
+                    f"--chunk-rows must be >= 1 (got {self.chunk_rows!r})",
+                ),
+                (is_int(self.actors) and self.actors >= 1, f"--actors must be >= 1 (got {self.actors!r})"),
+                (
+                    is_int(self.threads_per_actor) and self.threads_per_actor >= 1,
+                    f"--threads-per-actor must be >= 1 (got {self.threads_per_actor!r})",
+                ),
+                (self.text_field is None or bool(self.text_field.strip()), "--text-field must not be empty"),
+            ]
+        )

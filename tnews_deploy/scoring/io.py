@@ -56,8 +56,7 @@ MAX_SHOWN_ERRORS = 5
 CSV_BLOCK_SIZE = 1 << 20
 CSV_MAX_BLOCK_SIZE = 256 << 20
 
-INPUT_SCHEMA = pa.schema([("source", pa.string()), ("id", pa.string()), ("text", pa.string()),
-                          ("error", pa.string())])
+INPUT_SCHEMA = pa.schema([("source", pa.string()), ("id", pa.string()), ("text", pa.string()), ("error", pa.string())])
 TOP_K_TYPE = pa.list_(pa.struct([("label", pa.string()), ("label_id", pa.int32()), ("score", pa.float32())]))
 
 
@@ -85,8 +84,10 @@ def _visible(path: Path, root: Path) -> bool:
 def _supported(path: Path, given: str) -> InputFile:
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
-        raise DataError(f"{given}: cannot read a '{path.suffix or 'suffix-less'}' file; inputs are "
-                        f"{TEXTS.listed(', ', ' or ')} files (or folders/globs of them).")
+        raise DataError(
+            f"{given}: cannot read a '{path.suffix or 'suffix-less'}' file; inputs are "
+            f"{TEXTS.listed(', ', ' or ')} files (or folders/globs of them)."
+        )
     return InputFile(path, fmt)
 
 
@@ -105,8 +106,11 @@ def find_inputs(patterns: Sequence[str]) -> list[InputFile]:
     for given in patterns:
         path = Path(given)
         if path.is_dir():
-            files = [InputFile(p, SUFFIXES[p.suffix.lower()]) for p in sorted(path.rglob("*"))
-                     if p.is_file() and p.suffix.lower() in SUFFIXES and _visible(p, path)]
+            files = [
+                InputFile(p, SUFFIXES[p.suffix.lower()])
+                for p in sorted(path.rglob("*"))
+                if p.is_file() and p.suffix.lower() in SUFFIXES and _visible(p, path)
+            ]
             if not files:
                 raise DataError(f"{given}: a folder with no {TEXTS.listed()} files.")
             found.extend(files)
@@ -153,9 +157,14 @@ class _Chunk:
     def table(self) -> pa.Table:
         n = len(self.ids)
         return pa.Table.from_arrays(
-            [pa.array([self.source] * n, pa.string()), pa.array(self.ids, pa.string()),
-             pa.array(self.texts, pa.string()), pa.array(self.errors, pa.string())],
-            schema=INPUT_SCHEMA)
+            [
+                pa.array([self.source] * n, pa.string()),
+                pa.array(self.ids, pa.string()),
+                pa.array(self.texts, pa.string()),
+                pa.array(self.errors, pa.string()),
+            ],
+            schema=INPUT_SCHEMA,
+        )
 
 
 def _id_string(value: Any) -> str:
@@ -199,8 +208,9 @@ def _json_line(raw: bytes, number: int, text_field: str | None) -> tuple[str, st
     return (row_id, *_checked(value, where))
 
 
-def _read_lines(item: InputFile, text_field: str | None, chunk_rows: int,
-                option: str = "--text-field") -> Iterator[pa.Table]:
+def _read_lines(
+    item: InputFile, text_field: str | None, chunk_rows: int, option: str = "--text-field"
+) -> Iterator[pa.Table]:
     chunk = _Chunk(item.name)
     with item.path.open("rb") as fh:
         for number, raw in enumerate(fh, 1):
@@ -222,8 +232,10 @@ def _pick_field(columns: Sequence[str], text_field: str | None, path: Path, opti
     names = (text_field,) if text_field else TEXT_FIELDS
     name = next((n for n in names if n in columns), None)
     if name is None:
-        raise DataError(f"{path}: no {' or '.join(repr(n) for n in names)} column (it has: "
-                        f"{', '.join(map(str, columns)) or 'none'}); pass {option} NAME.")
+        raise DataError(
+            f"{path}: no {' or '.join(repr(n) for n in names)} column (it has: "
+            f"{', '.join(map(str, columns)) or 'none'}); pass {option} NAME."
+        )
     return name
 
 
@@ -241,8 +253,11 @@ def _columns_table(source: str, texts: pa.Array, ids: pa.Array | None, first_row
         raw_values = texts.cast(pa.binary()).to_pylist()
     else:
         for number, row_id, value in zip(numbers, row_ids, texts.to_pylist()):
-            error = (f"row {number}: no text (null '{name}')" if value is None
-                     else f"row {number}: '{name}' is {texts.type}, not a string")
+            error = (
+                f"row {number}: no text (null '{name}')"
+                if value is None
+                else f"row {number}: '{name}' is {texts.type}, not a string"
+            )
             chunk.add(row_id, None, error)
         return chunk.table()
     for number, row_id, raw in zip(numbers, row_ids, raw_values):
@@ -256,8 +271,9 @@ def _sliced(batches: Iterator[pa.RecordBatch], chunk_rows: int) -> Iterator[pa.R
             yield batch.slice(start, chunk_rows)
 
 
-def _read_parquet(item: InputFile, text_field: str | None, chunk_rows: int,
-                  option: str = "--text-field") -> Iterator[pa.Table]:
+def _read_parquet(
+    item: InputFile, text_field: str | None, chunk_rows: int, option: str = "--text-field"
+) -> Iterator[pa.Table]:
     import pyarrow.parquet as pq
 
     try:
@@ -271,8 +287,7 @@ def _read_parquet(item: InputFile, text_field: str | None, chunk_rows: int,
     row = 1
     try:
         for batch in parquet.iter_batches(batch_size=chunk_rows, columns=wanted):
-            yield _columns_table(item.name, batch.column(name), batch.column(id_name) if id_name else None,
-                                 row, name)
+            yield _columns_table(item.name, batch.column(name), batch.column(id_name) if id_name else None, row, name)
             row += batch.num_rows
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{item.path}: cannot be read as Parquet after row {row - 1} ({exc}).") from exc
@@ -285,8 +300,9 @@ def _csv_header(path: Path) -> list[str] | None:
         return next(csv.reader(fh), None)
 
 
-def _read_csv(item: InputFile, text_field: str | None, chunk_rows: int,
-              option: str = "--text-field") -> Iterator[pa.Table]:
+def _read_csv(
+    item: InputFile, text_field: str | None, chunk_rows: int, option: str = "--text-field"
+) -> Iterator[pa.Table]:
     import pyarrow.csv as pacsv
 
     header = _csv_header(item.path)
@@ -295,20 +311,26 @@ def _read_csv(item: InputFile, text_field: str | None, chunk_rows: int,
     name = _pick_field(header, text_field, item.path, option)
     id_name = next((c for c in ID_FIELDS if c in header and c != name), None)
     wanted = [name] + ([id_name] if id_name else [])
-    convert = pacsv.ConvertOptions(include_columns=wanted, column_types=dict.fromkeys(wanted, pa.binary()),
-                                   strings_can_be_null=False)
+    convert = pacsv.ConvertOptions(
+        include_columns=wanted, column_types=dict.fromkeys(wanted, pa.binary()), strings_can_be_null=False
+    )
     parse = pacsv.ParseOptions(newlines_in_values=True)
     row = 1
     block = CSV_BLOCK_SIZE
     while True:  # once, unless a row is longer than the block: then again with larger blocks, after that row
         try:
-            reader = pacsv.open_csv(item.path, read_options=pacsv.ReadOptions(block_size=block),
-                                    parse_options=parse, convert_options=convert)
+            reader = pacsv.open_csv(
+                item.path,
+                read_options=pacsv.ReadOptions(block_size=block),
+                parse_options=parse,
+                convert_options=convert,
+            )
             for batch in _sliced(_skipped(iter(reader), row - 1), chunk_rows):
                 ids = batch.column(id_name) if id_name else None
                 if ids is not None:  # ids as text, whatever their bytes
-                    ids = pa.array([None if v is None else v.decode("utf-8", "replace")
-                                    for v in ids.to_pylist()], pa.string())
+                    ids = pa.array(
+                        [None if v is None else v.decode("utf-8", "replace") for v in ids.to_pylist()], pa.string()
+                    )
                 yield _columns_table(item.name, batch.column(name), ids, row, name)
                 row += batch.num_rows
             return
@@ -316,19 +338,26 @@ def _read_csv(item: InputFile, text_field: str | None, chunk_rows: int,
             if "straddl" not in str(exc):  # "straddling object straddles two block boundaries"
                 raise _csv_error(item.path, row, exc) from exc
             if block >= CSV_MAX_BLOCK_SIZE:
-                raise DataError(f"{item.path}: a row after row {row - 1} is longer than "
-                                f"{CSV_MAX_BLOCK_SIZE >> 20} MiB, the most read at once; split that text, or "
-                                "convert the file to .jsonl or .parquet.") from exc
+                raise DataError(
+                    f"{item.path}: a row after row {row - 1} is longer than "
+                    f"{CSV_MAX_BLOCK_SIZE >> 20} MiB, the most read at once; split that text, or "
+                    "convert the file to .jsonl or .parquet."
+                ) from exc
             block = min(block * 8, CSV_MAX_BLOCK_SIZE)
-            logger.info("%s: a row after row %d is longer than the CSV block; reading on in %d MiB blocks",
-                        item.path, row - 1, block >> 20)
+            logger.info(
+                "%s: a row after row %d is longer than the CSV block; reading on in %d MiB blocks",
+                item.path,
+                row - 1,
+                block >> 20,
+            )
         except (pa.ArrowException, OSError) as exc:
             raise _csv_error(item.path, row, exc) from exc
 
 
 def _csv_error(path: Path, row: int, exc: Exception) -> DataError:
-    return DataError(f"{path}: cannot be read as CSV after row {row - 1} ({exc}). Fix the file, or convert it to "
-                     ".jsonl or .parquet.")
+    return DataError(
+        f"{path}: cannot be read as CSV after row {row - 1} ({exc}). Fix the file, or convert it to .jsonl or .parquet."
+    )
 
 
 def _skipped(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
@@ -365,8 +394,9 @@ def check_input(item: InputFile, text_field: str | None) -> None:
             _pick_field(header, text_field, item.path)
 
 
-def read_chunks(item: InputFile, text_field: str | None, chunk_rows: int,
-                option: str = "--text-field") -> Iterator[pa.Table]:
+def read_chunks(
+    item: InputFile, text_field: str | None, chunk_rows: int, option: str = "--text-field"
+) -> Iterator[pa.Table]:
     """One file's rows as input tables of at most `chunk_rows` rows, in file order, read as a stream.
 
     Args:
@@ -381,8 +411,10 @@ def read_chunks(item: InputFile, text_field: str | None, chunk_rows: int,
     """
     reader = _READERS.get(item.fmt)
     if reader is None:
-        raise DataError(f"{item.path}: no reader for format {item.fmt!r}; the formats read here are "
-                        f"{', '.join(TEXTS.formats)} ({TEXTS.listed(', ', ' or ')} files).")
+        raise DataError(
+            f"{item.path}: no reader for format {item.fmt!r}; the formats read here are "
+            f"{', '.join(TEXTS.formats)} ({TEXTS.listed(', ', ' or ')} files)."
+        )
     return reader(item, text_field, chunk_rows, option)
 
 
@@ -401,8 +433,9 @@ def names_text_files(source: str) -> bool:
     return glob.has_magic(source) or path.suffix.lower() in SUFFIXES
 
 
-def read_texts(source: str, text_field: str | None = None, option: str = "--text-field",
-               chunk_rows: int = 10_000) -> list[str]:
+def read_texts(
+    source: str, text_field: str | None = None, option: str = "--text-field", chunk_rows: int = 10_000
+) -> list[str]:
     """The usable texts of a file, folder or glob of .jsonl/.parquet/.csv/.txt files, in order.
 
     Unusable rows (empty, not UTF-8, no text field, ...) are skipped with one warning that counts them and
@@ -428,10 +461,12 @@ def read_texts(source: str, text_field: str | None = None, option: str = "--text
                     skipped += 1
                     first_error = first_error or f"{item.name}, {error}"
     if not texts:
-        raise DataError(f"{source}: no usable text in it" + (f" (first problem: {first_error})" if first_error
-                                                               else " (it is empty)")
-                        + f"; texts are lines of a .txt file, or a field/column named by {option} (default "
-                          "'sentence', else 'text') of .jsonl/.csv/.parquet files.")
+        raise DataError(
+            f"{source}: no usable text in it"
+            + (f" (first problem: {first_error})" if first_error else " (it is empty)")
+            + f"; texts are lines of a .txt file, or a field/column named by {option} (default "
+            "'sentence', else 'text') of .jsonl/.csv/.parquet files."
+        )
     if skipped:
         logger.warning("%s: skipped %d unusable row(s) (first: %s)", source, skipped, first_error)
     return texts
@@ -442,8 +477,13 @@ def read_texts(source: str, text_field: str | None = None, option: str = "--text
 
 def output_schema(top_k: int, probabilities: bool) -> pa.Schema:
     """The columns of the scored Parquet shards."""
-    fields = [("source", pa.string()), ("id", pa.string()), ("label", pa.string()), ("label_id", pa.int32()),
-              ("score", pa.float32())]
+    fields = [
+        ("source", pa.string()),
+        ("id", pa.string()),
+        ("label", pa.string()),
+        ("label_id", pa.int32()),
+        ("score", pa.float32()),
+    ]
     if top_k > 1:
         fields.append(("top_k", TOP_K_TYPE))
     if probabilities:
@@ -475,8 +515,9 @@ def score_chunk(predictor: Any, table: pa.Table, top_k: int = 1, probabilities: 
     good = pc.is_null(table.column("error")).to_numpy(zero_copy_only=False).astype(bool)
     texts = table.column("text").filter(pa.array(good)).to_pylist()
     labels = np.asarray(predictor.labels, dtype=object)
-    probs = (predictor.predict_proba(texts) if texts
-             else np.zeros((0, len(labels)), np.float32)).astype(np.float32, copy=False)
+    probs = (predictor.predict_proba(texts) if texts else np.zeros((0, len(labels)), np.float32)).astype(
+        np.float32, copy=False
+    )
     ranked = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
     best = ranked[:, 0] if len(ranked) else np.zeros(0, np.int64)
 
@@ -497,12 +538,18 @@ def score_chunk(predictor: Any, table: pa.Table, top_k: int = 1, probabilities: 
     if top_k > 1:
         top_scores = np.take_along_axis(probs, ranked, axis=1)
         values = pa.StructArray.from_arrays(
-            [pa.array(labels[ranked.ravel()], pa.string()), pa.array(ranked.ravel().astype(np.int32)),
-             pa.array(top_scores.ravel(), pa.float32())], names=["label", "label_id", "score"])
+            [
+                pa.array(labels[ranked.ravel()], pa.string()),
+                pa.array(ranked.ravel().astype(np.int32)),
+                pa.array(top_scores.ravel(), pa.float32()),
+            ],
+            names=["label", "label_id", "score"],
+        )
         columns["top_k"] = _lists(values, ranked.shape[1], good, TOP_K_TYPE)
     if probabilities:
-        columns["probabilities"] = _lists(pa.array(probs.ravel(), pa.float32()), len(labels), good,
-                                          pa.list_(pa.float32()))
+        columns["probabilities"] = _lists(
+            pa.array(probs.ravel(), pa.float32()), len(labels), good, pa.list_(pa.float32())
+        )
     columns["error"] = table.column("error").combine_chunks()
     return pa.Table.from_arrays(list(columns.values()), schema=output_schema(top_k, probabilities))
 
@@ -558,8 +605,10 @@ def write_summary(folder: Path, summary: ScoreSummary) -> Path:
 def check_output(output: Path, force: bool) -> None:
     """Refuse an existing output (without `force`) or one that is not a folder, before any work starts."""
     if output.exists() and not force:
-        raise UserError(f"{output}: exists; pass --force to replace it (once the new output is complete), "
-                        "or choose another --output.")
+        raise UserError(
+            f"{output}: exists; pass --force to replace it (once the new output is complete), "
+            "or choose another --output."
+        )
     if output.exists() and not output.is_dir():
         raise UserError(f"{output}: exists and is not a folder; choose another --output.")
 
@@ -603,8 +652,11 @@ def remove_stale_partials(output: Path) -> list[Path]:
         if match is None or match.group(2) != host or not folder.is_dir() or _pid_alive(int(match.group(1))):
             continue
         shutil.rmtree(folder, ignore_errors=True)
-        logger.info("removed %s: the unfinished output of an earlier job (pid %s) that is no longer running",
-                    folder, match.group(1))
+        logger.info(
+            "removed %s: the unfinished output of an earlier job (pid %s) that is no longer running",
+            folder,
+            match.group(1),
+        )
         removed.append(folder)
     return removed
 

@@ -41,8 +41,13 @@ def check_top_k(config: ScoreConfig, labels: tuple[str, ...]) -> None:
 
 def settings(config: ScoreConfig) -> dict:
     """The job's options that shape the output or its speed, for the summary."""
-    common = {"text_field": config.text_field, "top_k": config.top_k, "probabilities": config.probabilities,
-              "batch_size": config.batch_size, "chunk_rows": config.chunk_rows}
+    common = {
+        "text_field": config.text_field,
+        "top_k": config.top_k,
+        "probabilities": config.probabilities,
+        "batch_size": config.batch_size,
+        "chunk_rows": config.chunk_rows,
+    }
     if config.engine == "ray":
         return {**common, "actors": config.actors, "threads_per_actor": config.threads_per_actor}
     return common
@@ -88,14 +93,26 @@ def score_local(config: ScoreConfig) -> ScoreSummary:
                     if failed and len(shown) < MAX_SHOWN_ERRORS:
                         shown.extend(first_errors(scored, MAX_SHOWN_ERRORS - len(shown)))
             shards.append(shard)
-            logger.info("scored %s: %s rows so far (%.0f rows/s)", item.path, f"{rows:,}",
-                        rows / max(time.perf_counter() - start, 1e-9))
+            logger.info(
+                "scored %s: %s rows so far (%.0f rows/s)",
+                item.path,
+                f"{rows:,}",
+                rows / max(time.perf_counter() - start, 1e-9),
+            )
         summary = ScoreSummary(
-            rows=rows, errors=errors, seconds=time.perf_counter() - start, engine="local",
-            model_dir=str(config.model_dir), model_sha256=model_sha256(predictor.model_dir, predictor.manifest),
-            labels=list(predictor.labels), inputs=[f.name for f in files], shards=shards,
-            output=str(config.output), settings={**settings(config), "threads": predictor.threads},
-            first_errors=shown)
+            rows=rows,
+            errors=errors,
+            seconds=time.perf_counter() - start,
+            engine="local",
+            model_dir=str(config.model_dir),
+            model_sha256=model_sha256(predictor.model_dir, predictor.manifest),
+            labels=list(predictor.labels),
+            inputs=[f.name for f in files],
+            shards=shards,
+            output=str(config.output),
+            settings={**settings(config), "threads": predictor.threads},
+            first_errors=shown,
+        )
         write_summary(staging, summary)
     return summary
 

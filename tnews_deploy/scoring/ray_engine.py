@@ -96,12 +96,14 @@ def _input_datasource(files: list[InputFile], text_field: str | None, chunk_rows
         def estimate_inmemory_data_size(self) -> int | None:
             return sum(f.path.stat().st_size for f in files)
 
-        def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
-                           data_context: Any = None) -> list:
+        def get_read_tasks(
+            self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
+        ) -> list:
             tasks = []
             for item in files:
-                metadata = BlockMetadata(num_rows=None, size_bytes=item.path.stat().st_size, exec_stats=None,
-                                         input_files=(str(item.path),))
+                metadata = BlockMetadata(
+                    num_rows=None, size_bytes=item.path.stat().st_size, exec_stats=None, input_files=(str(item.path),)
+                )
 
                 def read(item: InputFile = item) -> Any:
                     yield from read_chunks(item, text_field, chunk_rows)
@@ -122,8 +124,7 @@ def connect(address: str | None, quiet: bool = True) -> bool:
     ray = import_ray()
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
-                              "log_to_driver": False}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -134,8 +135,10 @@ def connect(address: str | None, quiet: bool = True) -> bool:
             os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(**kwargs)
     except ConnectionError as exc:
-        raise UserError(f"cannot join the Ray cluster at {address} ({exc}); start it with `ray start --head` "
-                        "or drop --ray-address to start a local one.") from exc
+        raise UserError(
+            f"cannot join the Ray cluster at {address} ({exc}); start it with `ray start --head` "
+            "or drop --ray-address to start a local one."
+        ) from exc
     ray.data.DataContext.get_current().enable_progress_bars = not quiet
     return True
 
@@ -172,21 +175,31 @@ def score_ray(config: ScoreConfig, quiet: bool = True) -> ScoreSummary:
             needed = config.actors * config.threads_per_actor
             available = ray.cluster_resources().get("CPU", 0)
             if needed > available:
-                raise ConfigError(f"--actors {config.actors} x --threads-per-actor {config.threads_per_actor} "
-                                  f"needs {needed} CPUs; the Ray cluster has {available:g}. Use fewer actors or "
-                                  "threads, or add nodes.")
+                raise ConfigError(
+                    f"--actors {config.actors} x --threads-per-actor {config.threads_per_actor} "
+                    f"needs {needed} CPUs; the Ray cluster has {available:g}. Use fewer actors or "
+                    "threads, or add nodes."
+                )
             start = time.perf_counter()
             # Absolute paths for the workers (whose working folder is not ours); the output names them as given.
             absolute = [InputFile(f.path.resolve(), f.fmt, f.name) for f in files]
-            dataset = ray.data.read_datasource(_input_datasource(absolute, config.text_field, config.chunk_rows),
-                                               num_cpus=0)
+            dataset = ray.data.read_datasource(
+                _input_datasource(absolute, config.text_field, config.chunk_rows), num_cpus=0
+            )
             scored = dataset.map_batches(
                 RayScorer,
-                fn_constructor_kwargs={"model_dir": str(model_dir),
-                                       "threads": config.threads_per_actor, "batch_size": config.batch_size,
-                                       "top_k": config.top_k, "probabilities": config.probabilities},
-                batch_size=config.chunk_rows, batch_format="pyarrow", zero_copy_batch=True,
-                compute=ray.data.ActorPoolStrategy(size=config.actors), num_cpus=config.threads_per_actor,
+                fn_constructor_kwargs={
+                    "model_dir": str(model_dir),
+                    "threads": config.threads_per_actor,
+                    "batch_size": config.batch_size,
+                    "top_k": config.top_k,
+                    "probabilities": config.probabilities,
+                },
+                batch_size=config.chunk_rows,
+                batch_format="pyarrow",
+                zero_copy_batch=True,
+                compute=ray.data.ActorPoolStrategy(size=config.actors),
+                num_cpus=config.threads_per_actor,
             )
             scored.write_parquet(str(staging), ray_remote_args={"num_cpus": 0})
             seconds = time.perf_counter() - start
@@ -203,8 +216,18 @@ def score_ray(config: ScoreConfig, quiet: bool = True) -> ScoreSummary:
             errors += failed.num_rows
             shown.extend(failed.slice(0, MAX_SHOWN_ERRORS - len(shown)).to_pylist())
         summary = ScoreSummary(
-            rows=rows, errors=errors, seconds=seconds, engine="ray", model_dir=str(config.model_dir),
-            model_sha256=sha256, labels=labels, inputs=[f.name for f in files], shards=shards,
-            output=str(config.output), settings=settings(config), first_errors=shown)
+            rows=rows,
+            errors=errors,
+            seconds=seconds,
+            engine="ray",
+            model_dir=str(config.model_dir),
+            model_sha256=sha256,
+            labels=labels,
+            inputs=[f.name for f in files],
+            shards=shards,
+            output=str(config.output),
+            settings=settings(config),
+            first_errors=shown,
+        )
         write_summary(staging, summary)
     return summary

@@ -23,5 +23,12 @@ if TYPE_CHECKING:
 
 _APP_NAMES = {"MicroBatcher", "create_app", "create_app_from_env", "serve", "model_summary"}
 
-__getattr__ = lazy_exports(__name__, {**dict.fromkeys(_APP_NAMES, "app"), "ApiError": "errors",
-                                      "parse_classify_request": "routes.classify", "without_paths": "routes.model"})
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(_APP_NAMES, "app"),
+        "ApiError": "errors",
+        "parse_classify_request": "routes.classify",
+        "without_paths": "routes.model",
+    },
+)

@@ -100,8 +100,15 @@ class MicroBatcher:
             than as they came, 16 % more as one call of 32.
     """
 
-    def __init__(self, predictor: Predictor, window_s: float, max_texts: int, max_calls: int = 8,
-                 target_texts: int | None = None, call_texts: int = 8) -> None:
+    def __init__(
+        self,
+        predictor: Predictor,
+        window_s: float,
+        max_texts: int,
+        max_calls: int = 8,
+        target_texts: int | None = None,
+        call_texts: int = 8,
+    ) -> None:
         self.predictor, self.window_s, self.max_texts, self.max_calls = predictor, window_s, max_texts, max_calls
         self.call_texts = call_texts
         self.target_texts = min(max_texts, target_texts or predictor.batch_size)
@@ -188,7 +195,7 @@ class MicroBatcher:
             self.requests += len(batch)
             offset = 0
             for item_texts, top_k, future in batch:
-                rows = probs[offset:offset + len(item_texts)]
+                rows = probs[offset : offset + len(item_texts)]
                 offset += len(item_texts)
                 if not future.done():
                     future.set_result(self.predictor.rank(rows, top_k))
@@ -242,8 +249,12 @@ async def lifespan(app: FastAPI):
     metrics.warmup_seconds.set(time.perf_counter() - warm)
     app.state.ready = True
     metrics.ready.set(1)
-    logger.info("loaded the model (%s) in %.2f s, warmed it up in %.2f s: ready", service.summary["name"],
-                service.load_seconds, time.perf_counter() - warm)
+    logger.info(
+        "loaded the model (%s) in %.2f s, warmed it up in %.2f s: ready",
+        service.summary["name"],
+        service.load_seconds,
+        time.perf_counter() - warm,
+    )
     try:
         yield
     finally:
@@ -286,23 +297,40 @@ def create_app(config: ServiceConfig) -> FastAPI:
     metrics = ServiceMetrics(config.max_batch, config.max_queue)
     metrics.set_model(summary, load_seconds)
     service = Service(
-        config=config, predictor=predictor,
+        config=config,
+        predictor=predictor,
         schemas=build_schemas(config.max_batch, config.max_chars, tuple(predictor.labels)),
-        summary=summary, metrics=metrics, queue=ModelQueue(config.max_queue, metrics.queue_depth),
-        batcher=(MicroBatcher(predictor, config.batch_window_ms / 1000, config.batch_max_texts)
-                 if config.batch_window_ms > 0 else None),
-        serving_cpu=cpu_description(), load_seconds=load_seconds)
+        summary=summary,
+        metrics=metrics,
+        queue=ModelQueue(config.max_queue, metrics.queue_depth),
+        batcher=(
+            MicroBatcher(predictor, config.batch_window_ms / 1000, config.batch_max_texts)
+            if config.batch_window_ms > 0
+            else None
+        ),
+        serving_cpu=cpu_description(),
+        load_seconds=load_seconds,
+    )
 
-    task = ("Chinese news-title classification (CLUE TNEWS)" if tuple(predictor.labels) == TNEWS_LABEL_NAMES
-            else f"Text classification into {service.num_labels} classes")
+    task = (
+        "Chinese news-title classification (CLUE TNEWS)"
+        if tuple(predictor.labels) == TNEWS_LABEL_NAMES
+        else f"Text classification into {service.num_labels} classes"
+    )
     # redirect_slashes=False: `/v1/classify/` is a 404 like any unknown path, not a 307 to a Location built from
     # the client's Host header.
-    app = FastAPI(title="tnews-deploy", version=__version__, lifespan=lifespan, redirect_slashes=False,
-                  docs_url="/docs" if config.docs else None, redoc_url="/redoc" if config.docs else None,
-                  description=f"{task} with a verified ONNX model (`{summary['name']}`).\n\n"
-                              "Every error has the body `{\"error\": {\"code\", \"message\", \"positions\"?}}`; "
-                              "an unknown path gets 404 `not_found`, a wrong method 405 `method_not_allowed` "
-                              "with an `Allow` header.")
+    app = FastAPI(
+        title="tnews-deploy",
+        version=__version__,
+        lifespan=lifespan,
+        redirect_slashes=False,
+        docs_url="/docs" if config.docs else None,
+        redoc_url="/redoc" if config.docs else None,
+        description=f"{task} with a verified ONNX model (`{summary['name']}`).\n\n"
+        'Every error has the body `{"error": {"code", "message", "positions"?}}`; '
+        "an unknown path gets 404 `not_found`, a wrong method 405 `method_not_allowed` "
+        "with an `Allow` header.",
+    )
     app.state.service = service
     app.state.predictor = predictor
     app.state.batcher = service.batcher
@@ -373,8 +401,10 @@ def _exit_without_stuck_model_calls(wait_s: float = 1.0) -> None:
         thread.join(max(0.0, end - time.monotonic()))
     stuck = [t for t in others if t.is_alive()]
     if stuck:
-        logger.warning("%d model call(s) still running after the graceful-shutdown deadline; exiting without "
-                       "waiting for them.", len(stuck))
+        logger.warning(
+            "%d model call(s) still running after the graceful-shutdown deadline; exiting without waiting for them.",
+            len(stuck),
+        )
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -413,8 +443,14 @@ def _worker_failure(model_dir: Any) -> ModelError:
     return ModelError("a worker could not start (its error is logged above), so the service stopped.")
 
 
-def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          log_level: str = "info", on_loaded: Callable[[], None] | None = None) -> None:
+def serve(
+    config: ServiceConfig,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    log_level: str = "info",
+    on_loaded: Callable[[], None] | None = None,
+) -> None:
     """Run the service with uvicorn until SIGTERM/SIGINT, then stop gracefully.
 
     On the signal: stop accepting connections (new ones are refused at once), let in-flight requests finish for
@@ -434,8 +470,14 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, work
     """
     import uvicorn
 
-    options: dict[str, Any] = dict(host=host, port=port, log_level=log_level, log_config=log_config(log_level),
-                                   access_log=False, timeout_graceful_shutdown=config.graceful_timeout_s)
+    options: dict[str, Any] = dict(
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=log_config(log_level),
+        access_log=False,
+        timeout_graceful_shutdown=config.graceful_timeout_s,
+    )
     with _exit_zero_after_graceful_stop():
         if workers == 1:
             app = create_app(config)
@@ -453,8 +495,9 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, work
             os.environ[MULTIPROC_ENV] = own_dir
         try:
             # What uvicorn.run does for workers > 1, with `_Supervisor` in place of `Multiprocess`.
-            server = uvicorn.Config("tnews_deploy.service.app:create_app_from_env", factory=True, workers=workers,
-                                    **options)
+            server = uvicorn.Config(
+                "tnews_deploy.service.app:create_app_from_env", factory=True, workers=workers, **options
+            )
             supervisor = _Supervisor(server, sockets=[server.bind_socket()])
             supervisor.run()
         finally:

@@ -70,8 +70,11 @@ class ServiceConfig:
 
     def to_env(self) -> dict[str, str]:
         """For uvicorn workers, which build the app in their own process."""
-        env = {f"{ENV_PREFIX}MODEL_DIR": str(self.model_dir), f"{ENV_PREFIX}MAX_BATCH": str(self.max_batch),
-               f"{ENV_PREFIX}MAX_CHARS": str(self.max_chars)}
+        env = {
+            f"{ENV_PREFIX}MODEL_DIR": str(self.model_dir),
+            f"{ENV_PREFIX}MAX_BATCH": str(self.max_batch),
+            f"{ENV_PREFIX}MAX_CHARS": str(self.max_chars),
+        }
         if self.threads:
             env[f"{ENV_PREFIX}THREADS"] = str(self.threads)
         env[f"{ENV_PREFIX}BATCH_WINDOW_MS"] = str(self.batch_window_ms)

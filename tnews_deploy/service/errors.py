@@ -24,8 +24,14 @@ HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_t
 class ApiError(Exception):
     """A request the service answers with an error status and the documented error body."""
 
-    def __init__(self, status: int, code: str, message: str, positions: list[int] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        positions: list[int] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.positions = status, code, message, positions
         self.headers = headers or {}
@@ -44,11 +50,15 @@ async def api_error(request: Request, exc: ApiError) -> JSONResponse:
 async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     # 404, 405 and the like: the documented error body instead of the framework's {"detail": ...}.
     code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
-    message = {404: f"no such endpoint: {request.method} {request.url.path}.",
-               405: f"{request.method} is not allowed on {request.url.path}."}.get(exc.status_code, str(exc.detail))
+    message = {
+        404: f"no such endpoint: {request.method} {request.url.path}.",
+        405: f"{request.method} is not allowed on {request.url.path}.",
+    }.get(exc.status_code, str(exc.detail))
     if exc.status_code == 404 and request.url.path in DOCS_PATHS:
-        message += (" The interactive API pages are off: start the service with `serve --docs` for them (they load "
-                    "from a CDN), or read the API document at /openapi.json.")
+        message += (
+            " The interactive API pages are off: start the service with `serve --docs` for them (they load "
+            "from a CDN), or read the API document at /openapi.json."
+        )
     return ApiError(exc.status_code, code, message, headers=dict(exc.headers or {})).response()
 
 

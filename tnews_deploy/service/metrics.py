@@ -38,8 +38,7 @@ def printable(value: str) -> str:
     literals, for log lines a client's input goes into; printable text (Chinese included) stays as it is."""
     if value.isprintable() and "\\" not in value:
         return value
-    return "".join(c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii")
-                   for c in value)
+    return "".join(c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii") for c in value)
 
 
 def texts_buckets(max_batch: int) -> tuple[float, ...]:
@@ -73,36 +72,73 @@ class ServiceMetrics:
             for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
                 self.registry.register(collector)
         reg = self.registry
-        self.requests = Counter("tnews_http_requests", "HTTP requests answered, by method, endpoint and status.",
-                                ["method", "endpoint", "status"], registry=reg)
-        self.latency = Histogram("tnews_http_request_duration_seconds",
-                                 "Time from request to the end of the answer, by endpoint.", ["endpoint"],
-                                 buckets=LATENCY_BUCKETS, registry=reg)
-        self.texts = Histogram("tnews_classify_texts_per_request",
-                               "Texts per valid /v1/classify request (including ones refused as overloaded).",
-                               buckets=texts_buckets(max_batch), registry=reg)
-        self.queue_depth = Gauge("tnews_model_queue_depth",
-                                 "Classify requests waiting for or in the model now.", registry=reg,
-                                 multiprocess_mode="livesum")
-        self.queue_limit = Gauge("tnews_model_queue_limit", "--max-queue: the most requests the queue holds "
-                                 "(per worker).", registry=reg, multiprocess_mode="livemax")
-        self.model_info = Gauge("tnews_model_info", "The served model (value 1): folder name, sha256 of the ONNX "
-                                "file, quantisation and optimisation of the export.",
-                                ["name", "sha256", "quantization", "optimization"], registry=reg,
-                                multiprocess_mode="livemax")
-        self.load_seconds = Gauge("tnews_model_load_seconds", "Seconds it took to load the model at start-up.",
-                                  registry=reg, multiprocess_mode="max")
-        self.warmup_seconds = Gauge("tnews_model_warmup_seconds",
-                                    "Seconds the warm-up prediction took at start-up.", registry=reg,
-                                    multiprocess_mode="max")
-        self.ready = Gauge("tnews_ready", "1 once the model is loaded and warmed up (/readyz answers 200).",
-                           registry=reg, multiprocess_mode="livemin")
+        self.requests = Counter(
+            "tnews_http_requests",
+            "HTTP requests answered, by method, endpoint and status.",
+            ["method", "endpoint", "status"],
+            registry=reg,
+        )
+        self.latency = Histogram(
+            "tnews_http_request_duration_seconds",
+            "Time from request to the end of the answer, by endpoint.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.texts = Histogram(
+            "tnews_classify_texts_per_request",
+            "Texts per valid /v1/classify request (including ones refused as overloaded).",
+            buckets=texts_buckets(max_batch),
+            registry=reg,
+        )
+        self.queue_depth = Gauge(
+            "tnews_model_queue_depth",
+            "Classify requests waiting for or in the model now.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.queue_limit = Gauge(
+            "tnews_model_queue_limit",
+            "--max-queue: the most requests the queue holds (per worker).",
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.model_info = Gauge(
+            "tnews_model_info",
+            "The served model (value 1): folder name, sha256 of the ONNX "
+            "file, quantisation and optimisation of the export.",
+            ["name", "sha256", "quantization", "optimization"],
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.load_seconds = Gauge(
+            "tnews_model_load_seconds",
+            "Seconds it took to load the model at start-up.",
+            registry=reg,
+            multiprocess_mode="max",
+        )
+        self.warmup_seconds = Gauge(
+            "tnews_model_warmup_seconds",
+            "Seconds the warm-up prediction took at start-up.",
+            registry=reg,
+            multiprocess_mode="max",
+        )
+        self.ready = Gauge(
+            "tnews_ready",
+            "1 once the model is loaded and warmed up (/readyz answers 200).",
+            registry=reg,
+            multiprocess_mode="livemin",
+        )
         self.queue_limit.set(max_queue)
         self.ready.set(0)
 
     def set_model(self, summary: dict[str, Any], load_seconds: float) -> None:
-        self.model_info.labels(name=summary["name"], sha256=summary["sha256"] or "",
-                               quantization=summary["quantization"], optimization=summary["optimization"]).set(1)
+        self.model_info.labels(
+            name=summary["name"],
+            sha256=summary["sha256"] or "",
+            quantization=summary["quantization"],
+            optimization=summary["optimization"],
+        ).set(1)
         self.load_seconds.set(load_seconds)
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
@@ -158,7 +194,8 @@ class ObserveRequests:
             seconds = time.perf_counter() - started
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or (
-                scope["path"] if scope["path"] in self.metrics.known_paths else OTHER)
+                scope["path"] if scope["path"] in self.metrics.known_paths else OTHER
+            )
             texts = state.get("texts")
             status = status or 500
             method = scope["method"] if scope["method"] in HTTP_METHODS else OTHER
@@ -166,7 +203,17 @@ class ObserveRequests:
             self.metrics.latency.labels(endpoint=endpoint).observe(seconds)
             logged_method, logged_path = printable(scope["method"]), printable(scope["path"])
             access_logger.info(
-                "%s %s %d texts=%s %.1fms", logged_method, logged_path, status,
-                "-" if texts is None else texts, seconds * 1000,
-                extra={"method": logged_method, "path": logged_path, "status": status, "texts": texts,
-                       "duration_ms": round(seconds * 1000, 3)})
+                "%s %s %d texts=%s %.1fms",
+                logged_method,
+                logged_path,
+                status,
+                "-" if texts is None else texts,
+                seconds * 1000,
+                extra={
+                    "method": logged_method,
+                    "path": logged_path,
+                    "status": status,
+                    "texts": texts,
+                    "duration_ms": round(seconds * 1000, 3),
+                },
+            )

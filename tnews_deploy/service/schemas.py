@@ -25,14 +25,24 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
     404: ("not_found",),
     405: ("method_not_allowed",),
     413: ("body_too_large",),
-    422: ("invalid_body", "missing_texts", "texts_not_a_list", "too_many_texts", "text_not_a_string", "empty_text",
-          "invalid_text", "text_too_long", "invalid_top_k"),
+    422: (
+        "invalid_body",
+        "missing_texts",
+        "texts_not_a_list",
+        "too_many_texts",
+        "text_not_a_string",
+        "empty_text",
+        "invalid_text",
+        "text_too_long",
+        "invalid_top_k",
+    ),
     500: ("internal_error",),
     503: ("overloaded", "shutting_down", "not_ready"),
 }
 
-RETRY_AFTER_HEADER = {"Retry-After": {
-    "description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}}
+RETRY_AFTER_HEADER = {
+    "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}
+}
 ALLOW_HEADER = {"Allow": {"description": "The methods this path accepts.", "schema": {"type": "string"}}}
 
 
@@ -76,8 +86,9 @@ class Limits(BaseModel):
     max_batch: int = Field(description="Most texts in one request (more: 422 too_many_texts).")
     max_chars: int = Field(description="Longest text, in characters (longer: 422 text_too_long).")
     max_queue: int = Field(description="Most classify requests waiting for or in the model (more: 503 overloaded).")
-    max_body_bytes: int = Field(description="Largest request body read (larger: 413 body_too_large); any valid "
-                                            "request fits.")
+    max_body_bytes: int = Field(
+        description="Largest request body read (larger: 413 body_too_large); any valid request fits."
+    )
 
 
 class MicroBatching(BaseModel):
@@ -90,19 +101,23 @@ class MicroBatching(BaseModel):
 class CpuInfo(BaseModel):
     serving: dict[str, Any] = Field(
         description="The CPU serving this worker: model name, arch, kernel flags, whether its u8 x s8 int8 kernels "
-                    "are exact (VNNI or ARM64) and the int8 weight form it runs.")
+        "are exact (VNNI or ARM64) and the int8 weight form it runs."
+    )
     verified_on: dict[str, Any] | None = Field(
         description="The CPU the export was verified on (same fields), from its manifest; null for exports made "
-                    "before it was recorded.")
+        "before it was recorded."
+    )
     int8_kernels: dict[str, Any] | None = Field(
         description="int8 exports: the weight form in the file, the form run here (converted at load when they "
-                    "differ: same integer products), and whether it is exact on this CPU; null for fp32.")
+        "differ: same integer products), and whether it is exact on this CPU; null for fp32."
+    )
 
 
 class ModelInfo(ModelSummary):
     tnews_deploy_version: str = Field(
         description="The tnews-deploy version serving (`tnews-deploy --version`); manifest.versions names the one "
-                    "that exported the model.")
+        "that exported the model."
+    )
     labels: list[str] = Field(description="Class names, by label_id.")
     max_length: int = Field(description="Tokens per text the model sees; longer texts are truncated.")
     limits: Limits
@@ -111,7 +126,8 @@ class ModelInfo(ModelSummary):
     cpu: CpuInfo
     manifest: dict[str, Any] = Field(
         description="The export manifest's source, creation time, parity verification, model file and versions; "
-                    "filesystem paths are reduced to their last component.")
+        "filesystem paths are reduced to their last component."
+    )
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -130,10 +146,14 @@ def error_model(name: str, codes: tuple[str, ...], description: str) -> type[Bas
         f"{name}Detail",
         code=(code, Field(description="Machine-readable reason.")),
         message=(str, Field(description="What was wrong and what to do, for people.")),
-        positions=(_Positions,
-                   Field(default=None, json_schema_extra=_no_default,
-                         description="0-based positions of the offending texts, when texts are at fault; "
-                                     "absent otherwise.")),
+        positions=(
+            _Positions,
+            Field(
+                default=None,
+                json_schema_extra=_no_default,
+                description="0-based positions of the offending texts, when texts are at fault; absent otherwise.",
+            ),
+        ),
     )
     return create_model(name, __doc__=description, error=(detail, ...))
 
@@ -169,18 +189,24 @@ def add_path_errors(document: dict[str, Any], schemas: ServiceSchemas) -> dict[s
     list them; clients still need their body.
     """
     models = [schemas.errors["NotFound"], schemas.errors["MethodNotAllowed"]]
-    _, definitions = models_json_schema([(m, "serialization") for m in models],
-                                        ref_template="#/components/schemas/{model}")
+    _, definitions = models_json_schema(
+        [(m, "serialization") for m in models], ref_template="#/components/schemas/{model}"
+    )
     components = document.setdefault("components", {})
     components.setdefault("schemas", {}).update(definitions["$defs"])
-    components.setdefault("responses", {}).update({
-        "NotFound": {"description": "404 `not_found`: no such path.",
-                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NotFound"}}}},
-        "MethodNotAllowed": {"description": "405 `method_not_allowed`: the path does not take this method.",
-                             "headers": ALLOW_HEADER,
-                             "content": {"application/json": {
-                                 "schema": {"$ref": "#/components/schemas/MethodNotAllowed"}}}},
-    })
+    components.setdefault("responses", {}).update(
+        {
+            "NotFound": {
+                "description": "404 `not_found`: no such path.",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NotFound"}}},
+            },
+            "MethodNotAllowed": {
+                "description": "405 `method_not_allowed`: the path does not take this method.",
+                "headers": ALLOW_HEADER,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/MethodNotAllowed"}}},
+            },
+        }
+    )
     return document
 
 
@@ -195,19 +221,36 @@ def build_schemas(max_batch: int, max_chars: int, labels: tuple[str, ...]) -> Se
     num_labels = len(labels)
     # Annotations built at run time are values to the type checker: typed Any, as pydantic takes them.
     text: Any = Annotated[str, StringConstraints(min_length=1, max_length=max_chars, pattern=non_blank_pattern())]
-    texts: Any = Annotated[list[text], Field(max_length=max_batch, description=(
-        f"0..{max_batch} texts, each of 1..{max_chars} characters (Unicode code points), not whitespace-only; "
-        f"answered in the same order."))]
-    top_k: Any = Annotated[int, Field(ge=1, le=num_labels, description=(
-        f"Classes per text, best first (1..{num_labels}). 1: each prediction is one object; more: a list of "
-        f"top_k objects per text."))]
+    texts: Any = Annotated[
+        list[text],
+        Field(
+            max_length=max_batch,
+            description=(
+                f"0..{max_batch} texts, each of 1..{max_chars} characters (Unicode code points), not whitespace-only; "
+                f"answered in the same order."
+            ),
+        ),
+    ]
+    top_k: Any = Annotated[
+        int,
+        Field(
+            ge=1,
+            le=num_labels,
+            description=(
+                f"Classes per text, best first (1..{num_labels}). 1: each prediction is one object; more: a list of "
+                f"top_k objects per text."
+            ),
+        ),
+    ]
     classify_request = create_model(
         "ClassifyRequest",
-        __doc__=(f"Texts to classify. A text must hold at least one non-whitespace character (whitespace as "
-                 f"Python's str.isspace: empty or whitespace-only texts get 422 empty_text) and no lone UTF-16 "
-                 f"surrogate such as \\ud800 (422 invalid_text); more than {max_batch} texts (422 too_many_texts) or "
-                 f"a text over {max_chars} characters (422 text_too_long) are refused like any other schema "
-                 f"violation. Unknown fields are ignored."),
+        __doc__=(
+            f"Texts to classify. A text must hold at least one non-whitespace character (whitespace as "
+            f"Python's str.isspace: empty or whitespace-only texts get 422 empty_text) and no lone UTF-16 "
+            f"surrogate such as \\ud800 (422 invalid_text); more than {max_batch} texts (422 too_many_texts) or "
+            f"a text over {max_chars} characters (422 text_too_long) are refused like any other schema "
+            f"violation. Unknown fields are ignored."
+        ),
         texts=(texts, ...),
         top_k=(top_k, 1),
     )
@@ -222,19 +265,28 @@ def build_schemas(max_batch: int, max_chars: int, labels: tuple[str, ...]) -> Se
     predictions: Any = list[prediction] | list[ranked]
     classify_response = create_model(
         "ClassifyResponse",
-        predictions=(predictions, Field(
-            description="One entry per text, in input order: a Prediction (top_k = 1) or a list of the top_k best "
-                        "(top_k > 1).")),
+        predictions=(
+            predictions,
+            Field(
+                description="One entry per text, in input order: a Prediction (top_k = 1) or a list of the top_k best "
+                "(top_k > 1)."
+            ),
+        ),
         model=(ModelSummary, ...),
     )
     errors = {
-        "BadRequest": error_model("BadRequest", ERROR_CODES[400], "The body is not valid JSON / UTF-8, is "
-                                                                   "nested too deeply or holds a huge integer."),
-        "PayloadTooLarge": error_model("PayloadTooLarge", ERROR_CODES[413],
-                                       "A body larger than any valid request."),
+        "BadRequest": error_model(
+            "BadRequest",
+            ERROR_CODES[400],
+            "The body is not valid JSON / UTF-8, is nested too deeply or holds a huge integer.",
+        ),
+        "PayloadTooLarge": error_model("PayloadTooLarge", ERROR_CODES[413], "A body larger than any valid request."),
         "Unprocessable": error_model("Unprocessable", ERROR_CODES[422], "Valid JSON that is not a valid request."),
-        "Unavailable": error_model("Unavailable", ("overloaded", "shutting_down"),
-                                   "The model's queue is full, or the service stopped before answering."),
+        "Unavailable": error_model(
+            "Unavailable",
+            ("overloaded", "shutting_down"),
+            "The model's queue is full, or the service stopped before answering.",
+        ),
         "NotReady": error_model("NotReady", ("not_ready",), "The model is not warmed up yet."),
         "InternalError": error_model("InternalError", ERROR_CODES[500], "A bug; the server logged the details."),
         "NotFound": error_model("NotFound", ERROR_CODES[404], "No such endpoint."),

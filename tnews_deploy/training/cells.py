@@ -24,8 +24,16 @@ from .config import OPERATIONAL_SETTINGS
 from .stats import EvalBootstrap, Interval, interval, mean_std
 
 # Settings that do not make another cell: the training seed, where things were, and what is derived.
-NOT_CELL_SETTINGS = {"train_seed", "model", "data", "train_examples", "effective_epochs", "total_steps",
-                     "eval_every", *OPERATIONAL_SETTINGS}
+NOT_CELL_SETTINGS = {
+    "train_seed",
+    "model",
+    "data",
+    "train_examples",
+    "effective_epochs",
+    "total_steps",
+    "eval_every",
+    *OPERATIONAL_SETTINGS,
+}
 DRAWS = 1000
 
 
@@ -53,8 +61,12 @@ class Run:
 
 def load_run(folder: Path) -> Run:
     folder = Path(folder)
-    return Run(folder, read_json(folder / RUN_CONFIG_FILE) or {}, read_json(folder / METRICS_FILE) or {},
-               read_json(folder / PREDICTIONS_FILE))
+    return Run(
+        folder,
+        read_json(folder / RUN_CONFIG_FILE) or {},
+        read_json(folder / METRICS_FILE) or {},
+        read_json(folder / PREDICTIONS_FILE),
+    )
 
 
 def cell_settings(run: Run) -> dict[str, Any]:
@@ -111,8 +123,9 @@ class Cells:
             variant and size gets those settings in its label (e.g. `preset paper`, `class_weight balanced`).
     """
 
-    def __init__(self, runs: list[Run], draws: int = DRAWS, seed: int = 0,
-                 defaults: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, runs: list[Run], draws: int = DRAWS, seed: int = 0, defaults: dict[str, Any] | None = None
+    ) -> None:
         groups: dict[str, Cell] = {}
         for run in runs:
             settings = cell_settings(run)
@@ -121,9 +134,11 @@ class Cells:
         self.cells = list(groups.values())
         for cell in self.cells:
             cell.runs.sort(key=lambda r: r.seed)
-            distinct = {k: v for k, v in cell.settings.items()
-                        if defaults is not None and k not in ("variant", "train_size") and k in defaults
-                        and defaults[k] != v}
+            distinct = {
+                k: v
+                for k, v in cell.settings.items()
+                if defaults is not None and k not in ("variant", "train_size") and k in defaults and defaults[k] != v
+            }
             cell.label = cell_label(cell.settings, distinct)
         self.draws, self.seed = draws, seed
         self._boots: dict[str, EvalBootstrap] = {}
@@ -135,8 +150,11 @@ class Cells:
     def find(self, variant: str, size: int | str, **settings: Any) -> Cell | None:
         """The cell of `variant` × `size` whose settings include `settings` (the first one)."""
         for cell in self.cells:
-            if cell.variant == variant and cell.train_size == size and all(
-                    cell.settings.get(k) == v for k, v in settings.items()):
+            if (
+                cell.variant == variant
+                and cell.train_size == size
+                and all(cell.settings.get(k) == v for k, v in settings.items())
+            ):
                 return cell
         return None
 
@@ -147,8 +165,9 @@ class Cells:
         if key not in self._boots:
             labels = cell.runs[0].predictions["labels"]
             names = cell.runs[0].metrics.get("label_names") or []
-            classes = max(len(names), int(max(labels)) + 1,
-                          *(int(max(r.predictions["predictions"])) + 1 for r in cell.runs))
+            classes = max(
+                len(names), int(max(labels)) + 1, *(int(max(r.predictions["predictions"])) + 1 for r in cell.runs)
+            )
             self._boots[key] = EvalBootstrap(labels, classes, self.draws, self.seed)
         return self._boots[key]
 
@@ -179,8 +198,11 @@ class Cells:
     def summary(self, cell: Cell) -> dict[str, Any]:
         """What results.json keeps of a cell."""
         out: dict[str, Any] = {
-            "cell": cell.label, "variant": cell.variant, "train_size": cell.train_size,
-            "seeds": [r.seed for r in cell.runs], "runs": [r.folder.name for r in cell.runs],
+            "cell": cell.label,
+            "variant": cell.variant,
+            "train_size": cell.train_size,
+            "seeds": [r.seed for r in cell.runs],
+            "runs": [r.folder.name for r in cell.runs],
         }
         for key in ("macro_f1", "micro_f1", "accuracy", "train_seconds"):
             values = cell.values(key)

@@ -91,35 +91,46 @@ class TrainConfig:
         object.__setattr__(self, "data", DataSource.coerce(self.data))
         if self.train_seed == self.seed:  # the same run as one without train_seed
             object.__setattr__(self, "train_seed", None)
-        require([
-            (self.train_size == ALL_TRAIN or (isinstance(self.train_size, int) and self.train_size > 0),
-             f"--train-size must be positive or {ALL_TRAIN!r} (got {self.train_size!r})"),
-            (self.train_seed is None or self.train_seed >= 0, f"--seeds must be >= 0 (got {self.train_seed})"),
-            (self.class_weight in CLASS_WEIGHTS,
-             f"unknown --class-weight {self.class_weight!r}; choose one of {', '.join(CLASS_WEIGHTS)}"),
-            (self.save_every is None or self.save_every >= 0, f"--save-every must be >= 0 (got {self.save_every})"),
-            (self.train_vocab in TRAIN_VOCABS,
-             f"unknown --train-vocab {self.train_vocab!r}; choose one of {', '.join(TRAIN_VOCABS)}"),
-            (self.variant in VARIANTS, f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}"),
-            (self.preset in PRESETS, f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}"),
-            (self.eval_size is None or self.eval_size > 0, f"--eval-size must be positive (got {self.eval_size})"),
-            (self.selection_size is None or self.selection_size >= 0,
-             f"--selection-size must be >= 0 (got {self.selection_size})"),
-            (self.seed >= 0, f"--seed must be >= 0 (got {self.seed})"),
-            (self.epochs > 0, f"--epochs must be positive (got {self.epochs})"),
-            (self.min_steps >= 0, f"--min-steps must be >= 0 (got {self.min_steps})"),
-            (self.lr > 0, f"--lr must be positive (got {self.lr})"),
-            (self.batch_size > 0, f"--batch-size must be positive (got {self.batch_size})"),
-            (self.max_length >= 8, f"--max-length must be at least 8 (got {self.max_length})"),
-            (0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})"),
-            (self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})"),
-            (self.evaluations > 0, f"evaluations must be positive (got {self.evaluations})"),
-            (self.early_stopping_patience >= 0,
-             f"--patience must be >= 0 (got {self.early_stopping_patience})"),
-            (self.eval_batch_size > 0, f"eval_batch_size must be positive (got {self.eval_batch_size})"),
-            (self.selection_size != 0 or not self.select_best,
-             "model selection needs a selection slice: set --selection-size > 0"),
-        ])
+        require(
+            [
+                (
+                    self.train_size == ALL_TRAIN or (isinstance(self.train_size, int) and self.train_size > 0),
+                    f"--train-size must be positive or {ALL_TRAIN!r} (got {self.train_size!r})",
+                ),
+                (self.train_seed is None or self.train_seed >= 0, f"--seeds must be >= 0 (got {self.train_seed})"),
+                (
+                    self.class_weight in CLASS_WEIGHTS,
+                    f"unknown --class-weight {self.class_weight!r}; choose one of {', '.join(CLASS_WEIGHTS)}",
+                ),
+                (self.save_every is None or self.save_every >= 0, f"--save-every must be >= 0 (got {self.save_every})"),
+                (
+                    self.train_vocab in TRAIN_VOCABS,
+                    f"unknown --train-vocab {self.train_vocab!r}; choose one of {', '.join(TRAIN_VOCABS)}",
+                ),
+                (self.variant in VARIANTS, f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}"),
+                (self.preset in PRESETS, f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}"),
+                (self.eval_size is None or self.eval_size > 0, f"--eval-size must be positive (got {self.eval_size})"),
+                (
+                    self.selection_size is None or self.selection_size >= 0,
+                    f"--selection-size must be >= 0 (got {self.selection_size})",
+                ),
+                (self.seed >= 0, f"--seed must be >= 0 (got {self.seed})"),
+                (self.epochs > 0, f"--epochs must be positive (got {self.epochs})"),
+                (self.min_steps >= 0, f"--min-steps must be >= 0 (got {self.min_steps})"),
+                (self.lr > 0, f"--lr must be positive (got {self.lr})"),
+                (self.batch_size > 0, f"--batch-size must be positive (got {self.batch_size})"),
+                (self.max_length >= 8, f"--max-length must be at least 8 (got {self.max_length})"),
+                (0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})"),
+                (self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})"),
+                (self.evaluations > 0, f"evaluations must be positive (got {self.evaluations})"),
+                (self.early_stopping_patience >= 0, f"--patience must be >= 0 (got {self.early_stopping_patience})"),
+                (self.eval_batch_size > 0, f"eval_batch_size must be positive (got {self.eval_batch_size})"),
+                (
+                    self.selection_size != 0 or not self.select_best,
+                    "model selection needs a selection slice: set --selection-size > 0",
+                ),
+            ]
+        )
 
     @property
     def effective_seed(self) -> int:
@@ -184,8 +195,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # learning rate suited to a freshly initialised head.
     "default": {
         "common": dict(
-            epochs=8.0, min_steps=800, batch_size=32, max_length=64, warmup_ratio=0.1,
-            weight_decay=0.01, evaluations=16, early_stopping_patience=5, select_best=True,
+            epochs=8.0,
+            min_steps=800,
+            batch_size=32,
+            max_length=64,
+            warmup_ratio=0.1,
+            weight_decay=0.01,
+            evaluations=16,
+            early_stopping_patience=5,
+            select_best=True,
         ),
         "full": dict(lr=5e-5),
         "freeze-embeddings": dict(lr=5e-5),
@@ -197,16 +215,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     # no step floor, no early stopping, the last model is the one scored.
     "paper": {
         "common": dict(
-            epochs=30.0, min_steps=0, batch_size=8, max_length=40, lr=1e-5, warmup_ratio=0.0,
-            weight_decay=0.0, evaluations=30, early_stopping_patience=0, select_best=False,
+            epochs=30.0,
+            min_steps=0,
+            batch_size=8,
+            max_length=40,
+            lr=1e-5,
+            warmup_ratio=0.0,
+            weight_decay=0.0,
+            evaluations=30,
+            early_stopping_patience=0,
+            select_best=False,
         ),
     },
 }
 
 
-def resolve_config(
-    preset: str = "default", variant: str = "full", **overrides: Any
-) -> TrainConfig:
+def resolve_config(preset: str = "default", variant: str = "full", **overrides: Any) -> TrainConfig:
     """A `TrainConfig` from a preset, a variant and user overrides (None = not given).
 
     Raises `ConfigError` for an unknown preset, variant or setting, or a value that cannot work.
@@ -250,16 +274,22 @@ class GridConfig:
         if self.seeds is not None:
             object.__setattr__(self, "seeds", tuple(self.seeds))
         unknown = [v for v in self.variants if v not in VARIANTS]
-        require([
-            (bool(self.variants), "--variants names no variant"),
-            (not unknown, f"unknown variant(s) {', '.join(map(str, unknown))}; choose from {', '.join(VARIANTS)}"),
-            (bool(self.train_sizes), "--train-sizes names no size"),
-            (all(n == ALL_TRAIN or (isinstance(n, int) and n > 0) for n in self.train_sizes),
-             f"--train-sizes must be positive or {ALL_TRAIN!r} (got {', '.join(map(str, self.train_sizes))})"),
-            (self.seeds is None or (bool(self.seeds) and all(s >= 0 for s in self.seeds)),
-             f"--seeds must name seeds >= 0 (got {', '.join(map(str, self.seeds or ()))})"),
-            (self.seeds is None or len(set(self.seeds)) == len(self.seeds), "--seeds names a seed twice"),
-        ])
+        require(
+            [
+                (bool(self.variants), "--variants names no variant"),
+                (not unknown, f"unknown variant(s) {', '.join(map(str, unknown))}; choose from {', '.join(VARIANTS)}"),
+                (bool(self.train_sizes), "--train-sizes names no size"),
+                (
+                    all(n == ALL_TRAIN or (isinstance(n, int) and n > 0) for n in self.train_sizes),
+                    f"--train-sizes must be positive or {ALL_TRAIN!r} (got {', '.join(map(str, self.train_sizes))})",
+                ),
+                (
+                    self.seeds is None or (bool(self.seeds) and all(s >= 0 for s in self.seeds)),
+                    f"--seeds must name seeds >= 0 (got {', '.join(map(str, self.seeds or ()))})",
+                ),
+                (self.seeds is None or len(set(self.seeds)) == len(self.seeds), "--seeds names a seed twice"),
+            ]
+        )
         for variant in self.variants:  # the preset and every override, checked before any run starts
             for size in self.train_sizes:
                 for seed in self.run_seeds():
@@ -281,7 +311,12 @@ class GridConfig:
 
     def run_config(self, variant: str, size: int | str, seed: int | None = None) -> TrainConfig:
         return resolve_config(
-            self.preset, variant, model=self.model, data=self.data, train_size=size, **self.overrides,
+            self.preset,
+            variant,
+            model=self.model,
+            data=self.data,
+            train_size=size,
+            **self.overrides,
             train_seed=seed,
         )
 

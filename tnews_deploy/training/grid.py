@@ -89,17 +89,28 @@ def run_grid(config: GridConfig, *, quiet: bool = False, command: str | None = N
                 logger.info("[%d/%d] %s (trained by %s, skipped)", i, len(planned), name, claim.holder())
                 return False
             if not finished and seed not in splits:  # each seed's subsets; the same evaluation set for all
-                splits[seed] = make_splits(dataset, SplitConfig(
-                    train_sizes=tuple(dict.fromkeys(config.train_sizes)), eval_size=run_config.eval_size,
-                    selection_size=run_config.selection_size, seed=run_config.seed, stratify=run_config.stratify,
-                    train_seed=run_config.train_seed,
-                ))
+                splits[seed] = make_splits(
+                    dataset,
+                    SplitConfig(
+                        train_sizes=tuple(dict.fromkeys(config.train_sizes)),
+                        eval_size=run_config.eval_size,
+                        selection_size=run_config.selection_size,
+                        seed=run_config.seed,
+                        stratify=run_config.stratify,
+                        train_seed=run_config.train_seed,
+                    ),
+                )
             state = "done, skipped" if finished else "training"
             logger.info("[%d/%d] %s (%s) -> %s", i, len(planned), name, state, run_dir)
             result = train_run(run_config, run_dir, splits.get(seed), quiet=quiet)
         logger.info(
-            "[%d/%d] %s: macro-F1 %.4f, micro-F1 %.4f, %.0f s", i, len(planned), name,
-            result.metrics["macro_f1"], result.metrics["micro_f1"], result.metrics["train_seconds"],
+            "[%d/%d] %s: macro-F1 %.4f, micro-F1 %.4f, %.0f s",
+            i,
+            len(planned),
+            name,
+            result.metrics["macro_f1"],
+            result.metrics["micro_f1"],
+            result.metrics["train_seconds"],
         )
         if distributed.is_main():  # under torchrun, rank 0 writes the grid's files; the others wait for them
             write_report(config, output, time.perf_counter() - started, identity)
@@ -116,8 +127,12 @@ def run_grid(config: GridConfig, *, quiet: bool = False, command: str | None = N
             held.append((i, item))
     if distributed.is_main():
         if held:
-            logger.info("%d run(s) still being trained by other workers (%s); the last worker to finish "
-                        "rewrites the report with them", len(held), ", ".join(config.run_name(*x) for _, x in held))
+            logger.info(
+                "%d run(s) still being trained by other workers (%s); the last worker to finish "
+                "rewrites the report with them",
+                len(held),
+                ", ".join(config.run_name(*x) for _, x in held),
+            )
         if not (output / GRID_RESULTS_JSON).is_file():
             write_report(config, output, time.perf_counter() - started, identity)
     distributed.wait_for_everyone()
@@ -151,8 +166,9 @@ def run_row(run: Run, output: Path) -> dict[str, Any]:
     }
 
 
-def write_report(config: GridConfig, output: Path, wall_seconds: float,
-                 identity: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_report(
+    config: GridConfig, output: Path, wall_seconds: float, identity: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """results.json, results.md and results.png from the finished runs in `output`.
 
     Args:
@@ -224,8 +240,11 @@ def identity_text(identity: dict[str, Any] | str | None) -> str:
         return f"`{identity}`"
     digest = identity.get("sha256")
     settings = ", ".join(f"{k.replace('_', '-')}={v}" for k, v in (identity.get("settings") or {}).items())
-    return (f"`{identity.get('name')}`" + (f" (sha256 {digest[:12]})" if digest else "")
-            + (f" ({settings})" if settings else ""))
+    return (
+        f"`{identity.get('name')}`"
+        + (f" (sha256 {digest[:12]})" if digest else "")
+        + (f" ({settings})" if settings else "")
+    )
 
 
 def format_mean(cell: dict[str, Any] | None, metric: str, ci: bool = True) -> str:
@@ -266,13 +285,20 @@ def render_markdown(results: dict[str, Any]) -> str:
         "|---|" + "---|" * len(sizes),
     ]
     for variant in results["variants"]:
-        lines.append(f"| {variant} | " + " | ".join(format_mean(cells.get((variant, n)), "macro_f1")
-                                                   for n in sizes) + " |")
-    lines += ["", "Micro-F1 (= accuracy), the same way:", "",
-              "| variant | " + " | ".join(_size(n) for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
+        lines.append(
+            f"| {variant} | " + " | ".join(format_mean(cells.get((variant, n)), "macro_f1") for n in sizes) + " |"
+        )
+    lines += [
+        "",
+        "Micro-F1 (= accuracy), the same way:",
+        "",
+        "| variant | " + " | ".join(_size(n) for n in sizes) + " |",
+        "|---|" + "---|" * len(sizes),
+    ]
     for variant in results["variants"]:
-        lines.append(f"| {variant} | " + " | ".join(format_mean(cells.get((variant, n)), "micro_f1")
-                                                   for n in sizes) + " |")
+        lines.append(
+            f"| {variant} | " + " | ".join(format_mean(cells.get((variant, n)), "micro_f1") for n in sizes) + " |"
+        )
     lines += [
         "",
         "| run | seed | macro-F1 | micro-F1 | accuracy | lr | epochs | steps (best) | train s |",
@@ -287,10 +313,13 @@ def render_markdown(results: dict[str, Any]) -> str:
         )
     if results.get("best_cell"):
         c, b = results["best_cell"], results["best"]
-        lines += ["", f"**Best cell** by mean macro-F1: `{c['variant']}` × {_size(c['train_size'])} "
-                  f"({format_mean(c, 'macro_f1')}); its best run: seed {b['seed']} (macro-F1 {b['macro_f1']:.4f}), "
-                  f"checkpoint `{b['checkpoint']}`. Which cells are statistically indistinguishable from it: "
-                  "`tnews-deploy report`."]
+        lines += [
+            "",
+            f"**Best cell** by mean macro-F1: `{c['variant']}` × {_size(c['train_size'])} "
+            f"({format_mean(c, 'macro_f1')}); its best run: seed {b['seed']} (macro-F1 {b['macro_f1']:.4f}), "
+            f"checkpoint `{b['checkpoint']}`. Which cells are statistically indistinguishable from it: "
+            "`tnews-deploy report`.",
+        ]
     lines += [
         "",
         f"Training time {results['train_seconds_total']:.0f} s in all, on {', '.join(results['devices'])}; "
@@ -333,27 +362,44 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
                 values.append(mean)
                 errors[0].append(max(low, 0.0))
                 errors[1].append(max(high, 0.0))
-            bars = ax.bar(positions, values, width / 2, color=color, hatch=hatch,
-                          edgecolor="white" if hatch else None, yerr=errors if values else None, capsize=2,
-                          error_kw={"elinewidth": 0.8})
+            bars = ax.bar(
+                positions,
+                values,
+                width / 2,
+                color=color,
+                hatch=hatch,
+                edgecolor="white" if hatch else None,
+                yerr=errors if values else None,
+                capsize=2,
+                error_kw={"elinewidth": 0.8},
+            )
             ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
     ax.set_xticks(x, [f"{_size(n)} sentences" for n in sizes])
     ax.set_ylabel("F1 on the evaluation set (mean over seeds)")
     ax.set_ylim(0, 1)
     model = results["model"]["name"] if isinstance(results.get("model"), dict) else Path(str(results["model"])).name
     data = results.get("data")
-    data_name = data["name"] if isinstance(data, dict) and "name" in data else Path(
-        DataSource.coerce(data or DataSource()).path).name
+    data_name = (
+        data["name"]
+        if isinstance(data, dict) and "name" in data
+        else Path(DataSource.coerce(data or DataSource()).path).name
+    )
     seeds = len(results.get("seeds") or [1])
     weighted = (results.get("overrides") or {}).get("class_weight", "none")
     extra = f", class weight {weighted}" if weighted != "none" else ""
-    ax.set_title(f"{data_name}: {model}, preset {results['preset']}{extra}, {seeds} seed(s); "
-                 "bars: 95 % bootstrap interval", fontsize=10)
+    ax.set_title(
+        f"{data_name}: {model}, preset {results['preset']}{extra}, {seeds} seed(s); bars: 95 % bootstrap interval",
+        fontsize=10,
+    )
     trained = {c["variant"] for c in results["cells"]}
-    handles = [Patch(facecolor=colors[i % len(colors)], label=v if v in trained else f"{v} (not trained yet)")
-               for i, v in enumerate(variants)]
-    handles += [Patch(facecolor="#999999", label="macro-F1"),
-                Patch(facecolor="#999999", hatch="//", edgecolor="white", label="micro-F1")]
+    handles = [
+        Patch(facecolor=colors[i % len(colors)], label=v if v in trained else f"{v} (not trained yet)")
+        for i, v in enumerate(variants)
+    ]
+    handles += [
+        Patch(facecolor="#999999", label="macro-F1"),
+        Patch(facecolor="#999999", hatch="//", edgecolor="white", label="micro-F1"),
+    ]
     ax.legend(handles=handles, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -369,8 +415,9 @@ def portable_command(argv: list[str]) -> str:
     for arg in argv:
         if replace_next:
             absolute = replace_next == "ABSOLUTE_OUTPUT" and Path(arg).is_absolute()
-            out.append(shlex.quote(Path(arg).name if absolute else arg) if replace_next == "ABSOLUTE_OUTPUT"
-                       else replace_next)
+            out.append(
+                shlex.quote(Path(arg).name if absolute else arg) if replace_next == "ABSOLUTE_OUTPUT" else replace_next
+            )
             replace_next = None
             continue
         name, eq, value = arg.partition("=")

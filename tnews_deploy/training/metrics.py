@@ -26,18 +26,19 @@ def selection_metrics(eval_prediction) -> dict[str, float]:
     return f1_scores(np.asarray(labels), np.asarray(logits).argmax(-1))
 
 
-def classification_metrics(
-    labels: np.ndarray, predictions: np.ndarray, label_names: Sequence[str]
-) -> dict[str, Any]:
+def classification_metrics(labels: np.ndarray, predictions: np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:
     """F1 scores plus per-class precision/recall/F1/support and the confusion matrix."""
     ids = list(range(len(label_names)))
     report = classification_report(
-        labels, predictions, labels=ids, target_names=list(label_names),
-        output_dict=True, zero_division=0,
+        labels,
+        predictions,
+        labels=ids,
+        target_names=list(label_names),
+        output_dict=True,
+        zero_division=0,
     )
     per_class = {
-        name: {k: (int(v) if k == "support" else float(v)) for k, v in report[name].items()}
-        for name in label_names
+        name: {k: (int(v) if k == "support" else float(v)) for k, v in report[name].items()} for name in label_names
     }
     scores = f1_scores(labels, predictions)
     return {

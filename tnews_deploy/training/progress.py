@@ -33,14 +33,22 @@ def describe(logs: dict[str, Any], step: int, max_steps: int) -> tuple[int, str]
     if "epoch" in logs:
         where += f" (epoch {logs['epoch']:.2f})"
     if "eval_macro_f1" in logs:
-        return logging.INFO, _with(f"{where}: selection macro-F1 {logs['eval_macro_f1']:.4f}", logs,
-                                   (("eval_micro_f1", "micro-F1", ".4f"), ("eval_loss", "loss", ".4f")))
+        return logging.INFO, _with(
+            f"{where}: selection macro-F1 {logs['eval_macro_f1']:.4f}",
+            logs,
+            (("eval_micro_f1", "micro-F1", ".4f"), ("eval_loss", "loss", ".4f")),
+        )
     if "train_runtime" in logs:
-        return logging.DEBUG, (f"{where}: training done in {logs['train_runtime']:.1f} s, "
-                               f"mean loss {logs.get('train_loss', float('nan')):.4f}")
+        return logging.DEBUG, (
+            f"{where}: training done in {logs['train_runtime']:.1f} s, "
+            f"mean loss {logs.get('train_loss', float('nan')):.4f}"
+        )
     if "loss" in logs:
-        return logging.DEBUG, _with(f"{where}: loss {logs['loss']:.4f}", logs,
-                                    (("learning_rate", "lr", ".3g"), ("grad_norm", "grad norm", ".3g")))
+        return logging.DEBUG, _with(
+            f"{where}: loss {logs['loss']:.4f}",
+            logs,
+            (("learning_rate", "lr", ".3g"), ("grad_norm", "grad norm", ".3g")),
+        )
     return None
 
 
@@ -71,8 +79,15 @@ class ProgressLinesCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            self.progress = ProgressLog(logger, "training", "step", total=state.max_steps, start=state.global_step,
-                                        interval_s=self.interval_s, clock=self.clock)
+            self.progress = ProgressLog(
+                logger,
+                "training",
+                "step",
+                total=state.max_steps,
+                start=state.global_step,
+                interval_s=self.interval_s,
+                clock=self.clock,
+            )
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.progress is not None:

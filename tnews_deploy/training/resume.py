@@ -98,6 +98,5 @@ class ElapsedCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if not distributed.is_main():  # (torchrun) rank 0 writes beside the checkpoint it saved
             return control
-        write_json_atomic(self.path, {"step": state.global_step, "train_seconds": round(self.seconds, 1)},
-                          indent=None)
+        write_json_atomic(self.path, {"step": state.global_step, "train_seconds": round(self.seconds, 1)}, indent=None)
         return control

@@ -109,9 +109,19 @@ def config_differences(finished: TrainConfig, wanted: TrainConfig) -> list[tuple
     return differences
 
 
-def score_run(trainer: Any, selector: SelectBestCallback | None, evaluation: Any, selection: Any,
-              label_names: list[str], train_output: Any, train_seconds: float, trainable: int,
-              total: int, predictions_file: Path | None = None, eval_ids: list[int] | None = None) -> dict[str, Any]:
+def score_run(
+    trainer: Any,
+    selector: SelectBestCallback | None,
+    evaluation: Any,
+    selection: Any,
+    label_names: list[str],
+    train_output: Any,
+    train_seconds: float,
+    trainable: int,
+    total: int,
+    predictions_file: Path | None = None,
+    eval_ids: list[int] | None = None,
+) -> dict[str, Any]:
     """Restore the selected weights, score the evaluation set, and add what the training did.
 
     Args:
@@ -135,9 +145,15 @@ def score_run(trainer: Any, selector: SelectBestCallback | None, evaluation: Any
     gold = np.asarray(prediction.label_ids)
     metrics = classification_metrics(gold, predicted, label_names)
     if predictions_file is not None:
-        write_json_atomic(predictions_file, {
-            "ids": [int(i) for i in eval_ids] if eval_ids is not None else None,
-            "labels": gold.astype(int).tolist(), "predictions": predicted.astype(int).tolist()}, indent=None)
+        write_json_atomic(
+            predictions_file,
+            {
+                "ids": [int(i) for i in eval_ids] if eval_ids is not None else None,
+                "labels": gold.astype(int).tolist(),
+                "predictions": predicted.astype(int).tolist(),
+            },
+            indent=None,
+        )
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     metrics.update(
         eval_size=len(evaluation),
@@ -189,8 +205,10 @@ def check_model_source(model: str) -> None:
     if not looks_local:  # a hub id: transformers resolves it, when the hub or the local cache has it
         reason = unavailable(model, "model")
         if reason:
-            raise ModelError(f"{model}: cannot load this hub model ({reason}). Pass --model a local folder saved "
-                             "with save_pretrained.")
+            raise ModelError(
+                f"{model}: cannot load this hub model ({reason}). Pass --model a local folder saved "
+                "with save_pretrained."
+            )
         return
     if not path.is_dir():
         raise ModelError(f"{model}: no such model folder. Pass a hub id or a folder saved with save_pretrained.")
@@ -279,8 +297,9 @@ def load_model_and_tokenizer(model: str, label_names: list[str], info: dict[str,
         loader_log.removeHandler(collect)
         loader_log.propagate = propagate
     if info is not None:
-        mismatched = [entry[0] if isinstance(entry, (list, tuple)) else entry
-                      for entry in loading.get("mismatched_keys", [])]
+        mismatched = [
+            entry[0] if isinstance(entry, (list, tuple)) else entry for entry in loading.get("mismatched_keys", [])
+        ]
         info["newly_initialized"] = sorted({*loading.get("missing_keys", []), *mismatched})
         info["load_warnings"] = collect.messages
     return net, tokenizer
@@ -305,9 +324,9 @@ class _RunLog:
         self.handler.close()
 
 
-
-def training_arguments(work_dir: Path, config: Any, *, epochs: float, eval_every: int, seed: int, evaluate: bool,
-                       quiet: bool, **extra: Any):
+def training_arguments(
+    work_dir: Path, config: Any, *, epochs: float, eval_every: int, seed: int, evaluate: bool, quiet: bool, **extra: Any
+):
     """The `TrainingArguments` every run of this toolkit shares (`train`, `grid`, `distill`).
 
     AdamW with a linear schedule after warm-up; one selection evaluation every `eval_every` steps when
@@ -353,6 +372,7 @@ def training_arguments(work_dir: Path, config: Any, *, epochs: float, eval_every
     )
     settings.update(extra)
     return TrainingArguments(**settings)
+
 
 def tokenize(dataset, tokenizer, max_length: int, *, quiet: bool = False):
     """`dataset` with its sentences tokenized (truncated to `max_length`); only `label` kept. `quiet`: no bar."""
@@ -431,8 +451,12 @@ def train_run(
     main = distributed.is_main()
     resumable = _resumable(run_dir, work_dir, config)
     if resumable is not None and resumable.train_vocab != config.train_vocab:  # its checkpoint has that shape
-        logger.info("%s: resumed with --train-vocab %s, the mode it started in (asked: %s)",
-                    run_dir, resumable.train_vocab, config.train_vocab)
+        logger.info(
+            "%s: resumed with --train-vocab %s, the mode it started in (asked: %s)",
+            run_dir,
+            resumable.train_vocab,
+            config.train_vocab,
+        )
         config = replace(config, train_vocab=resumable.train_vocab)
     distributed.wait_for_everyone()  # (torchrun) every rank has read the folder before the main rank changes it
     if main:
@@ -479,21 +503,32 @@ def _data_vocabulary(model: Any, tokenizer: Any, datasets: list[Any]):
     vocabulary = DataVocabulary(model, data_token_ids(datasets, tokenizer))
     if vocabulary.rows >= vocabulary.full_rows:
         return None
-    logger.info("training %s of the %s word-embedding rows: the tokens of the data (--train-vocab all: every row)",
-                f"{vocabulary.rows:,}", f"{vocabulary.full_rows:,}")
+    logger.info(
+        "training %s of the %s word-embedding rows: the tokens of the data (--train-vocab all: every row)",
+        f"{vocabulary.rows:,}",
+        f"{vocabulary.full_rows:,}",
+    )
     return vocabulary
 
 
 def draw_splits(dataset: DatasetDict, config: TrainConfig) -> TnewsSplits:
     """The training subset, evaluation set and selection slice `config` draws from `dataset`."""
-    return make_splits(dataset, SplitConfig(
-        train_sizes=(config.train_size,), eval_size=config.eval_size, selection_size=config.selection_size,
-        seed=config.seed, stratify=config.stratify, train_seed=config.train_seed,
-    ))
+    return make_splits(
+        dataset,
+        SplitConfig(
+            train_sizes=(config.train_size,),
+            eval_size=config.eval_size,
+            selection_size=config.selection_size,
+            seed=config.seed,
+            stratify=config.stratify,
+            train_seed=config.train_seed,
+        ),
+    )
 
 
-def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSplits, *,
-           quiet: bool) -> tuple[TrainConfig, dict[str, Any]]:
+def _train(
+    config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSplits, *, quiet: bool
+) -> tuple[TrainConfig, dict[str, Any]]:
     """The training of `train_run`, from data to saved checkpoint; returns the config with the class names
     it recorded, and the metrics."""
     from transformers import DataCollatorWithPadding, set_seed
@@ -507,12 +542,18 @@ def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSpli
     n = len(train_set)
     # The class names, in id order, and the sizes drawn go into run_config.json: export and benchmark map labels
     # the same way and draw the same evaluation set.
-    config = replace(config, data=config.data.with_label_names(splits.label_names),
-                     eval_size=len(splits.evaluation), selection_size=len(splits.selection))
+    config = replace(
+        config,
+        data=config.data.with_label_names(splits.label_names),
+        eval_size=len(splits.evaluation),
+        selection_size=len(splits.selection),
+    )
     world = distributed.world_size()
     if distributed.is_main():  # with the schedule for this many sentences, and the launch's size
-        write_json_atomic(run_dir / RUN_CONFIG_FILE, {**config.to_json(n), "world_size": world,
-                                                      "effective_batch_size": config.batch_size * world})
+        write_json_atomic(
+            run_dir / RUN_CONFIG_FILE,
+            {**config.to_json(n), "world_size": world, "effective_batch_size": config.batch_size * world},
+        )
     seed = config.effective_seed
     set_seed(seed)
     loading: dict[str, Any] = {}
@@ -522,19 +563,24 @@ def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSpli
     for message in loading["load_warnings"]:
         logger.debug("transformers said while loading the model: %s", message)
     if loading["newly_initialized"]:
-        logger.info("initialised at random (not in %s): %s; expected: the task head is new, training learns it",
-                    Path(config.model).name, ", ".join(loading["newly_initialized"]))
+        logger.info(
+            "initialised at random (not in %s): %s; expected: the task head is new, training learns it",
+            Path(config.model).name,
+            ", ".join(loading["newly_initialized"]),
+        )
     apply_variant(model, config.variant)
     trainable, total = count_parameters(model)
 
     train_ds = tokenize(train_set, tokenizer, config.max_length, quiet=quiet)
-    selection_ds = (tokenize(splits.selection, tokenizer, config.max_length, quiet=quiet)
-                    if len(splits.selection) else None)
+    selection_ds = (
+        tokenize(splits.selection, tokenizer, config.max_length, quiet=quiet) if len(splits.selection) else None
+    )
     eval_ds = tokenize(splits.evaluation, tokenizer, config.max_length, quiet=quiet)
 
     collator: Any = DataCollatorWithPadding(tokenizer)
-    vocabulary = _data_vocabulary(model, tokenizer, [train_ds, selection_ds, eval_ds]) \
-        if config.train_vocab == "data" else None
+    vocabulary = (
+        _data_vocabulary(model, tokenizer, [train_ds, selection_ds, eval_ds]) if config.train_vocab == "data" else None
+    )
     if vocabulary is not None:
         from .vocab import MappedCollator
 
@@ -543,25 +589,41 @@ def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSpli
 
     use_selection = selection_ds is not None and (config.select_best or config.early_stopping_patience > 0)
     save_steps = config.save_steps(n)
-    saving: dict[str, Any] = dict(
-        save_strategy="steps", save_steps=save_steps, save_total_limit=1,
-        # Without this the Trainer restores no callback state on resume: the selection callback would
-        # forget its best score and overwrite the best weights with the next evaluation's.
-        restore_callback_states_from_checkpoint=True,
-    ) if save_steps else dict(
-        # The best weights are kept in memory by SelectBestCallback: no checkpoint
-        # of ~0.5 GB is written to disk at every evaluation.
-        save_strategy="no",
+    saving: dict[str, Any] = (
+        dict(
+            save_strategy="steps",
+            save_steps=save_steps,
+            save_total_limit=1,
+            # Without this the Trainer restores no callback state on resume: the selection callback would
+            # forget its best score and overwrite the best weights with the next evaluation's.
+            restore_callback_states_from_checkpoint=True,
+        )
+        if save_steps
+        else dict(
+            # The best weights are kept in memory by SelectBestCallback: no checkpoint
+            # of ~0.5 GB is written to disk at every evaluation.
+            save_strategy="no",
+        )
     )
     args = training_arguments(
-        work_dir, config, epochs=config.effective_epochs(n), eval_every=config.eval_every(n), seed=seed,
-        evaluate=use_selection, quiet=quiet, **saving,
+        work_dir,
+        config,
+        epochs=config.effective_epochs(n),
+        eval_every=config.eval_every(n),
+        seed=seed,
+        evaluate=use_selection,
+        quiet=quiet,
+        **saving,
     )
     callbacks: list[Any] = [ElapsedCallback(work_dir / ELAPSED_FILE)]
     if use_selection:
-        callbacks.append(SelectBestCallback(
-            patience=config.early_stopping_patience, keep_best=config.select_best,
-            persist_dir=str(work_dir / "best") if save_steps else None))
+        callbacks.append(
+            SelectBestCallback(
+                patience=config.early_stopping_patience,
+                keep_best=config.select_best,
+                persist_dir=str(work_dir / "best") if save_steps else None,
+            )
+        )
     class_weights = None
     trainer_class: Any = Trainer
     extra: dict[str, Any] = {}
@@ -582,17 +644,25 @@ def _train(config: TrainConfig, run_dir: Path, work_dir: Path, splits: TnewsSpli
         **extra,
     )
     use_readable_progress(trainer)  # a progress bar and log lines instead of printed log dicts
-    resume, start_step, resumes = (start_or_resume(work_dir, config.total_steps(n)) if save_steps
-                                   else (None, 0, []))
+    resume, start_step, resumes = start_or_resume(work_dir, config.total_steps(n)) if save_steps else (None, 0, [])
     train_output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     # A resumed Trainer replaces stateful callbacks by restored copies: use the ones it holds now.
     selector = next((c for c in trainer.callback_handler.callbacks if isinstance(c, SelectBestCallback)), None)
     elapsed = next(c for c in trainer.callback_handler.callbacks if isinstance(c, ElapsedCallback))
     train_seconds = elapsed.seconds
-    metrics = score_run(trainer, selector, eval_ds, selection_ds, splits.label_names, train_output,
-                        train_seconds, trainable, total,
-                        predictions_file=run_dir / PREDICTIONS_FILE if distributed.is_main() else None,
-                        eval_ids=list(splits.evaluation["idx"]))
+    metrics = score_run(
+        trainer,
+        selector,
+        eval_ds,
+        selection_ds,
+        splits.label_names,
+        train_output,
+        train_seconds,
+        trainable,
+        total,
+        predictions_file=run_dir / PREDICTIONS_FILE if distributed.is_main() else None,
+        eval_ids=list(splits.evaluation["idx"]),
+    )
     if vocabulary is not None:  # the whole matrix again, as the weights that were scored would have it
         from .vocab import weight_decay_factor
 

@@ -64,9 +64,7 @@ class SelectBestCallback(TrainerCallback, ExportableState):
             self.best_metric, self.best_step, self.misses = float(value), state.global_step, 0
             if self.keep_best and model is not None:
                 self._best_weights = {
-                    name: p.detach().to("cpu", copy=True)
-                    for name, p in model.named_parameters()
-                    if p.requires_grad
+                    name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad
                 }
                 if self.persist_dir:
                     self._persist()
@@ -82,7 +80,7 @@ class SelectBestCallback(TrainerCallback, ExportableState):
         # (A best found after the last checkpoint stays too, for the run that resumes before it.)
         if self.persist_dir and self.best_step is not None and distributed.is_main():
             for path in Path(self.persist_dir).glob(BEST_FILE.format(step="*")):
-                step = path.name[len("best-step-"):-len(".safetensors")]
+                step = path.name[len("best-step-") : -len(".safetensors")]
                 if step.isdigit() and int(step) < self.best_step:
                     path.unlink(missing_ok=True)
         return control
@@ -104,10 +102,18 @@ class SelectBestCallback(TrainerCallback, ExportableState):
     def state(self) -> dict:
         """What a Trainer checkpoint keeps of this callback (JSON; no weights)."""
         return {
-            "args": {"patience": self.patience, "keep_best": self.keep_best, "metric": self.metric,
-                     "persist_dir": self.persist_dir},
-            "attributes": {"best_metric": self.best_metric, "best_step": self.best_step, "misses": self.misses,
-                           "stopped_early": self.stopped_early},
+            "args": {
+                "patience": self.patience,
+                "keep_best": self.keep_best,
+                "metric": self.metric,
+                "persist_dir": self.persist_dir,
+            },
+            "attributes": {
+                "best_metric": self.best_metric,
+                "best_step": self.best_step,
+                "misses": self.misses,
+                "stopped_early": self.stopped_early,
+            },
         }
 
     def restore_best(self, model: torch.nn.Module) -> bool:

@@ -88,8 +88,10 @@ class EvalBootstrap:
     def _check(self, predictions: np.ndarray) -> np.ndarray:
         predictions = np.asarray(predictions, dtype=np.int64)
         if predictions.shape != self.labels.shape:
-            raise ValueError(f"predictions of {predictions.shape[0]} sentences for an evaluation set of "
-                             f"{len(self.labels)}: the runs were not scored on the same sentences.")
+            raise ValueError(
+                f"predictions of {predictions.shape[0]} sentences for an evaluation set of "
+                f"{len(self.labels)}: the runs were not scored on the same sentences."
+            )
         return predictions
 
     def run_samples(self, predictions: Sequence[int], metric: str = "macro_f1") -> np.ndarray:

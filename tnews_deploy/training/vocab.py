@@ -70,8 +70,11 @@ class DataVocabulary:
     def applies(model: nn.Module) -> bool:
         """Whether cutting rows is exact for `model`: trainable input embeddings, no tied output embeddings."""
         embedding = model.get_input_embeddings()
-        return (isinstance(embedding, nn.Embedding) and embedding.weight.requires_grad
-                and model.get_output_embeddings() is None)
+        return (
+            isinstance(embedding, nn.Embedding)
+            and embedding.weight.requires_grad
+            and model.get_output_embeddings() is None
+        )
 
     @property
     def rows(self) -> int:
@@ -81,8 +84,9 @@ class DataVocabulary:
         """Replace the embedding matrix by its `keep` rows (model config and padding row to match)."""
         embedding = self.model.get_input_embeddings()
         with torch.no_grad():
-            embedding.weight = nn.Parameter(self.pretrained[self.keep].clone(),
-                                            requires_grad=embedding.weight.requires_grad)
+            embedding.weight = nn.Parameter(
+                self.pretrained[self.keep].clone(), requires_grad=embedding.weight.requires_grad
+            )
         embedding.num_embeddings = self.rows
         if self.full_padding_idx is not None:
             embedding.padding_idx = int(self.lookup[self.full_padding_idx])
@@ -129,8 +133,9 @@ def weight_decay_factor(trainer: Any, parameter: nn.Parameter, steps: int) -> fl
     """
     optimizer = trainer.optimizer
     optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper
-    index, group = next(((i, g) for i, g in enumerate(optimizer.param_groups)
-                         if any(p is parameter for p in g["params"])), (None, None))
+    index, group = next(
+        ((i, g) for i, g in enumerate(optimizer.param_groups) if any(p is parameter for p in g["params"])), (None, None)
+    )
     if group is None or not group.get("weight_decay"):
         return 1.0
     scheduler = trainer.lr_scheduler

@@ -28,8 +28,16 @@ def add_routes(routes: APIRouter, service: Service) -> None:
         routes: where to add them (the app's router).
         service: the app's model and limits (for the documented error bodies).
     """
-    routes.add_api_route("/healthz", healthz, methods=["GET"], response_model=Health,
-                         responses=service.schemas.responses(INTERNAL_ERROR))
-    routes.add_api_route("/readyz", readyz, methods=["GET"], response_model=Ready, responses=service.schemas.responses(
-        (503, "NotReady", "`not_ready`: the model is not warmed up yet (or the service is stopping)."),
-        INTERNAL_ERROR))
+    routes.add_api_route(
+        "/healthz", healthz, methods=["GET"], response_model=Health, responses=service.schemas.responses(INTERNAL_ERROR)
+    )
+    routes.add_api_route(
+        "/readyz",
+        readyz,
+        methods=["GET"],
+        response_model=Ready,
+        responses=service.schemas.responses(
+            (503, "NotReady", "`not_ready`: the model is not warmed up yet (or the service is stopping)."),
+            INTERNAL_ERROR,
+        ),
+    )

@@ -21,8 +21,19 @@ def add_routes(routes: APIRouter, service: Service) -> None:
         routes: where to add them (the app's router).
         service: the app's model and limits (for the documented error bodies).
     """
-    routes.add_api_route("/metrics", prometheus_metrics, methods=["GET"], response_class=Response, responses={
-        200: {"description": "Prometheus text format (OpenMetrics when the Accept header asks for it).",
-              "content": {"text/plain": {"schema": {"type": "string"}},
-                          "application/openmetrics-text": {"schema": {"type": "string"}}}},
-        **service.schemas.responses(INTERNAL_ERROR)})
+    routes.add_api_route(
+        "/metrics",
+        prometheus_metrics,
+        methods=["GET"],
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text format (OpenMetrics when the Accept header asks for it).",
+                "content": {
+                    "text/plain": {"schema": {"type": "string"}},
+                    "application/openmetrics-text": {"schema": {"type": "string"}},
+                },
+            },
+            **service.schemas.responses(INTERNAL_ERROR),
+        },
+    )

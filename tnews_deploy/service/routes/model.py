@@ -17,8 +17,7 @@ _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
 def _looks_like_path(value: str) -> bool:
-    return (value.startswith(("/", "~", "./", "../", "\\")) or bool(_WINDOWS_DRIVE.match(value))
-            or value.count("/") >= 2)
+    return value.startswith(("/", "~", "./", "../", "\\")) or bool(_WINDOWS_DRIVE.match(value)) or value.count("/") >= 2
 
 
 def without_paths(value: Any, key: str | None = None) -> Any:
@@ -47,24 +46,37 @@ async def model_info(service: ServiceDep) -> dict[str, Any]:
         "tnews_deploy_version": __version__,
         "labels": list(predictor.labels),
         "max_length": predictor.max_length,
-        "limits": {"max_batch": config.max_batch, "max_chars": config.max_chars, "max_queue": config.max_queue,
-                   "max_body_bytes": config.max_body_bytes},
-        "micro_batching": ({"window_ms": config.batch_window_ms, "max_texts": config.batch_max_texts,
-                            "batches": batcher.batches, "requests": batcher.requests}
-                           if batcher else None),
+        "limits": {
+            "max_batch": config.max_batch,
+            "max_chars": config.max_chars,
+            "max_queue": config.max_queue,
+            "max_body_bytes": config.max_body_bytes,
+        },
+        "micro_batching": (
+            {
+                "window_ms": config.batch_window_ms,
+                "max_texts": config.batch_max_texts,
+                "batches": batcher.batches,
+                "requests": batcher.requests,
+            }
+            if batcher
+            else None
+        ),
         "threads": predictor.threads,
         "cpu": {
             "serving": service.serving_cpu,
             "verified_on": (manifest.get("verification") or {}).get("machine"),
             "int8_kernels": predictor.kernel_plan.to_json() if predictor.kernel_plan.used else None,
         },
-        "manifest": without_paths({
-            "source": manifest.get("source"),
-            "created": manifest.get("created"),
-            "verification": manifest.get("verification"),
-            "model": manifest.get("model"),
-            "versions": manifest.get("versions"),
-        }),
+        "manifest": without_paths(
+            {
+                "source": manifest.get("source"),
+                "created": manifest.get("created"),
+                "verification": manifest.get("verification"),
+                "model": manifest.get("model"),
+                "versions": manifest.get("versions"),
+            }
+        ),
     }
 
 
@@ -75,5 +87,10 @@ def add_routes(routes: APIRouter, service: Service) -> None:
         routes: where to add them (the app's router).
         service: the app's model and limits (for the documented error bodies).
     """
-    routes.add_api_route("/v1/model", model_info, methods=["GET"], response_model=ModelInfo,
-                         responses=service.schemas.responses(INTERNAL_ERROR))
+    routes.add_api_route(
+        "/v1/model",
+        model_info,
+        methods=["GET"],
+        response_model=ModelInfo,
+        responses=service.schemas.responses(INTERNAL_ERROR),
+    )
