@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,3 +123,32 @@ def check_scores(table: pa.Table, expected: list[Expected], predictor, top_k: in
 
 def bad_rows(expected: list[Expected]) -> int:
     return sum(e.text is None for e in expected)
+
+
+@contextmanager
+def scoring_job(model_dir: Path, source: Path, out: Path) -> Iterator[subprocess.Popen]:
+    """A `tnews-deploy score` process (one thread, chunks of 64 rows), yielded once it has written a part into its
+    staging folder; killed on the way out if it still runs."""
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+        "OMP_NUM_THREADS": "1",
+    }
+    command = [sys.executable, "-m", "tnews_deploy.cli", "score", str(model_dir), str(source), "--output", str(out)]
+    job = subprocess.Popen(
+        [*command, "--chunk-rows", "64", "--threads", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any(out.parent.glob(f".{out.name}.partial-*/part-*.parquet")):  # the job is scoring
+            assert job.poll() is None, "the job ended before it could be killed"
+            assert time.monotonic() < deadline, "the job never started writing"
+            time.sleep(0.01)
+        yield job
+    finally:
+        if job.poll() is None:
+            job.kill()

@@ -5,12 +5,8 @@ parser's block), files that start with a UTF-8 byte-order mark, and the staging 
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from scoring_inputs import scoring_job
 from synthetic import FILLER, make_sentence
 from tnews_deploy.cli import main
 from tnews_deploy.predictor import Predictor
@@ -356,36 +353,7 @@ def test_the_next_score_removes_a_killed_jobs_staging_folder_but_never_a_running
     small = tmp_path / "small.txt"
     small.write_text("".join(s + "\n" for s in sentences(5, 10)), encoding="utf-8")
     out = tmp_path / "out"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "OMP_NUM_THREADS": "1",
-    }
-    job = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tnews_deploy.cli",
-            "score",
-            str(model_dir),
-            str(source),
-            "--output",
-            str(out),
-            "--chunk-rows",
-            "64",
-            "--threads",
-            "1",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not any(tmp_path.glob(".out.partial-*/part-*.parquet")):  # the job is scoring
-            assert job.poll() is None, "the job ended before it could be killed"
-            assert time.monotonic() < deadline, "the job never started writing"
-            time.sleep(0.01)
+    with scoring_job(model_dir, source, out) as job:
         running = list(tmp_path.glob(".out.partial-*"))
 
         meanwhile = invoke("score", str(model_dir), str(small), "--output", str(out), "--threads", "1")
@@ -394,9 +362,6 @@ def test_the_next_score_removes_a_killed_jobs_staging_folder_but_never_a_running
 
         job.send_signal(signal.SIGKILL)
         job.wait(30)
-    finally:
-        if job.poll() is None:
-            job.kill()
     rerun = invoke("score", str(model_dir), str(small), "--output", str(out), "--threads", "1", "--force")
     assert rerun.exit_code == 0, rerun.output
     assert not any(tmp_path.glob(".out.*")), sorted(p.name for p in tmp_path.iterdir())

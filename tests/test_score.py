@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from scoring_inputs import bad_rows, check_scores, read_output, write_inputs
+from scoring_inputs import bad_rows, check_scores, read_output, scoring_job, write_inputs
 from tnews_deploy.cli import main
 from tnews_deploy.errors import ConfigError, DataError
 from tnews_deploy.predictor import Predictor
@@ -156,41 +155,9 @@ def test_a_killed_job_leaves_no_output_that_looks_finished(model_dir, tmp_path):
     source = tmp_path / "many.txt"
     source.write_text("".join(f"第{i}条新闻标题，内容是一些文字\n" for i in range(60_000)), encoding="utf-8")
     out = tmp_path / "out"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "OMP_NUM_THREADS": "1",
-    }
-    job = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tnews_deploy.cli",
-            "score",
-            str(model_dir),
-            str(source),
-            "--output",
-            str(out),
-            "--chunk-rows",
-            "64",
-            "--threads",
-            "1",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not any(tmp_path.glob(".out.partial-*/part-*.parquet")):  # scoring has started
-            assert job.poll() is None, "the job ended before it could be killed"
-            assert time.monotonic() < deadline, "the job never started writing"
-            time.sleep(0.01)
+    with scoring_job(model_dir, source, out) as job:
         job.send_signal(signal.SIGKILL)
         job.wait(30)
-    finally:
-        if job.poll() is None:
-            job.kill()
     assert not out.exists()
     leftovers = list(tmp_path.glob(".out.partial-*"))
     assert leftovers and not any((p / "_SUCCESS").exists() for p in leftovers)
