@@ -103,6 +103,15 @@ def train_killed_at(step: int, config, run_dir: Path) -> None:
             train_run(config, run_dir, quiet=True)
 
 
+def pytest_collection_modifyitems(items):
+    """Mark slow every test that uses a fixture its module names in `SLOW_FIXTURES` (one that trains, distils or
+    runs a grid of its own), so that `pytest -m "not slow"` skips the fixture too."""
+    for item in items:
+        slow = set(getattr(getattr(item, "module", None), "SLOW_FIXTURES", ()))
+        if slow & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def requires_shared_tnews():
     return pytest.mark.skipif(
         not (SHARED_TNEWS / "hf" / "train.jsonl").is_file(), reason="../shared/data/tnews is not present"

@@ -37,6 +37,7 @@ def test_bert_base_flops_are_in_the_known_range():
     assert shape.flops([10, 20]) == shape.flops([10]) + shape.flops([20])
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_well_formed_results(trained_run, exported, hf_data, tmp_path):
     out = tmp_path / "bench"
     result = CliRunner().invoke(
@@ -223,6 +224,11 @@ def test_evaluation_settings_precedence(tmp_path, caplog):
 
     with pytest.raises(UserError, match="--data"):
         evaluation_settings(BenchmarkConfig(**base), {tmp_path / "fp32": {}}, None)
+
+
+# Trains and exports a run of its own (and `seed7_report` benchmarks it): every test using it is
+# slow (conftest).
+SLOW_FIXTURES = ("seed7_export",)
 
 
 @pytest.fixture(scope="module")

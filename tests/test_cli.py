@@ -89,6 +89,7 @@ def test_model_folder_without_weights(hf_data, tiny_model, tmp_path):
     assert result.exit_code == 2 and "has no weights" in result.output
 
 
+@pytest.mark.slow
 def test_train_command_end_to_end(hf_data, tiny_model, tmp_path):
     result = run(
         "train",
@@ -338,6 +339,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_train_and_export_show_progress_not_false_alarms(big_vocab_model, hf_data, tmp_path):
     """In a fresh interpreter, as a user runs them, with a >100k-token tokenizer like e5's."""
     train = _cli(

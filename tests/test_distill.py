@@ -39,6 +39,10 @@ def fast_config(teacher: Path, **overrides) -> DistillConfig:
     return DistillConfig(**settings)
 
 
+# Trains a teacher (and `distilled` a student from it): every test using it is slow (conftest).
+SLOW_FIXTURES = ("teacher",)
+
+
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory, hf_data):
     """A trained 4-layer tiny teacher run."""

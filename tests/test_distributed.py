@@ -24,6 +24,8 @@ import pytest
 
 from tnews_deploy.runfiles import is_finished
 
+pytestmark = pytest.mark.slow  # torchrun launches of 2-process training runs
+
 pytest.importorskip("torch")
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = [

@@ -92,6 +92,7 @@ def _grid_command(model: Path, data: Path, output: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_grid_and_train_each_run_once(tiny_model, hf_data, tmp_path):
     output = tmp_path / "grid"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -122,6 +123,7 @@ def test_two_workers_share_a_grid_and_train_each_run_once(tiny_model, hf_data, t
     assert not list(output.glob(".*.tmp"))  # every atomic write completed
 
 
+@pytest.mark.slow
 def test_a_worker_takes_over_a_run_left_by_a_dead_worker(tiny_model, hf_data, tmp_path):
     """A run whose worker died unfinished (its lock gone with it) is trained by the next worker to reach it."""
     from tnews_deploy.training.claims import RunClaim

@@ -35,6 +35,7 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 def test_kill_9_during_grid_then_resume_finishes_only_the_rest(tiny_model, hf_data, tmp_path):
     out = tmp_path / "grid"
     args = CLI + [
@@ -87,6 +88,7 @@ def test_kill_9_during_grid_then_resume_finishes_only_the_rest(tiny_model, hf_da
     assert all(is_finished(out / f"full-{n}") for n in (60, 90, 120))
 
 
+@pytest.mark.slow
 def test_kill_9_during_export_leaves_nothing_that_looks_complete(trained_run, tmp_path):
     target = tmp_path / "exports" / "fp32"
     args = CLI + ["export", str(trained_run.run_dir), "--output", str(target)]

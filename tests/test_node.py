@@ -22,6 +22,8 @@ import pytest
 from synthetic import class_keywords, make_sentence
 from tnews_deploy.predictor import Predictor
 
+pytestmark = pytest.mark.slow  # installs examples/node with npm (once), runs node
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "node"
 PROB_TOLERANCE = 1e-5
 

@@ -283,6 +283,7 @@ def test_make_splits_on_a_small_holdout_with_few_classes(tickets_csv):
 # --------------------------------------------------------------------------- downstream
 
 
+@pytest.mark.slow
 def test_csv_with_string_labels_goes_through_train_export_predict_and_serve(tmp_path, tiny_model, tickets_csv):
     """The CLI end to end: the label set comes from the data, and the service answers with those names."""
     run, export = tmp_path / "run", tmp_path / "export"
@@ -320,6 +321,7 @@ def test_csv_with_string_labels_goes_through_train_export_predict_and_serve(tmp_
         assert client.post("/v1/classify", json={"texts": ["新闻"], "top_k": 4}).status_code == 422
 
 
+@pytest.mark.slow
 def test_parquet_goes_through_train_export_predict_and_serve(tmp_path, tiny_model, tickets_parquet):
     from tnews_deploy.export import export_model
     from tnews_deploy.predictor import Predictor
@@ -348,6 +350,7 @@ def test_parquet_goes_through_train_export_predict_and_serve(tmp_path, tiny_mode
     assert [p["label"] for p in body["predictions"]] == [p.label for p in predictions]
 
 
+@pytest.mark.slow
 def test_own_text_files_feed_trim_vocab_and_distill(tmp_path, tiny_model, tickets_csv):
     """A run on a CSV with its own column names: trim-vocab takes more texts from a CSV (--corpus-field) and distill
     from a Parquet file (--unlabeled-field); without the field flag, the error names the flag to pass."""
@@ -415,6 +418,7 @@ def test_own_text_files_feed_trim_vocab_and_distill(tmp_path, tiny_model, ticket
     }
 
 
+@pytest.mark.slow
 def test_benchmark_measures_the_runs_held_out_evaluation_set(tmp_path, tiny_model, tickets_parquet):
     """No flags: the benchmark rebuilds the holdout the run was scored on from what the export recorded."""
     from tnews_deploy.benchmark import BenchmarkConfig, run_benchmark
@@ -522,6 +526,7 @@ def test_a_labels_json_beside_csv_files_names_their_integer_labels(tmp_path):
     assert len(dsd["validation"]) == 6
 
 
+@pytest.mark.slow
 def test_grid_on_own_data_records_the_source_and_the_class_list(tmp_path, tiny_model, tickets_csv):
     result = CliRunner().invoke(
         main,
@@ -565,6 +570,7 @@ def test_grid_on_own_data_records_the_source_and_the_class_list(tmp_path, tiny_m
     assert run_config["data"]["label_names"] == sorted(TOPICS)
 
 
+@pytest.mark.slow
 def test_the_study_report_of_a_grid_on_own_data_speaks_of_its_classes(tmp_path, tiny_model):
     """`report` on another task: its own class count and rarest class, no TNEWS study figures or CLUE scores."""
     rows = [row for row in topic_rows(60, seed=12) if row[1] != "returns"]

@@ -70,6 +70,7 @@ def test_unknown_total_says_count_rate_and_time_so_far_and_a_resumed_job_counts_
         ProgressLog(log, "x", "row", interval_s=0)
 
 
+@pytest.mark.slow
 def test_training_without_bars_logs_step_rate_and_eta(tmp_path, tiny_model, hf_data, caplog, every_read_is_31_s_later):
     from conftest import tiny_train_config
     from tnews_deploy.training import train_run

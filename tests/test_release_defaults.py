@@ -157,6 +157,7 @@ def test_sizes_given_are_kept_the_other_fits_beside_them_and_impossible_ones_fai
             make_splits(news, SplitConfig(train_sizes=(), **asked))
 
 
+@pytest.mark.slow
 def test_the_issues_own_csv_trains_with_no_size_flags(tmp_path, tiny_model, news_csv, news):
     """`train --data news.csv --train-size 1000` with no --eval-size/--selection-size: trains, records the sizes it
     drew (export and benchmark draw the same evaluation set from them), and the same command reuses the run."""
@@ -182,6 +183,7 @@ def test_the_issues_own_csv_trains_with_no_size_flags(tmp_path, tiny_model, news
     assert "eval size 2000 + selection size 1000 exceed the 800 validation sentences" in refused.output
 
 
+@pytest.mark.slow
 def test_a_grid_on_the_own_csv_needs_no_size_flags(tmp_path, tiny_model, news_csv, news):
     out = tmp_path / "grid"
     result = CliRunner().invoke(

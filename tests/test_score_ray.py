@@ -17,6 +17,8 @@ from tnews_deploy.scoring import ScoreConfig, score_ray
 
 ray = pytest.importorskip("ray", reason="the scale extra (ray[data]) is not installed")
 
+pytestmark = pytest.mark.slow  # starts a local Ray
+
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():

@@ -13,6 +13,8 @@ from tnews_deploy.scoring import ScoreConfig, score_ray
 
 ray = pytest.importorskip("ray", reason="the scale extra (ray[data]) is not installed")
 
+pytestmark = pytest.mark.slow  # starts a simulated two-node Ray cluster
+
 
 @pytest.fixture(scope="module")
 def two_nodes():

@@ -173,6 +173,10 @@ def test_runs_that_differ_only_in_how_they_ran_share_a_cell(tmp_path):
 # ------------------------------------------------------------------ the report on a tiny grid
 
 
+# Runs three small grids: every test using it is slow (conftest).
+SLOW_FIXTURES = ("tiny_study",)
+
+
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory, tiny_model, hf_data):
     """A 2-seed tiny grid, plus the study's settings on the frozen variant and a class-weighted grid."""
@@ -396,6 +400,7 @@ def test_cli_train_size_accepts_all(tmp_path):
     assert result.exit_code == 2 and "positive integer or 'all'" in result.output
 
 
+@pytest.mark.slow
 def test_a_tiny_full_split_run(tiny_model, hf_data, tmp_path):
     from tnews_deploy.training import train_run
 
@@ -456,6 +461,7 @@ def test_class_weighted_run_records_its_weights(tiny_model, hf_data, tmp_path):
 # ------------------------------------------------------------------ mid-run resume
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_saved_step(tiny_model, hf_data, tmp_path):
     from tnews_deploy.training import train_run
 

@@ -113,6 +113,7 @@ def test_a_run_resumes_in_the_mode_it_started_in(big_vocab_model, hf_data, tmp_p
     assert json.loads((tmp_path / "run" / "run_config.json").read_text())["train_vocab"] == "all"
 
 
+@pytest.mark.slow
 def test_a_run_that_cut_the_rows_resumes_cut(big_vocab_model, hf_data, tmp_path):
     from tnews_deploy.training import train_run
 

@@ -194,6 +194,7 @@ def test_model_folder_without_weights_is_a_clear_error(tmp_path, tiny_model, hf_
         train_run(tiny_train_config(folder, hf_data), tmp_path / "run", quiet=True)
 
 
+@pytest.mark.slow
 def test_grid_writes_results_and_resumes(tiny_model, hf_data, tmp_path):
     from tnews_deploy.training.grid import GridConfig, run_grid
 
