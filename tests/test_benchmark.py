@@ -494,7 +494,6 @@ def test_machine_facts_and_report_load_without_torch():
         info = machine.machine_info(1)
         assert info["threads"] == 1 and info["usable_cpus"] >= 1 and info["cpu"]
         assert {"tnews_deploy", "python", "numpy"} <= set(info["versions"])
-        assert machine.detect_quantize_target() in ("avx512_vnni", "avx512", "avx2", "arm64")
         heavy = [m for m in ("torch", "transformers", "onnxruntime", "datasets", "optimum") if m in sys.modules]
         assert not heavy, heavy
     """)

@@ -1,8 +1,8 @@
 """Facts about this machine: CPU model and flags, usable cores, library versions.
 
-The one place that reads them, shared by the exporter (which quantisation config
-fits this CPU, which versions built an export), the grid (which versions trained
-it) and the benchmark (what machine the figures come from). Standard library
+The one place that reads them, shared by the exporter (which versions built an
+export), `int8_weights` (the kernel flags, beside CPUID), the grid (which versions
+trained it) and the benchmark (what machine the figures come from). Standard library
 only: importing it loads neither torch nor onnxruntime, and `library_versions`
 reads installed package metadata without importing the packages.
 """
@@ -61,18 +61,6 @@ def kernel_flags() -> list[str]:
     """The flags of `KERNEL_FLAGS` this CPU has, in that order."""
     flags = cpu_flags()
     return [f for f in KERNEL_FLAGS if f in flags]
-
-
-def detect_quantize_target() -> str:
-    """The Optimum quantization config (`AutoQuantizationConfig.<name>`) that fits this CPU."""
-    if platform.machine().lower() in ("arm64", "aarch64"):
-        return "arm64"
-    flags = cpu_flags()
-    if "avx512_vnni" in flags or "avx512vnni" in flags:
-        return "avx512_vnni"
-    if "avx512f" in flags:
-        return "avx512"
-    return "avx2"
 
 
 def usable_cpus() -> int:

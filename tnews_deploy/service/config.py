@@ -25,8 +25,8 @@ class ServiceConfig:
 
     Args:
         model_dir: an exported model folder, or an installed model package's name (`tnews_deploy.models`).
-        max_batch: most texts in one request (more: 413).
-        max_chars: longest text accepted, in characters (longer: 413).
+        max_batch: most texts in one request (more: 422 `too_many_texts`).
+        max_chars: longest text accepted, in characters (longer: 422 `text_too_long`).
         threads: onnxruntime intra-op threads; None: every usable CPU.
         batch_window_ms: micro-batching window; concurrent requests arriving within it share one
             predictor call. 0 = off.
