@@ -537,6 +537,14 @@ class Predictor:
     def _logits(self, items: list[str], batch_size: int | None = None) -> np.ndarray:
         return self._run(self.encode(items), batch_size).logits
 
+    @staticmethod
+    def _checked(texts: str | Sequence[str], batch_size: int | None) -> tuple[list[str], bool, int | None]:
+        """The public calls' input contract: (texts as a list, whether one str was given, the batch size)."""
+        if batch_size is not None:
+            batch_size = check_batch_size(batch_size)
+        items, single = validate_texts(texts)
+        return items, single, batch_size
+
     def run(self, texts: str | Sequence[str], batch_size: int | None = None) -> ModelOutput:
         """Every output of the model and the encodings, one row per text in input order (a str is one text).
 
@@ -550,9 +558,7 @@ class Predictor:
         Raises:
             TypeError / ValueError: bad texts (see `predict`), or a `batch_size` that is not an int >= 1.
         """
-        if batch_size is not None:
-            batch_size = check_batch_size(batch_size)
-        items, _ = validate_texts(texts)
+        items, _, batch_size = self._checked(texts, batch_size)
         return self._run(self.encode(items), batch_size)
 
     @staticmethod
@@ -570,9 +576,7 @@ class Predictor:
         Raises:
             TypeError / ValueError: bad texts (see `predict`), or a `batch_size` that is not an int >= 1.
         """
-        if batch_size is not None:
-            batch_size = check_batch_size(batch_size)
-        items, single = validate_texts(texts)
+        items, single, batch_size = self._checked(texts, batch_size)
         out = self._logits(items, batch_size)
         return out[0] if single else out
 
@@ -583,9 +587,7 @@ class Predictor:
             texts: a str or a list/tuple of str (see the module's input contract).
             batch_size: texts per model call, an int >= 1; default: the predictor's `batch_size`.
         """
-        if batch_size is not None:
-            batch_size = check_batch_size(batch_size)
-        items, single = validate_texts(texts)
+        items, single, batch_size = self._checked(texts, batch_size)
         probs = self._softmax(self._logits(items, batch_size))
         return probs[0] if single else probs
 
