@@ -6,24 +6,20 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from serving import CLI, free_port, serving
 from synthetic import make_rows
 from tnews_deploy import Predictor
 from tnews_deploy.runfiles import is_finished
-
-CLI = [sys.executable, "-m", "tnews_deploy.cli"]
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:
@@ -156,15 +152,9 @@ def test_cli_file_with_ten_thousand_lines_and_bad_ones(exported, tmp_path):
     assert sum("label" in r for r in rows) == 9_997
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_command_answers_on_loopback(exported):
     pytest.importorskip("uvicorn")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         CLI + ["serve", str(exported.output), "--port", str(port), "--log-level", "warning"],
         stdout=subprocess.DEVNULL,
@@ -283,29 +273,6 @@ def test_short_soak_keeps_memory_bounded(exported, tmp_path):
     assert (tmp_path / "soak.png").stat().st_size > 0 and (tmp_path / "soak.md").is_file()
 
 
-@contextmanager
-def _serving(model_dir, tmp_path, *flags: str) -> Iterator[tuple[subprocess.Popen, str, Path]]:
-    """`serve` on a free loopback port, its log in a file (a pipe nobody reads could fill up and stall it).
-
-    Yields (process, base URL, log path); the process group is killed on the way out if still running.
-    """
-    port = _free_port()
-    log_path = tmp_path / f"serve-{port}.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            CLI + ["serve", str(model_dir), "--port", str(port), *flags],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            start_new_session=True,
-        )
-        try:
-            yield proc, f"http://127.0.0.1:{port}", log_path
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-
-
 def _ready(base: str) -> bool:
     try:
         return urllib.request.urlopen(base + "/readyz", timeout=1).status == 200
@@ -338,11 +305,12 @@ def test_sigterm_lets_accepted_requests_finish_and_exits_0(exported, tmp_path):
     """SIGTERM while slow requests run: each of them gets its 200, later ones are refused, the process exits 0."""
     pytest.importorskip("uvicorn")
     texts = ["今天的新闻是关于北京大学举行毕业典礼的消息" * 3] * 4000  # seconds per request
-    with _serving(exported.output, tmp_path, "--max-batch", "5000", "--threads", "1", "--graceful-timeout", "120") as (
+    with serving(exported.output, tmp_path, "--max-batch", "5000", "--threads", "1", "--graceful-timeout", "120") as (
         proc,
-        base,
+        port,
         log,
     ):
+        base = f"http://127.0.0.1:{port}"
         _wait_for(lambda: _ready(base), 60, "the service to be ready")
         with ThreadPoolExecutor(max_workers=8) as pool:
             in_flight = [pool.submit(_classify, base, texts) for _ in range(4)]
@@ -371,7 +339,8 @@ def _metric_values(text: str, prefix: str, *labels: str) -> list[float]:
 def test_workers_report_metrics_summed_over_processes_and_stop_on_sigterm(exported, tmp_path):
     """--workers 2: /metrics (whichever worker answers) counts every worker's requests; SIGTERM exits 0."""
     pytest.importorskip("uvicorn")
-    with _serving(exported.output, tmp_path, "--workers", "2", "--threads", "1") as (proc, base, _log):
+    with serving(exported.output, tmp_path, "--workers", "2", "--threads", "1") as (proc, port, _log):
+        base = f"http://127.0.0.1:{port}"
         _wait_for(lambda: _ready(base), 120, "the workers to be ready")
         with ThreadPoolExecutor(max_workers=6) as pool:
             outcomes = list(pool.map(lambda i: _classify(base, [f"第{i}条新闻"] * (1 + i % 3)), range(24)))

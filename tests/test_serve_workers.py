@@ -12,18 +12,15 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from serving import serving
 from tnews_deploy import Predictor
 
-CLI = [sys.executable, "-m", "tnews_deploy.cli"]
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds worker processes in /proc")
 
 
@@ -34,38 +31,6 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def _serving(model_dir: Path, tmp_path: Path, *flags: str) -> Iterator[tuple[subprocess.Popen, int, Path]]:
-    """`serve` on a free loopback port, its log in a file; the process group is killed on the way out."""
-    pytest.importorskip("uvicorn")
-    port = _free_port()
-    log_path = tmp_path / f"serve-{port}.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            CLI + ["serve", str(model_dir), "--port", str(port), *flags],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            start_new_session=True,
-        )
-        try:
-            yield proc, port, log_path
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-            else:  # the parent is gone: nothing of its group may stay behind either
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
 
 def _ready(port: int) -> bool:
@@ -104,7 +69,7 @@ def test_a_worker_that_cannot_load_its_model_stops_the_service_with_one_clear_li
     """--workers 2, the model folder deleted, a worker killed: the service exits non-zero, no respawn loop."""
     model = tmp_path / "model"
     shutil.copytree(exported.output, model)
-    with _serving(model, tmp_path, "--workers", "2", "--threads", "1") as (proc, port, log):
+    with serving(model, tmp_path, "--workers", "2", "--threads", "1") as (proc, port, log):
         _wait_for(lambda: _ready(port), 120, "the workers to be ready")
         workers = _workers(proc.pid)
         assert len(workers) == 2
@@ -124,7 +89,7 @@ def test_a_worker_that_cannot_load_its_model_stops_the_service_with_one_clear_li
 
 def test_after_sigterm_new_connections_are_refused_while_a_worker_drains(exported, tmp_path):
     """--workers 2: once SIGTERM is handled the port refuses connections; the accepted request still gets its 200."""
-    with _serving(exported.output, tmp_path, "--workers", "2", "--threads", "1", "--graceful-timeout", "60") as (
+    with serving(exported.output, tmp_path, "--workers", "2", "--threads", "1", "--graceful-timeout", "60") as (
         proc,
         port,
         log,
