@@ -153,7 +153,8 @@ def test_unknown_name_lists_the_installed_packages_and_says_how_to_make_one(inst
     assert "no such model folder" in message and "no installed model package" in message
     assert f"installed model packages: {KEY} 1.0" in message
     assert "tnews-deploy package" in message and "pip install" in message
-    result = cli("predict", "no-such-model", "一句话")
+    # (`predict no-such-model TEXT` reads an unknown word as a text for the bundled model; `serve` takes a model)
+    result = cli("serve", "no-such-model")
     assert result.exit_code == 2 and result.output.startswith("error: no-such-model: no such model folder")
     with pytest.raises(ModelLoadError, match="no such model folder. Pass a folder"):
         Predictor("exports/no-such-folder")  # a path, not a name: the folder message alone
@@ -234,7 +235,7 @@ def test_wheel_installs_with_pip_predicts_by_name_and_uninstalls(wheel, exported
 
     removed = run("-m", "pip", "uninstall", "-y", NAME)
     assert removed.returncode == 0, removed.stderr
-    gone = run("-m", "tnews_deploy", "predict", NAME, texts[0])
+    gone = run("-m", "tnews_deploy", "serve", NAME)  # (predict would read the unknown word as a text)
     assert gone.returncode == 2 and "no installed model package" in gone.stderr
     assert not list((tmp_path / "venv").rglob(MODULE))
 

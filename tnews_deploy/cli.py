@@ -958,8 +958,7 @@ def _prediction_fields(result: Any) -> dict[str, Any]:
 
 
 @main.command()
-@click.argument("model_dir", metavar="MODEL", type=click.Path(path_type=Path))
-@click.argument("texts", nargs=-1)
+@click.argument("args", nargs=-1, metavar="[MODEL] [TEXTS]...")
 @click.option(
     "--input", "input_path", help="File of texts: .txt (one a line) or .jsonl ('sentence'/'text'); - for stdin."
 )
@@ -984,8 +983,7 @@ def _prediction_fields(result: Any) -> dict[str, Any]:
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @user_errors
 def predict(
-    model_dir: Path,
-    texts: tuple[str, ...],
+    args: tuple[str, ...],
     input_path: str | None,
     input_format: str,
     output_path: Path | None,
@@ -994,28 +992,38 @@ def predict(
     threads: int | None,
     batch_size: int,
 ) -> None:
-    """Classify texts with an exported model (runtime only: no torch).
+    """Classify texts (runtime only: no torch); with no MODEL, the bundled one.
 
     \b
-    MODEL: an export folder, or the name of an installed model package
-    (tnews-deploy package).
+    MODEL (optional): an export folder, the name of an installed model
+    package (tnews-deploy package), or default / tnews-compact (the
+    bundled model). The first argument is the model when it is an
+    existing folder, such a name, or looks like a path (has a / or \\,
+    starts with . or ~, ends in .onnx: a missing one is an error);
+    otherwise every argument is a text. Without a MODEL the default
+    model answers: the folder or name in $TNEWS_DEPLOY_MODEL when set,
+    else the bundled model. A MODEL given always wins.
     \b
     Texts come as arguments, from --input, or piped in (standard input;
     also read for --input - or a lone -). A bad line in a file (empty,
     invalid JSON, bad UTF-8, no text field) gets an "error" record with
     its line number; the good lines are still predicted, and the command
-    exits 1 at the end, saying how many failed.
+    exits 1 at the end, saying how many failed. A table (on a terminal)
+    starts with the model's name and version; JSONL has one record a line.
 
     \b
     Examples:
-      tnews-deploy predict exports/int8 "北京大学举行毕业典礼" "国足备战世界杯预选赛"
-      tnews-deploy predict exports/int8 --input titles.txt --output predictions.jsonl
-      cat titles.jsonl | tnews-deploy predict exports/int8 --top-k 3
-      tnews-deploy predict tnews-int8 "北京大学举行毕业典礼"     # an installed model package
+      tnews-deploy predict "北京大学举行毕业典礼" "国足备战世界杯预选赛"       # the bundled model
+      tnews-deploy predict --input titles.txt --output predictions.jsonl
+      cat titles.jsonl | tnews-deploy predict --top-k 3
+      tnews-deploy predict exports/int8 "北京大学举行毕业典礼"        # an export folder
+      tnews-deploy predict tnews-int8 "北京大学举行毕业典礼"          # an installed model package
     """
     from .inputs import read_records, records_from_texts
+    from .models import split_predict_arguments
     from .predictor import Predictor
 
+    model_dir, texts = split_predict_arguments(args)
     if texts == ("-",) and not input_path:  # the usual spelling of "read standard input"
         texts, input_path = (), "-"
     if texts and input_path:
@@ -1055,6 +1063,7 @@ def predict(
     try:
         as_table = out_format == "table" or (out_format == "auto" and sink is None and sys.stdout.isatty())
         if as_table:
+            click.echo(predictor.model_label)
             _print_table(rows, top_k)
         else:
             for row in rows:
@@ -1091,8 +1100,7 @@ def _print_table(rows: list[dict[str, Any]], top_k: int) -> None:
 
 
 @main.command()
-@click.argument("model_dir", metavar="MODEL", type=click.Path(path_type=Path))
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("args", nargs=-1, required=True, metavar="[MODEL] INPUT...")
 @click.option(
     "--output",
     type=click.Path(path_type=Path),
@@ -1149,8 +1157,7 @@ def _print_table(rows: list[dict[str, Any]], top_k: int) -> None:
 @click.option("--force", is_flag=True, help="Replace --output if it exists (once the new output is complete).")
 @user_errors
 def score(
-    model_dir: Path,
-    inputs: tuple[str, ...],
+    args: tuple[str, ...],
     output: Path,
     text_field: str | None,
     top_k: int,
@@ -1167,8 +1174,11 @@ def score(
     """Score files of texts into Parquet (runtime only: no torch).
 
     \b
-    MODEL: an export folder, or the name of an installed model package
-    (tnews-deploy package).
+    MODEL (optional): an export folder (holding model.onnx or
+    manifest.json), the name of an installed model package (tnews-deploy
+    package), or default / tnews-compact (the bundled model); any other
+    first argument is an INPUT. Without a MODEL: the folder or name in
+    $TNEWS_DEPLOY_MODEL when set, else the bundled model.
     INPUT: .jsonl, .parquet, .csv or .txt files, folders or globs; the text is
     the 'sentence' or 'text' field (--text-field), the id the 'idx' or 'id'
     field, else the 1-based row number within its file. Output rows: source,
@@ -1180,13 +1190,16 @@ def score(
 
     \b
     Examples:
+      tnews-deploy score titles.jsonl --output scores/titles     # the bundled model
       tnews-deploy score exports/int8 data/tnews/*.jsonl --output scores/tnews
       tnews-deploy score exports/int8 titles.csv --text-field title --top-k 3 --output scores/titles
       tnews-deploy score exports/int8 s3-mirror/ --output scores/all --engine ray --actors 8 \\
           --ray-address 10.0.0.1:6379
     """
+    from .models import split_score_arguments
     from .scoring import score as run_scoring
 
+    model_dir, inputs = split_score_arguments(args)
     config = ScoreConfig(
         model_dir=model_dir,
         inputs=inputs,
@@ -1233,14 +1246,16 @@ _BENCH = BenchmarkConfig.defaults()
 @click.option(
     "--pytorch",
     type=click.Path(path_type=Path),
-    help="Checkpoint, run or grid folder for the PyTorch baseline; default: the ONNX manifest's source.",
+    help="Checkpoint, run or grid folder for the PyTorch baseline; default: the ONNX manifest's source (when it "
+    "is not on this machine, only the ONNX models are measured, the first the reference).",
 )
 @click.option(
     "--onnx",
     type=click.Path(path_type=Path),
     multiple=True,
     required=True,
-    help="An exported folder; repeat for each variant (fp32, O2, int8 ...).",
+    help="An exported folder, `default` (the bundled model) or an installed model package's name; repeat for "
+    "each variant (fp32, O2, int8 ...).",
 )
 @click.option(
     "--output",
@@ -1315,9 +1330,10 @@ def benchmark(quick: bool, **options: Any) -> None:
     otherwise.
 
     \b
-    Example:
+    Examples:
       tnews-deploy benchmark --pytorch runs/grid --onnx exports/fp32 --onnx exports/o2 \\
           --onnx exports/int8 --output bench/
+      tnews-deploy benchmark --onnx default --data clue/tnews --output bench/   # the bundled model alone
     """
     from .benchmark import run_benchmark
 
@@ -1340,7 +1356,7 @@ def benchmark(quick: bool, **options: Any) -> None:
 
 
 @main.command()
-@click.argument("model_dir", metavar="MODEL", type=click.Path(path_type=Path))
+@click.argument("model_dir", metavar="[MODEL]", required=False, type=click.Path(path_type=Path))
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -1399,7 +1415,7 @@ def benchmark(quick: bool, **options: Any) -> None:
 )
 @user_errors
 def serve(
-    model_dir: Path,
+    model_dir: Path | None,
     host: str,
     port: int,
     workers: int,
@@ -1412,11 +1428,13 @@ def serve(
     log_level: str,
     docs: bool,
 ) -> None:
-    """Serve an exported model over HTTP (FastAPI + uvicorn).
+    """Serve a model over HTTP (FastAPI + uvicorn); with no MODEL, the bundled one.
 
     \b
-    MODEL: an export folder, or the name of an installed model package
-    (tnews-deploy package).
+    MODEL (optional): an export folder, the name of an installed model
+    package (tnews-deploy package), or default / tnews-compact (the
+    bundled model). Without it: the folder or name in $TNEWS_DEPLOY_MODEL
+    when set (handy in a container), else the bundled model.
 
     \b
     POST /v1/classify  {"texts": ["…"], "top_k": 1}
@@ -1429,8 +1447,9 @@ def serve(
     access-log line per request. Operations guide: docs/operations.md.
 
     \b
-    Example:
-      tnews-deploy serve exports/int8 --port 8000            # or an installed model package's name
+    Examples:
+      tnews-deploy serve --port 8000                          # the bundled model
+      tnews-deploy serve exports/int8 --port 8000             # or an installed model package's name
       curl -s localhost:8000/v1/classify -d '{"texts": ["北京大学举行毕业典礼"]}'
     """
     try:
@@ -1454,10 +1473,16 @@ def serve(
     )
     if workers > 1:
         Predictor(model_dir, threads=1)  # fail here, with one clear line, before workers start
+    shown = str(model_dir)
+    if model_dir is None:
+        from .models import MODEL_ENV, locate_model
+
+        default = locate_model()  # no default model: its one error line, before anything starts
+        shown = f"the default model ({default.folder}{', from ' + MODEL_ENV if default.from_env else ''})"
     # Said once the model has loaded: a folder that cannot be served gives only its one error line.
     announce = functools.partial(
         click.echo,
-        f"serving {model_dir} on http://{host}:{port} ({workers} worker(s), {threads} thread(s) each)",
+        f"serving {shown} on http://{host}:{port} ({workers} worker(s), {threads} thread(s) each)",
         err=True,
     )
     run_service(config, host=host, port=port, workers=workers, log_level=log_level, on_loaded=announce)

@@ -45,7 +45,7 @@ from .inputs import validate_texts
 from .int8_weights import INT8_KERNEL_CHOICES
 from .int8_weights import prepare as prepare_int8
 from .machine import usable_cpus
-from .models import resolve_model
+from .models import ResolvedModel, locate_model
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -255,9 +255,11 @@ class Predictor:
 
     Args:
         model_dir: a folder written by `tnews-deploy export` (model.onnx, tokenizer.json, config.json,
-            manifest.json), or the name of an installed model package (`tnews-deploy package`, then
-            `pip install` the wheel; found through the `tnews_deploy.models` entry points, see
-            `tnews_deploy.models.resolve_model`). An existing folder wins over a package of the same name.
+            manifest.json), `default` / `tnews-compact` (the model bundled with this package), or the name of an
+            installed model package (`tnews-deploy package`, then `pip install` the wheel; found through the
+            `tnews_deploy.models` entry points). An existing folder wins over a name. None (default): the default
+            model, the one `$TNEWS_DEPLOY_MODEL` names (a folder or a name) when set, else the bundled one (see
+            `tnews_deploy.models.locate_model`).
         threads: onnxruntime intra-op threads; default: every CPU this process may use.
         providers: onnxruntime execution providers; default: CPU.
         batch_size: texts per model call (after sorting by length); at least 1.
@@ -280,6 +282,10 @@ class Predictor:
             names the file and what to do).
         ValueError: `batch_size` < 1.
 
+    Attributes (besides the arguments): `model_dir` (the folder loaded), `resolved_model` (how it was found),
+    `model_name` and `model_version` (see those), `manifest`, `labels`, `max_length`.
+
+    >>> predictor = Predictor()                          # the bundled model (tnews-compact)
     >>> predictor = Predictor("exports/tnews-int8")      # or an installed model package: Predictor("tnews-int8")
     >>> predictor.predict("北京大学举行毕业典礼")
     Prediction(label='news_edu', label_id=7, score=0.93)
@@ -287,7 +293,7 @@ class Predictor:
 
     def __init__(
         self,
-        model_dir: str | os.PathLike,
+        model_dir: str | os.PathLike | None = None,
         threads: int | None = None,
         providers: Sequence[str] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
@@ -302,7 +308,8 @@ class Predictor:
             raise ValueError(f"int8_kernels must be one of {', '.join(INT8_KERNEL_CHOICES)}, got {int8_kernels!r}.")
         self.memory = memory
         self.int8_kernels = int8_kernels
-        self.model_dir = resolve_model(model_dir)
+        self.resolved_model: ResolvedModel = locate_model(model_dir)
+        self.model_dir = self.resolved_model.folder
         self.batch_size = batch_size
         model_path = self._check_folder()
         self.manifest = self._load_manifest(model_path, verify_checksum)
@@ -314,6 +321,30 @@ class Predictor:
         self.threads = threads or default_threads()
         self.providers = list(providers or ["CPUExecutionProvider"])
         self.session = self._load_session(model_path)
+
+    # ------------------------------------------------------------------ identity
+
+    def _release(self, key: str) -> str | None:
+        release = self.manifest.get("release")
+        value = release.get(key) if isinstance(release, dict) else None
+        return value if isinstance(value, str) and value.strip() else None
+
+    @property
+    def model_name(self) -> str:
+        """The model's name: its manifest's `release.name` (the bundled model: tnews-compact), else the installed
+        model package's or the bundled model's name it was found by, else the folder's name."""
+        return self._release("name") or self.resolved_model.name or Path(os.path.abspath(self.model_dir)).name
+
+    @property
+    def model_version(self) -> str | None:
+        """The model's version: its manifest's `release.version`, else the installed model package's version;
+        None when neither says (a plain export folder)."""
+        return self._release("version") or self.resolved_model.version
+
+    @property
+    def model_label(self) -> str:
+        """One line naming the model for people, e.g. `tnews-compact 1.0.0 (bundled)`."""
+        return self.resolved_model.label(self.model_name, self.model_version)
 
     # ------------------------------------------------------------------ loading steps
 

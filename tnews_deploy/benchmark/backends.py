@@ -136,13 +136,14 @@ class OnnxBackend(Backend):
         Args:
             folder: a folder written by `tnews-deploy export`.
             threads: onnxruntime intra-op threads.
-            name: the backend's name in the report; default: the folder's name.
+            name: the backend's name in the report; default: the model's name (`Predictor.model_name`: the
+                folder's, or the bundled model's or package's name).
         """
         from ..predictor import MODEL_CONFIG_FILE, Predictor
 
         self.path, self.threads = Path(folder), threads
         self.predictor = Predictor(folder, threads=threads)
-        self.name = name or self.path.name
+        self.name = name or self.predictor.model_name
         self.variant = describe_variant(self.predictor.manifest)
         self.verified_on = (self.predictor.manifest.get("verification") or {}).get("machine")
         plan = self.predictor.kernel_plan
@@ -196,20 +197,22 @@ def describe_variant(manifest: dict[str, Any]) -> str:
 
 
 def load_backends(
-    checkpoint: Path, onnx: Sequence[Path], threads: int, max_length: int, pytorch_sorted: bool = False
+    checkpoint: Path | None, onnx: Sequence[Path], threads: int, max_length: int, pytorch_sorted: bool = False
 ) -> list[Backend]:
     """PyTorch first (the reference), optionally PyTorch with length bucketing, then each ONNX folder.
 
     Args:
-        checkpoint: the PyTorch checkpoint folder.
+        checkpoint: the PyTorch checkpoint folder; None: no PyTorch backend (the first ONNX folder is the reference).
         onnx: exported folders; two with the same folder name get distinct backend names.
         threads: threads for every backend.
         max_length: token cap for PyTorch (the ONNX folders carry their own).
         pytorch_sorted: add the "pytorch-sorted" backend.
     """
-    backends: list[Backend] = [PyTorchBackend(checkpoint, threads, max_length)]
-    if pytorch_sorted:
-        backends.append(PyTorchBackend(checkpoint, threads, max_length, sort_by_length=True))
+    backends: list[Backend] = []
+    if checkpoint is not None:
+        backends.append(PyTorchBackend(checkpoint, threads, max_length))
+        if pytorch_sorted:
+            backends.append(PyTorchBackend(checkpoint, threads, max_length, sort_by_length=True))
     names: set[str] = set()
     for folder in onnx:
         backend = OnnxBackend(Path(folder), threads)

@@ -62,17 +62,21 @@ def render_markdown(report: dict[str, Any], folder: Path | None = None) -> str:
     """
     m, rows = report["machine"], report["backends"]
     sizes = list(rows[0]["throughput"])
+    checkpoint = report.get("pytorch_checkpoint")
+    ref = "PT" if checkpoint else "ref"  # without a PyTorch baseline, the first ONNX model is the reference
+    reference_model = "PyTorch's model" if checkpoint else "the reference's model"
     head = ["backend", "variant", "MB", "macro-F1", "micro-F1", "agree", "p50 ms", "p95 ms", "p99 ms", "mean ms"]
-    head += [f"sent/s @{bs} (min–max)" for bs in sizes] + [f"×PT @{bs}" for bs in sizes] + ["×PT p50"]
+    head += [f"sent/s @{bs} (min–max)" for bs in sizes] + [f"×{ref} @{bs}" for bs in sizes] + [f"×{ref} p50"]
     head += [f"pad eff @{sizes[-1]}", "GFLOP/sent", f"GFLOP/s @{sizes[-1]}", "% fp32 peak", "cold s", "RSS MB"]
     lines = [
-        f"# Benchmark: `{_model_name(report['pytorch_checkpoint'])}` on {report['eval_sentences']:,} sentences",
+        f"# Benchmark: `{_model_name(checkpoint) if checkpoint else rows[0]['backend']}` on "
+        f"{report['eval_sentences']:,} sentences",
         "",
         f"{m['cpu']} ({m['arch']}), {m['usable_cpus']} usable CPUs, **{m['threads']} threads for every backend**; "
         f"flags: {', '.join(m['flags']) or 'none'}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
         f"{_evaluation_line(report, folder)}, max_length {report['max_length']}, {report['mean_tokens']} tokens per "
-        f"sentence on average, {report['gflop_per_sentence']} GFLOP per sentence (PyTorch's model; each backend's "
-        "own model in the GFLOP/sent column); "
+        f"sentence on average, {report['gflop_per_sentence']} GFLOP per sentence ({reference_model}; each "
+        "backend's own model in the GFLOP/sent column); "
         f"fp32 peak {report['fp32_peak']['gflops']} GFLOP/s ({report['fp32_peak']['method']}). "
         f"Latency: batch 1, {rows[0]['latency_ms']['samples']} sentences after "
         f"{report['settings']['warmup']} warm-up; {report['settings']['rounds']} alternating round(s).",
@@ -106,9 +110,13 @@ def render_markdown(report: dict[str, Any], folder: Path | None = None) -> str:
         cold = r.get("cold_start")
         cells += [f"{cold['seconds']:.2f}", f"{cold['peak_rss_mb']:.0f}"] if cold else ["—", "—"]
         lines.append("| " + " | ".join(cells) + " |")
+    speedup = "×PT: speed-up over PyTorch eager" if checkpoint else f"×ref: speed-up over `{rows[0]['backend']}`"
     lines += [
         "",
-        "×PT: speed-up over PyTorch eager (throughput ratio of medians; latency ratio of p50). "
+        f"{speedup} (throughput ratio of medians; latency ratio of p50); agree: same label as "
+        f"{'PyTorch' if checkpoint else 'it'}"
+        + ("" if checkpoint else " (no PyTorch baseline: pass --pytorch for one)")
+        + ". "
         "pad eff: real tokens / padded tokens in the batches run. GFLOP/sent: useful FLOPs of the backend's own model "
         "(its layers and sizes) per sentence; GFLOP/s counts them on real tokens only; "
         "% fp32 peak divides it by the best fp32 GEMM rate measured on this machine with the same threads "

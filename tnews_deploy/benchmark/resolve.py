@@ -12,6 +12,11 @@ scored on: each setting (data, size, seed, stratify) comes from, in order,
 
 A set drawn with other settings than the run's own may contain sentences the
 run used for model selection; that is logged as a warning.
+
+An `--onnx` value is an exported folder, or a model's name: `default` (the bundled model) or an installed model
+package's (`tnews_deploy.models`). Without `--pytorch`, the PyTorch baseline is the first manifest's source
+checkpoint; when there is none on this machine (the bundled model's, say), only the ONNX models are measured,
+the first of them the reference.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from .. import defaults
 from ..datasource import DataSource, describe_data
 from ..errors import UserError
 from ..machine import usable_cpus
+from ..models import is_known_model, resolve_model
 from ..predictor import MANIFEST_FILE
 from .config import BenchmarkConfig, flag
 
@@ -60,7 +66,7 @@ class EvaluationSettings:
 class BenchmarkPlan:
     """Everything resolved: what to load and which sentences to measure."""
 
-    checkpoint: Path
+    checkpoint: Path | None  # None: no PyTorch baseline (ONNX models only)
     onnx: tuple[Path, ...]
     threads: int
     max_length: int
@@ -82,7 +88,10 @@ def read_manifests(folders: tuple[Path, ...]) -> dict[Path, dict[str, Any]]:
     manifests = {}
     for folder in folders:
         if not folder.is_dir():
-            raise UserError(f"{folder}: no such ONNX folder; pass folders written by `tnews-deploy export`.")
+            raise UserError(
+                f"{folder}: no such ONNX folder; pass folders written by `tnews-deploy export`, `default` (the "
+                "bundled model) or an installed model package's name."
+            )
         path = folder / MANIFEST_FILE
         try:
             manifests[folder] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -129,6 +138,13 @@ def evaluation_settings(
             "evaluation data; pass --data."
         )
     data = DataSource.coerce(values["data"])
+    recorded_path = Path(data.path).expanduser()
+    if origin["data"] != flag("data") and recorded_path.is_absolute() and not recorded_path.parent.exists():
+        raise UserError(
+            f"{data.path}: the evaluation data that {origin['data']} records is not on this machine (the "
+            "model was made elsewhere). Pass --data: the same data set, e.g. --data clue/tnews (TNEWS from the "
+            "Hugging Face hub) or a local copy."
+        )
     recorded = next(
         (
             DataSource.coerce(source["data"])
@@ -192,24 +208,37 @@ def resolve_plan(config: BenchmarkConfig) -> BenchmarkPlan:
         config: the benchmark config.
 
     Raises:
-        UserError: an ONNX folder is missing, no checkpoint or no evaluation data can be found.
+        UserError: an ONNX folder is missing, or no evaluation data can be found (or the recorded data is not on
+            this machine).
     """
-    from ..export.source import resolve_source
-
-    manifests = read_manifests(config.onnx)
+    onnx = tuple(onnx_folder(folder) for folder in config.onnx)
+    manifests = read_manifests(onnx)
     pytorch_path = config.pytorch
     if pytorch_path is None:
         sources = [m["source"]["checkpoint"] for m in manifests.values() if (m.get("source") or {}).get("checkpoint")]
-        if not sources:
-            raise UserError("no --pytorch checkpoint given and no ONNX manifest names its source.")
-        pytorch_path = Path(sources[0])
-    source = resolve_source(pytorch_path)
-    settings = evaluation_settings(
-        config, manifests, source.run_config, f"{source.checkpoint.parent.name}/run_config.json"
-    )
+        pytorch_path = Path(sources[0]) if sources and Path(sources[0]).exists() else None
+        if pytorch_path is None:
+            if config.pytorch_sorted:
+                raise UserError(
+                    f"{flag('pytorch_sorted')} needs a PyTorch baseline, and no ONNX manifest names a source "
+                    f"checkpoint on this machine; pass {flag('pytorch')}."
+                )
+            logger.warning(
+                "no --pytorch given and %s: measuring the ONNX model(s) only, the first as the reference (pass "
+                "--pytorch CHECKPOINT for the PyTorch baseline).",
+                f"the source checkpoint {sources[0]} is not on this machine" if sources else "no manifest names one",
+            )
+    checkpoint, run_config, run_config_name = None, None, "run_config.json"
+    if pytorch_path is not None:
+        from ..export.source import resolve_source
+
+        source = resolve_source(pytorch_path)
+        checkpoint, run_config = source.checkpoint, source.run_config
+        run_config_name = f"{source.checkpoint.parent.name}/run_config.json"
+    settings = evaluation_settings(config, manifests, run_config, run_config_name)
     max_length = config.max_length or next(
         (int(m["max_length"]) for m in manifests.values() if m.get("max_length")),
-        int((source.run_config or {}).get("max_length") or DEFAULT_MAX_LENGTH),
+        int((run_config or {}).get("max_length") or DEFAULT_MAX_LENGTH),
     )
     sentences = f"{config.max_sentences:,} of " if config.max_sentences else ""
     logger.info(
@@ -221,12 +250,24 @@ def resolve_plan(config: BenchmarkConfig) -> BenchmarkPlan:
     )
     texts, labels = load_evaluation(settings, config.max_sentences)
     return BenchmarkPlan(
-        checkpoint=source.checkpoint,
-        onnx=config.onnx,
+        checkpoint=checkpoint,
+        onnx=onnx,
         threads=config.threads or usable_cpus(),
         max_length=max_length,
         evaluation=settings,
         texts=texts,
         labels=labels,
-        run_config=source.run_config,
+        run_config=run_config,
     )
+
+
+def onnx_folder(value: Path) -> Path:
+    """An `--onnx` value as a folder: an existing path as given; `default` / `tnews-compact` (the bundled model) or
+    an installed model package's name as its folder; anything else as given (`read_manifests` says it is missing).
+
+    Args:
+        value: the value as given.
+    """
+    if value.exists() or not is_known_model(str(value)):
+        return value
+    return resolve_model(value)

@@ -71,7 +71,7 @@ def backend_row(
         backend: the backend.
         timings: its raw measurements.
         labels: gold labels of the evaluation sentences.
-        reference_pred: PyTorch's predictions, for agreement.
+        reference_pred: the reference's predictions (PyTorch's; the first ONNX model's without PyTorch).
         work: its model's shape and token counts (its GFLOP/s count its own model's FLOPs).
         peak_gflops: this machine's fp32 GEMM peak.
     """
@@ -89,7 +89,7 @@ def backend_row(
         "model_mb": round(backend.size_bytes() / 1e6, 1),
         **work_json(work),
         **{k: round(v, 4) for k, v in f1_scores(labels, pred).items()},
-        "agreement_with_pytorch": round(float(np.mean(pred == reference_pred)), 4),
+        "agreement_with_pytorch": round(float(np.mean(pred == reference_pred)), 4),  # with the reference
         "latency_ms": {
             "p50": float(np.percentile(lat, 50)),
             "p95": float(np.percentile(lat, 95)),
@@ -116,12 +116,13 @@ def summarise(
     cold: dict[str, dict[str, Any]],
     command: str,
 ) -> dict[str, Any]:
-    """The report: settings, machine, evaluation set, one row per backend (PyTorch first, the reference).
+    """The report: settings, machine, evaluation set, one row per backend (the reference first: PyTorch, or the
+    first ONNX model when there is no PyTorch baseline; `reference` names it, speed-ups and agreement are to it).
 
     Args:
         config: the benchmark config (its settings are recorded).
         plan: what was resolved (checkpoint, evaluation set, threads, max_length).
-        backends: the backends measured, PyTorch first.
+        backends: the backends measured, the reference first.
         timings: backend name -> raw measurements.
         peak: `peak.measure_fp32_peak`'s result.
         cold: backend name -> cold-start figures (empty when not measured).
@@ -156,9 +157,10 @@ def summarise(
         },
         "data": plan.evaluation.data.to_json(),
         "evaluation": plan.evaluation_json(),
-        "pytorch_checkpoint": str(plan.checkpoint),
+        "pytorch_checkpoint": str(plan.checkpoint) if plan.checkpoint is not None else None,
+        "reference": backends[0].name,
         "max_length": plan.max_length,
         "eval_sentences": len(plan.texts),
-        **work_json(work[backends[0].name]),  # the PyTorch model's; each row has its own model's
+        **work_json(work[backends[0].name]),  # the reference model's; each row has its own model's
         "backends": rows,
     }

@@ -18,7 +18,8 @@ class ScoreConfig:
     """One `tnews-deploy score` job; validates itself.
 
     Args:
-        model_dir: an exported model folder, or an installed model package's name (`tnews_deploy.models`).
+        model_dir: an exported model folder, `default` (the bundled model) or an installed model package's name
+            (`tnews_deploy.models`); None: the default model (`$TNEWS_DEPLOY_MODEL` when set, else the bundled one).
         inputs: files, folders or glob patterns of .jsonl/.parquet/.csv/.txt files.
         output: the output folder (it appears only when the job is complete).
         text_field: the column/field holding the text; None: 'sentence', else 'text'.
@@ -34,7 +35,7 @@ class ScoreConfig:
         threads_per_actor: onnxruntime threads and CPUs reserved per actor.
     """
 
-    model_dir: Path
+    model_dir: Path | None
     inputs: tuple[str, ...]
     output: Path
     text_field: str | None = None
@@ -50,7 +51,8 @@ class ScoreConfig:
     threads_per_actor: int = 1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "model_dir", Path(self.model_dir))
+        if self.model_dir is not None:
+            object.__setattr__(self, "model_dir", Path(self.model_dir))
         object.__setattr__(self, "output", Path(self.output))
         object.__setattr__(self, "inputs", tuple(str(i) for i in self.inputs))
         require(

@@ -104,7 +104,7 @@ def score_local(config: ScoreConfig) -> ScoreSummary:
             errors=errors,
             seconds=time.perf_counter() - start,
             engine="local",
-            model_dir=str(config.model_dir),
+            model_dir=str(config.model_dir or predictor.model_dir),  # the default model: its folder
             model_sha256=model_sha256(predictor.model_dir, predictor.manifest),
             labels=list(predictor.labels),
             inputs=[f.name for f in files],

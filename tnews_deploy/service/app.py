@@ -206,7 +206,8 @@ class MicroBatcher:
 def model_summary(predictor: Predictor) -> dict[str, Any]:
     manifest = predictor.manifest
     return {
-        "name": predictor.model_dir.name,
+        "name": predictor.model_name,
+        "version": predictor.model_version,
         "sha256": manifest.get("model", {}).get("sha256"),
         "quantization": (manifest.get("quantization") or {}).get("mode", "none"),
         "optimization": (manifest.get("optimization") or {}).get("level", "none"),

@@ -24,7 +24,8 @@ class ServiceConfig:
     """What one service process serves and its limits; validates itself.
 
     Args:
-        model_dir: an exported model folder, or an installed model package's name (`tnews_deploy.models`).
+        model_dir: an exported model folder, `default` (the bundled model) or an installed model package's name
+            (`tnews_deploy.models`); None: the default model (`$TNEWS_DEPLOY_MODEL` when set, else the bundled one).
         max_batch: most texts in one request (more: 422 `too_many_texts`).
         max_chars: longest text accepted, in characters (longer: 422 `text_too_long`).
         threads: onnxruntime intra-op threads; None: every usable CPU.
@@ -40,7 +41,7 @@ class ServiceConfig:
             `/openapi.json` is always served.
     """
 
-    model_dir: Path
+    model_dir: Path | None = None
     max_batch: int = 256
     max_chars: int = 2000
     threads: int | None = None
@@ -51,7 +52,8 @@ class ServiceConfig:
     docs: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "model_dir", Path(self.model_dir))
+        if self.model_dir is not None:
+            object.__setattr__(self, "model_dir", Path(self.model_dir))
         checks = [
             (self.max_batch >= 1, f"--max-batch must be >= 1 (got {self.max_batch})"),
             (self.max_chars >= 1, f"--max-chars must be >= 1 (got {self.max_chars})"),
@@ -71,7 +73,8 @@ class ServiceConfig:
     def to_env(self) -> dict[str, str]:
         """For uvicorn workers, which build the app in their own process."""
         env = {
-            f"{ENV_PREFIX}MODEL_DIR": str(self.model_dir),
+            # empty: no model given, so the workers load the default model, as this process would
+            f"{ENV_PREFIX}MODEL_DIR": "" if self.model_dir is None else str(self.model_dir),
             f"{ENV_PREFIX}MAX_BATCH": str(self.max_batch),
             f"{ENV_PREFIX}MAX_CHARS": str(self.max_chars),
         }
@@ -87,8 +90,9 @@ class ServiceConfig:
     @classmethod
     def from_env(cls) -> ServiceConfig:
         threads = os.environ.get(f"{ENV_PREFIX}THREADS")
+        model_dir = os.environ.get(f"{ENV_PREFIX}MODEL_DIR")
         return cls(
-            model_dir=Path(os.environ[f"{ENV_PREFIX}MODEL_DIR"]),
+            model_dir=Path(model_dir) if model_dir else None,
             max_batch=int(os.environ.get(f"{ENV_PREFIX}MAX_BATCH", 256)),
             max_chars=int(os.environ.get(f"{ENV_PREFIX}MAX_CHARS", 2000)),
             threads=int(threads) if threads else None,

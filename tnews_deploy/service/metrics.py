@@ -105,9 +105,9 @@ class ServiceMetrics:
         )
         self.model_info = Gauge(
             "tnews_model_info",
-            "The served model (value 1): folder name, sha256 of the ONNX "
+            "The served model (value 1): name, version (empty when unknown), sha256 of the ONNX "
             "file, quantisation and optimisation of the export.",
-            ["name", "sha256", "quantization", "optimization"],
+            ["name", "version", "sha256", "quantization", "optimization"],
             registry=reg,
             multiprocess_mode="livemax",
         )
@@ -135,6 +135,7 @@ class ServiceMetrics:
     def set_model(self, summary: dict[str, Any], load_seconds: float) -> None:
         self.model_info.labels(
             name=summary["name"],
+            version=summary.get("version") or "",
             sha256=summary["sha256"] or "",
             quantization=summary["quantization"],
             optimization=summary["optimization"],

@@ -66,9 +66,16 @@ def non_blank_pattern() -> str:
 
 
 class ModelSummary(BaseModel):
-    """The model that answered: its folder name, checksum and how it was exported."""
+    """The model that answered: its name and version, checksum and how it was exported."""
 
-    name: str
+    name: str = Field(
+        description="The model's name: its manifest's release name (the bundled model: tnews-compact), else the "
+        "installed model package's name, else the export folder's name."
+    )
+    version: str | None = Field(
+        description="The model's version: its manifest's release version, else the installed model package's "
+        "version; null when unknown (a plain export folder)."
+    )
     sha256: str | None = Field(description="sha256 of the ONNX file, from the export manifest.")
     quantization: str = Field(description='Quantisation mode of the export ("none" when not quantised).')
     optimization: str = Field(description='ORT graph optimisation level of the export ("none" when not optimised).')
