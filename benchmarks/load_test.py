@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
-"""HTTP load test of `tnews-deploy serve` on loopback, with wrk.
+r"""HTTP load test of `tnews-deploy serve` on loopback, with wrk.
 
     python benchmarks/load_test.py runs/bench-e5/exports/int8 --data ../shared/data/tnews/hf \
         --results docs/load-test
 
-Starts the service on 127.0.0.1 (a free port), checks it answers, then runs wrk
+Several models side by side (MODEL: an export folder, or a model name such as `default`, the bundled model):
+
+    python benchmarks/load_test.py default exports/teacher-int8 --data ../shared/data/tnews/hf \
+        --concurrency 8,32 --texts-per-request 1 --rounds 3 --duration 10 --results docs/load-test
+
+For each model, starts the service on 127.0.0.1 (a free port), checks it answers, then runs wrk
 (Debian package `wrk`) for each concurrency level with POST /v1/classify bodies
 that rotate over real TNEWS validation sentences (one text per request by
 default). Records requests/s, latency p50/p90/p99, the service's CPU seconds,
 non-2xx responses and socket errors, and checks the service is still healthy
-afterwards. Writes RESULTS.md and RESULTS.json. Traffic goes to 127.0.0.1 only,
-and every wrk run is bounded by --duration.
+afterwards. Every round runs each (model, window) once, the service started afresh
+for each, in an order alternating round by round. Writes RESULTS.md and
+RESULTS.json (each model's folder, name, version and manifest sha256). Traffic
+goes to 127.0.0.1 only, and every wrk run is bounded by --duration.
 
 Micro-batching on and off, alternating on a shared machine (about 11 minutes):
 
@@ -22,6 +29,7 @@ Micro-batching on and off, alternating on a shared machine (about 11 minutes):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -39,7 +47,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from results_io import write_results
+from tnews_deploy.errors import UserError
 from tnews_deploy.machine import machine_info
+from tnews_deploy.models import locate_model
 
 LUA = """
 local bodies = {%s}
@@ -103,8 +113,41 @@ def server_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(args: argparse.Namespace, window_ms: float, scripts: dict[int, Path]) -> tuple[list[dict], bool]:
-    """Start `serve` with this micro-batching window, run every level (clients x texts per request), stop it."""
+def identify(models: list[str]) -> list[dict]:
+    """Each MODEL's folder (`locate_model`), name and version (as `Predictor.model_name` / `model_version` say them,
+    without loading the model), manifest sha256 and export settings. A name given twice gets ` #2`, ` #3`."""
+    identities, names = [], []
+    for model in models:
+        try:
+            resolved = locate_model(model)
+        except UserError as exc:
+            raise SystemExit(str(exc)) from exc
+        manifest_path = resolved.folder / "manifest.json"
+        manifest_bytes = manifest_path.read_bytes() if manifest_path.is_file() else b"{}"
+        manifest = json.loads(manifest_bytes)
+        release = manifest.get("release") if isinstance(manifest.get("release"), dict) else {}
+        names.append(release.get("name") or resolved.name or Path(os.path.abspath(resolved.folder)).name)
+        repeat = names.count(names[-1])
+        identities.append(
+            {
+                "name": names[-1] + (f" #{repeat}" if repeat > 1 else ""),
+                "version": release.get("version") or resolved.version,
+                "folder": str(resolved.folder),
+                "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest() if manifest_path.is_file() else None,
+                "source": manifest.get("source", {}).get("checkpoint"),
+                "quantization": manifest.get("quantization"),
+                "optimization": manifest.get("optimization"),
+                "bytes": manifest.get("model", {}).get("bytes"),
+            }
+        )
+    return identities
+
+
+def measure(
+    args: argparse.Namespace, model_dir: str, window_ms: float, scripts: dict[int, Path]
+) -> tuple[list[dict], bool]:
+    """Start `serve` on this model with this micro-batching window, run every level (clients x texts per request),
+    stop it."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     serve = [
@@ -112,7 +155,7 @@ def measure(args: argparse.Namespace, window_ms: float, scripts: dict[int, Path]
         "-m",
         "tnews_deploy.cli",
         "serve",
-        str(args.model_dir),
+        model_dir,
         "--port",
         str(port),
         "--log-level",
@@ -143,7 +186,9 @@ def measure(args: argparse.Namespace, window_ms: float, scripts: dict[int, Path]
                     str(script),
                     base,
                 ]
-                print(f"$ {' '.join(command)}  (window {window_ms} ms, {k} text(s) per request)", flush=True)
+                print(
+                    f"$ {' '.join(command)}  ({model_dir}, window {window_ms} ms, {k} text(s) per request)", flush=True
+                )
                 cpu_before = server_cpu_seconds(server.pid)
                 output = subprocess.run(
                     command, capture_output=True, text=True, check=True, timeout=args.duration + 60
@@ -162,18 +207,20 @@ def measure(args: argparse.Namespace, window_ms: float, scripts: dict[int, Path]
     return levels, healthy_after
 
 
-def summarise(runs: list[dict]) -> list[dict]:
-    """Per window and level: the median over rounds (and the range of requests/s)."""
+def summarise(runs: list[dict], models: list[str]) -> list[dict]:
+    """Per level, window and model (in the order given): the median over rounds (and the range of requests/s)."""
     rows: dict[tuple, list[dict]] = {}
     for run in runs:
         for lv in run["levels"]:
-            rows.setdefault((lv["concurrency"], lv["texts_per_request"], run["batch_window_ms"]), []).append(lv)
+            key = (lv["concurrency"], lv["texts_per_request"], run["batch_window_ms"], models.index(run["model"]))
+            rows.setdefault(key, []).append(lv)
     summary = []
-    for (c, k, window), levels in sorted(rows.items()):
+    for (c, k, window, model), levels in sorted(rows.items()):
         row = {
             "concurrency": c,
             "texts_per_request": k,
             "batch_window_ms": window,
+            "model": models[model],
             "rounds": len(levels),
             "requests_per_s_min": min(lv["requests_per_s"] for lv in levels),
             "requests_per_s_max": max(lv["requests_per_s"] for lv in levels),
@@ -189,7 +236,12 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model_dir", type=Path)
+    parser.add_argument(
+        "models",
+        nargs="+",
+        metavar="MODEL",
+        help="an export folder or a model name (`default`: the bundled model); several are compared, alternating",
+    )
     parser.add_argument("--data", required=True, help="folder with validation.jsonl (HF-style)")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--duration", type=int, default=20, help="seconds per level")
@@ -202,13 +254,15 @@ def main() -> None:
         "--rounds",
         type=int,
         default=1,
-        help="repeat every window this often, in alternating order (a shared machine's speed "
-        "drifts; alternation spreads the drift over the windows compared)",
+        help="repeat every model and window this often, in alternating order (a shared machine's speed "
+        "drifts; alternation spreads the drift over the models and windows compared)",
     )
     parser.add_argument("--results", type=Path, required=True, help="path stem for .md and .json")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
+    models = identify(args.models)
+    names = [m["name"] for m in models]
 
     rows = [json.loads(line) for line in (Path(args.data) / "validation.jsonl").open(encoding="utf-8")][:600]
     workdir = Path(tempfile.mkdtemp())
@@ -224,27 +278,33 @@ def main() -> None:
     runs = []
     try:
         for round_no in range(args.rounds):
-            for window in windows if round_no % 2 == 0 else windows[::-1]:
-                levels, healthy_after = measure(args, window, scripts)
-                runs.append(
-                    {"round": round_no + 1, "batch_window_ms": window, "levels": levels, "healthy_after": healthy_after}
-                )
+            order = 1 if round_no % 2 == 0 else -1
+            for model in models[::order]:
+                for window in windows[::order]:
+                    levels, healthy_after = measure(args, model["folder"], window, scripts)
+                    runs.append(
+                        {
+                            "round": round_no + 1,
+                            "model": model["name"],
+                            "batch_window_ms": window,
+                            "levels": levels,
+                            "healthy_after": healthy_after,
+                        }
+                    )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    manifest = json.loads((args.model_dir / "manifest.json").read_text())
-    summary = summarise(runs)
+    summary = summarise(runs, names)
     healthy = all(run["healthy_after"] for run in runs)
     report = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-        "model_dir": str(args.model_dir),
-        "model": {
-            "source": manifest.get("source", {}).get("checkpoint"),
-            "quantization": manifest.get("quantization"),
-            "optimization": manifest.get("optimization"),
-            "bytes": manifest.get("model", {}).get("bytes"),
-        },
+        "models": models,
+    }
+    if len(models) == 1:  # the single-model report's keys, as before
+        report["model_dir"] = models[0]["folder"]
+        report["model"] = {key: models[0][key] for key in ("source", "quantization", "optimization", "bytes")}
+    report |= {
         "texts_per_request": sorted(scripts),
         "batch_window_ms": windows,
         "rounds": args.rounds,
@@ -255,25 +315,29 @@ def main() -> None:
         "healthy_after": healthy,
     }
     windows_text = ", ".join(f"{w:g} ms" if w else "off" for w in windows)
+    several = len(models) > 1
+    title = ", ".join(names) if several else Path(models[0]["folder"]).name
     lines = [
-        f"# Load test: `tnews-deploy serve` on loopback ({args.model_dir.name})",
+        f"# Load test: `tnews-deploy serve` on loopback ({title})",
         "",
         f"wrk against POST /v1/classify, request bodies rotating over {len(rows)} real TNEWS validation "
         f"sentences, {args.duration} s per level, server and wrk on the same "
         f"{report['machine']['usable_cpus']}-CPU machine ({report['machine']['cpu']}); one uvicorn worker; "
-        f"micro-batching: {windows_text}; {args.rounds} round(s), each starting the service afresh per window, "
+        f"micro-batching: {windows_text}; {args.rounds} round(s), each starting the service afresh per "
+        f"{'model and window' if several else 'window'}, "
         "the order alternating round by round. Medians over the rounds (requests/s: median and range); "
         "requests per server CPU-second: requests answered per second of CPU time the service process used "
         "(on a shared machine, less dependent on what else runs than requests/s).",
         "",
-        "| clients | texts/request | window | requests/s | range | p50 ms | p90 ms | p99 ms | requests per CPU-s "
-        "| non-2xx | socket errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| clients | texts/request | window |{' model |' if several else ''} requests/s | range | p50 ms | p90 ms "
+        "| p99 ms | requests per CPU-s | non-2xx | socket errors |",
+        "|---|---|---|" + ("---|" if several else "") + "---|---|---|---|---|---|---|---|",
     ]
     for row in summary:
         window = f"{row['batch_window_ms']:g} ms" if row["batch_window_ms"] else "off"
+        model = f" {row['model']} |" if several else ""
         lines.append(
-            f"| {row['concurrency']} | {row['texts_per_request']} | {window} | {row['requests_per_s']:.1f} "
+            f"| {row['concurrency']} | {row['texts_per_request']} | {window} |{model} {row['requests_per_s']:.1f} "
             f"| {row['requests_per_s_min']:.1f}-{row['requests_per_s_max']:.1f} | {row['p50_ms']} | "
             f"{row['p90_ms']} | {row['p99_ms']} | {row['requests_per_cpu_s']} | {row['non_2xx']} | "
             f"{row['socket_errors']} |"
