@@ -305,3 +305,14 @@ def test_bundle_script_refuses_a_folder_over_20_mb(exported, tmp_path, capsys):
     assert script.main([str(broken), "--version", "2.0.0", "--target", str(target)]) == 2
     assert "sha256 differs" in capsys.readouterr().err
     assert json.loads((target / "manifest.json").read_text())["release"]["version"] == "1.0.0"
+
+
+def test_a_benchmark_of_the_bundled_model_records_its_name_in_the_command(tmp_path):
+    """`benchmark --onnx default`: results.md's command says `default`, not a path made relative to the output
+    folder (`../../default`), which would name no model when run again."""
+    from tnews_deploy.benchmark.config import BenchmarkConfig
+
+    (tmp_path / "export").mkdir()
+    config = BenchmarkConfig(pytorch=None, onnx=(Path("default"), tmp_path / "export"), output=tmp_path / "bench")
+    command = config.to_command(relative_to=tmp_path / "bench")
+    assert "--onnx default --onnx ../export" in command

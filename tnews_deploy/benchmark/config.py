@@ -110,7 +110,7 @@ class BenchmarkConfig:
         """
 
         def path(value: Path) -> str:
-            if relative_to is None:
+            if relative_to is None or not value.expanduser().exists():  # a model's name (`default`) stays a name
                 return str(value)
             return os.path.relpath(os.path.realpath(value.expanduser()), os.path.realpath(relative_to))
 
