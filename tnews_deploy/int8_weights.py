@@ -239,7 +239,7 @@ def prepare(model_path: Path, manifest: dict[str, Any], kernels: str = "auto") -
     if not converted:
         return KernelPlan(found.form, found.form, 0, exact), None
     used = read_form(model).form
-    logger.info(
+    logger.debug(  # on every load: not news to a user; /v1/model, the benchmark and verbose logs say it
         "%s: int8 weights %s -> %s in memory (%d tensors) for this CPU (%s)",
         model_path.name,
         found.form,
