@@ -110,15 +110,16 @@ class BenchmarkConfig:
         """
 
         def path(value: Path) -> str:
-            if relative_to is None or not value.expanduser().exists():  # a model's name (`default`) stays a name
+            if relative_to is None:
                 return str(value)
             return os.path.relpath(os.path.realpath(value.expanduser()), os.path.realpath(relative_to))
 
         args = ["tnews-deploy", "benchmark"]
         if self.pytorch is not None:
             args += [flag("pytorch"), path(self.pytorch)]
-        for folder in self.onnx:
-            args += [flag("onnx"), path(folder)]
+        for folder in self.onnx:  # a model's name (`default`, a model package) stays a name
+            named = len(folder.parts) == 1 and not folder.expanduser().exists()
+            args += [flag("onnx"), str(folder) if named else path(folder)]
         args += [flag("output"), path(self.output)]
         defaults = self.defaults()
         for f in fields(self):
