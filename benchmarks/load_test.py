@@ -49,7 +49,7 @@ from pathlib import Path
 from results_io import write_results
 from tnews_deploy.errors import UserError
 from tnews_deploy.machine import machine_info
-from tnews_deploy.models import locate_model
+from tnews_deploy.models import locate_model, model_identity
 
 LUA = """
 local bodies = {%s}
@@ -125,13 +125,13 @@ def identify(models: list[str]) -> list[dict]:
         manifest_path = resolved.folder / "manifest.json"
         manifest_bytes = manifest_path.read_bytes() if manifest_path.is_file() else b"{}"
         manifest = json.loads(manifest_bytes)
-        release = manifest.get("release") if isinstance(manifest.get("release"), dict) else {}
-        names.append(release.get("name") or resolved.name or Path(os.path.abspath(resolved.folder)).name)
+        name, version = model_identity(resolved, manifest)
+        names.append(name)
         repeat = names.count(names[-1])
         identities.append(
             {
                 "name": names[-1] + (f" #{repeat}" if repeat > 1 else ""),
-                "version": release.get("version") or resolved.version,
+                "version": version,
                 "folder": str(resolved.folder),
                 "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest() if manifest_path.is_file() else None,
                 "source": manifest.get("source", {}).get("checkpoint"),

@@ -139,6 +139,25 @@ class ResolvedModel:
         return f"{name}{' ' + version if version else ''} ({where}{via})"
 
 
+def model_identity(resolved: ResolvedModel, manifest: dict) -> tuple[str, str | None]:
+    """(name, version) of a located model: its manifest's `release` name/version (the bundled model), else the
+    installed model package's or bundled model's name/version it was found by, else the folder's name and None.
+
+    Args:
+        resolved: where the model was found (`locate_model`).
+        manifest: its manifest.json, parsed (`{}` when there is none).
+    """
+    release = manifest.get("release")
+    release = release if isinstance(release, dict) else {}
+
+    def said(key: str) -> str | None:
+        value = release.get(key)
+        return value if isinstance(value, str) and value.strip() else None
+
+    name = said("name") or resolved.name or Path(os.path.abspath(resolved.folder)).name
+    return name, said("version") or resolved.version
+
+
 def is_bundled_name(name: str) -> bool:
     """Whether `name` names the bundled model (`default` or `tnews-compact`, compared like package names)."""
     return model_key(name) in _BUNDLED_KEYS

@@ -45,7 +45,7 @@ from .inputs import validate_texts
 from .int8_weights import INT8_KERNEL_CHOICES
 from .int8_weights import prepare as prepare_int8
 from .machine import usable_cpus
-from .models import ResolvedModel, locate_model
+from .models import ResolvedModel, locate_model, model_identity
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -324,22 +324,17 @@ class Predictor:
 
     # ------------------------------------------------------------------ identity
 
-    def _release(self, key: str) -> str | None:
-        release = self.manifest.get("release")
-        value = release.get(key) if isinstance(release, dict) else None
-        return value if isinstance(value, str) and value.strip() else None
-
     @property
     def model_name(self) -> str:
         """The model's name: its manifest's `release.name` (the bundled model: tnews-compact), else the installed
         model package's or the bundled model's name it was found by, else the folder's name."""
-        return self._release("name") or self.resolved_model.name or Path(os.path.abspath(self.model_dir)).name
+        return model_identity(self.resolved_model, self.manifest)[0]
 
     @property
     def model_version(self) -> str | None:
         """The model's version: its manifest's `release.version`, else the installed model package's version;
         None when neither says (a plain export folder)."""
-        return self._release("version") or self.resolved_model.version
+        return model_identity(self.resolved_model, self.manifest)[1]
 
     @property
     def model_label(self) -> str:
